@@ -1,0 +1,216 @@
+//! The Prometheus registry and the pre-resolved handles the hot path updates.
+//!
+//! Label lookups happen once per snapshot build (`*_for` constructors); a request
+//! only touches atomics through the handles it carries.
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
+};
+
+/// Buckets for response times from 100 µs to 60 s.
+pub const RESPONSE_TIME_BUCKETS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+];
+
+/// Every metric of SPEC §5, registered once per process.
+pub struct Metrics {
+    registry: Registry,
+    responses: IntCounterVec,
+    requests: IntCounterVec,
+    target_response: HistogramVec,
+    healthy_targets: IntGaugeVec,
+    unhealthy_targets: IntGaugeVec,
+    target_up: IntGaugeVec,
+    active_connections: IntGaugeVec,
+    connections: IntCounterVec,
+    rejected_connections: IntCounterVec,
+    processed_bytes: IntCounterVec,
+    target_connection_errors: IntCounterVec,
+    tls_handshake_errors: IntCounterVec,
+    health_checks: IntCounterVec,
+    config_reloads: IntCounterVec,
+    /// The generation of the live configuration.
+    pub config_generation: IntGauge,
+}
+
+fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
+    registry.register(Box::new(c.clone())).expect("registered once");
+    c
+}
+
+fn gauge(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    let g = IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric");
+    registry.register(Box::new(g.clone())).expect("registered once");
+    g
+}
+
+impl Metrics {
+    /// Registers every metric; `edgelb_build_info` is set at once.
+    pub fn new() -> Self {
+        let r = Registry::new();
+        let responses = counter(&r, "edgelb_http_responses_total", "HTTP responses by source (lb or target) and status class.", &["listener", "target_group", "source", "class"]);
+        let requests = counter(&r, "edgelb_requests_total", "HTTP requests received.", &["listener", "target_group"]);
+        let target_response = HistogramVec::new(
+            HistogramOpts::new("edgelb_target_response_seconds", "Time from the request sent to a target to its response head.")
+                .buckets(RESPONSE_TIME_BUCKETS.to_vec()),
+            &["target_group"],
+        )
+        .expect("valid metric");
+        r.register(Box::new(target_response.clone())).expect("registered once");
+        let healthy_targets = gauge(&r, "edgelb_healthy_targets", "Targets in service.", &["target_group"]);
+        let unhealthy_targets = gauge(&r, "edgelb_unhealthy_targets", "Targets out of service.", &["target_group"]);
+        let target_up = gauge(&r, "edgelb_target_up", "1 while the target is in service.", &["target_group", "target"]);
+        let active_connections = gauge(&r, "edgelb_active_connections", "Open client connections.", &["listener"]);
+        let connections = counter(&r, "edgelb_connections_total", "Client connections accepted.", &["listener"]);
+        let rejected_connections = counter(&r, "edgelb_rejected_connections_total", "Client connections refused by max_connections.", &["listener"]);
+        let processed_bytes = counter(&r, "edgelb_processed_bytes_total", "Bytes received from and sent to clients.", &["listener", "direction"]);
+        let target_connection_errors = counter(&r, "edgelb_target_connection_errors_total", "Connections to targets that failed.", &["target_group"]);
+        let tls_handshake_errors = counter(&r, "edgelb_tls_handshake_errors_total", "Client TLS handshakes that failed.", &["listener"]);
+        let health_checks = counter(&r, "edgelb_health_checks_total", "Health checks by result.", &["target_group", "result"]);
+        let config_reloads = counter(&r, "edgelb_config_reloads_total", "Configuration reloads by result.", &["result"]);
+        let config_generation = IntGauge::new("edgelb_config_generation", "Generation of the live configuration.").expect("valid metric");
+        r.register(Box::new(config_generation.clone())).expect("registered once");
+        let build_info = gauge(&r, "edgelb_build_info", "Always 1; the version in a label.", &["version"]);
+        build_info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+        for result in ["success", "failure"] {
+            config_reloads.with_label_values(&[result]);
+        }
+        Metrics {
+            registry: r,
+            responses,
+            requests,
+            target_response,
+            healthy_targets,
+            unhealthy_targets,
+            target_up,
+            active_connections,
+            connections,
+            rejected_connections,
+            processed_bytes,
+            target_connection_errors,
+            tls_handshake_errors,
+            health_checks,
+            config_reloads,
+            config_generation,
+        }
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(16 * 1024);
+        TextEncoder::new().encode(&self.registry.gather(), &mut out).expect("text encoding cannot fail");
+        out
+    }
+
+    /// Counts a reload.
+    pub fn reload_result(&self, ok: bool) {
+        self.config_reloads.with_label_values(&[if ok { "success" } else { "failure" }]).inc();
+    }
+
+    /// Handles of one listener.
+    pub fn listener(&self, listener: &str) -> ListenerMetrics {
+        ListenerMetrics {
+            active_connections: self.active_connections.with_label_values(&[listener]),
+            connections: self.connections.with_label_values(&[listener]),
+            rejected_connections: self.rejected_connections.with_label_values(&[listener]),
+            bytes_in: self.processed_bytes.with_label_values(&[listener, "in"]),
+            bytes_out: self.processed_bytes.with_label_values(&[listener, "out"]),
+            tls_handshake_errors: self.tls_handshake_errors.with_label_values(&[listener]),
+        }
+    }
+
+    fn classes(&self, listener: &str, group: &str, source: &str) -> ClassCounters {
+        ClassCounters(["2xx", "3xx", "4xx", "5xx"].map(|class| self.responses.with_label_values(&[listener, group, source, class])))
+    }
+
+    /// Handles of requests of `listener` forwarded to `group`.
+    pub fn route(&self, listener: &str, group: &str) -> RouteMetrics {
+        RouteMetrics {
+            requests: self.requests.with_label_values(&[listener, group]),
+            from_lb: self.classes(listener, group, "lb"),
+            from_target: self.classes(listener, group, "target"),
+        }
+    }
+
+    /// Handles of requests of `listener` answered without a target group
+    /// (redirects, fixed responses, errors before routing): `target_group=""`.
+    pub fn unrouted(&self, listener: &str) -> UnroutedMetrics {
+        UnroutedMetrics { requests: self.requests.with_label_values(&[listener, ""]), from_lb: self.classes(listener, "", "lb") }
+    }
+
+    /// Handles of one target group.
+    pub fn group(&self, group: &str) -> GroupMetrics {
+        GroupMetrics {
+            response_time: self.target_response.with_label_values(&[group]),
+            connection_errors: self.target_connection_errors.with_label_values(&[group]),
+            healthy_targets: self.healthy_targets.with_label_values(&[group]),
+            unhealthy_targets: self.unhealthy_targets.with_label_values(&[group]),
+            checks_success: self.health_checks.with_label_values(&[group, "success"]),
+            checks_failure: self.health_checks.with_label_values(&[group, "failure"]),
+        }
+    }
+
+    /// The `edgelb_target_up` handle of one target.
+    pub fn target_up(&self, group: &str, target: &str) -> IntGauge {
+        self.target_up.with_label_values(&[group, target])
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Per-listener handles.
+#[derive(Clone)]
+pub struct ListenerMetrics {
+    pub active_connections: IntGauge,
+    pub connections: IntCounter,
+    pub rejected_connections: IntCounter,
+    pub bytes_in: IntCounter,
+    pub bytes_out: IntCounter,
+    pub tls_handshake_errors: IntCounter,
+}
+
+/// `edgelb_http_responses_total` of one (listener, group, source), by class.
+#[derive(Clone)]
+pub struct ClassCounters([IntCounter; 4]);
+
+impl ClassCounters {
+    /// Counts one response with `status` (1xx responses are not counted).
+    #[inline]
+    pub fn count(&self, status: u16) {
+        if let Some(c) = (status / 100).checked_sub(2).and_then(|i| self.0.get(i as usize)) {
+            c.inc();
+        }
+    }
+}
+
+/// Handles of one (listener, target group) pair.
+#[derive(Clone)]
+pub struct RouteMetrics {
+    pub requests: IntCounter,
+    pub from_lb: ClassCounters,
+    pub from_target: ClassCounters,
+}
+
+/// Handles of one listener's responses that no target group produced.
+#[derive(Clone)]
+pub struct UnroutedMetrics {
+    pub requests: IntCounter,
+    pub from_lb: ClassCounters,
+}
+
+/// Handles of one target group.
+#[derive(Clone)]
+pub struct GroupMetrics {
+    pub response_time: Histogram,
+    pub connection_errors: IntCounter,
+    pub healthy_targets: IntGauge,
+    pub unhealthy_targets: IntGauge,
+    pub checks_success: IntCounter,
+    pub checks_failure: IntCounter,
+}

@@ -1,0 +1,10 @@
+//! The admin side: the HTTP API on `admin.bind`, the metrics registry, and the
+//! JSON views of the running state.
+
+pub mod metrics;
+mod server;
+mod status;
+mod time;
+
+pub use server::{AdminApi, serve};
+pub use time::rfc3339;

@@ -1,0 +1,133 @@
+//! The admin HTTP API on `admin.bind` (SPEC §4).
+
+use crate::admin::status::{status_json, targets_json, unhealthy_groups};
+use crate::runtime::Server;
+use bytes::Bytes;
+use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use serde_json::{Value, json};
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+
+/// What the admin API serves from: the server and the token (read at start).
+pub struct AdminApi {
+    pub server: Arc<Server>,
+    /// Required for every non-GET call; `None` = such calls are refused (403).
+    pub token: Option<String>,
+}
+
+type AdminResponse = Response<Full<Bytes>>;
+
+fn json_response(status: StatusCode, value: &Value) -> AdminResponse {
+    let mut resp = Response::new(Full::new(Bytes::from(value.to_string())));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp
+}
+
+fn error(status: StatusCode, message: &str) -> AdminResponse {
+    json_response(status, &json!({ "error": message }))
+}
+
+/// Compares without an early exit, so the time taken tells nothing of where
+/// a guess differs.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+impl AdminApi {
+    /// 403 when no token is configured, 401 when the bearer token is missing or wrong.
+    fn authorize(&self, req: &Request<Incoming>) -> Result<(), AdminResponse> {
+        let Some(token) = &self.token else {
+            return Err(error(StatusCode::FORBIDDEN, "no admin token is configured (admin.token_file): changes through the API are disabled"));
+        };
+        let given = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "))
+            .unwrap_or(b"");
+        if constant_time_eq(given, token.as_bytes()) {
+            Ok(())
+        } else {
+            Err(error(StatusCode::UNAUTHORIZED, "missing or wrong bearer token"))
+        }
+    }
+
+    async fn handle(&self, req: Request<Incoming>) -> AdminResponse {
+        if req.method() != Method::GET && req.method() != Method::HEAD {
+            if let Err(resp) = self.authorize(&req) {
+                return resp;
+            }
+        }
+        let path = req.uri().path().trim_end_matches('/');
+        let segments: Vec<&str> = path.split('/').skip(1).collect();
+        match (req.method().clone(), segments.as_slice()) {
+            (Method::GET, ["healthz"]) => {
+                let unhealthy = unhealthy_groups(&self.server.live.load());
+                if unhealthy.is_empty() {
+                    json_response(StatusCode::OK, &json!({ "status": "ok" }))
+                } else {
+                    json_response(StatusCode::SERVICE_UNAVAILABLE, &json!({ "status": "unhealthy", "unhealthy_groups": unhealthy }))
+                }
+            }
+            (Method::GET, ["metrics"]) => {
+                let mut resp = Response::new(Full::new(Bytes::from(self.server.metrics.render())));
+                resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));
+                resp
+            }
+            (Method::GET, ["status"]) => {
+                json_response(StatusCode::OK, &status_json(&self.server.live.load(), &self.server.last_reload()))
+            }
+            (Method::POST, ["reload"]) => match self.server.reload().await {
+                Ok(generation) => json_response(StatusCode::OK, &json!({ "generation": generation })),
+                Err(e) => error(StatusCode::BAD_REQUEST, &e),
+            },
+            (Method::GET, ["target-groups", name, "targets"]) => match self.server.live.load().group(name) {
+                Some(g) => json_response(StatusCode::OK, &json!({ "target_group": &*g.name, "targets": targets_json(g) })),
+                None => error(StatusCode::NOT_FOUND, &format!("no target group {name:?}")),
+            },
+            (Method::POST, ["target-groups", _, "targets"]) | (Method::DELETE, ["target-groups", _, "targets", _]) => {
+                error(StatusCode::NOT_IMPLEMENTED, "not supported yet: target registration through the API")
+            }
+            _ => error(StatusCode::NOT_FOUND, "no such endpoint"),
+        }
+    }
+}
+
+/// Serves the admin API on `socket` until `stop` is notified.
+pub async fn serve(socket: TcpListener, api: Arc<AdminApi>, stop: Arc<Notify>) {
+    loop {
+        let (stream, _) = tokio::select! {
+            _ = stop.notified() => return,
+            r = socket.accept() => match r {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!("admin accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let api = api.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |req| {
+                let api = api.clone();
+                async move { Ok::<_, Infallible>(api.handle(req).await) }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(Duration::from_secs(10))
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}

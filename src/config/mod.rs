@@ -1,0 +1,126 @@
+//! The configuration: the serde schema (what the file says), validation with
+//! `file:line:col` errors, and the typed [`Config`] (what the program means).
+
+mod duration;
+mod model;
+mod schema;
+mod span;
+mod support;
+mod validate;
+
+pub use duration::{format_duration, parse_duration};
+pub use model::*;
+pub use validate::{DEFAULT_ADMIN_BIND, MAX_FIXED_BODY, MAX_PATTERN_LEN, parse_matcher, split_host_port};
+
+use schema::RawConfig;
+use span::{Anchor, DocPath, Seg, SpanIndex};
+use std::fmt;
+use std::path::Path;
+
+/// Why a configuration could not be used: every problem, each one line
+/// `PATH:LINE:COL: message`.
+#[derive(Debug, Clone)]
+pub struct ConfigError {
+    pub lines: Vec<String>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.lines.join("\n"))
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// A configuration that validated, with the lines that `run` must refuse (keys
+/// this build does not implement yet) kept apart so that `check` can still pass.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub config: Config,
+    /// `PATH:LINE:COL: not supported yet: <key>` lines.
+    pub unsupported: Vec<String>,
+}
+
+/// Reads, parses and validates the file at `path`.
+pub fn load(path: &Path) -> Result<Loaded, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+        lines: vec![format!("{}:1:1: cannot read the configuration: {e}", path.display())],
+    })?;
+    parse(&text, path)
+}
+
+/// Parses and validates `text` as if read from `path`.
+pub fn parse(text: &str, path: &Path) -> Result<Loaded, ConfigError> {
+    let shown = path.display().to_string();
+    let syntax_error = |e: toml::de::Error| {
+        let (line, col) = e.span().map_or((1, 1), |s| span::line_col(text, s.start));
+        ConfigError { lines: vec![format!("{shown}:{line}:{col}: {}", first_line(e.message()))] }
+    };
+    let index = SpanIndex::parse(text).map_err(syntax_error)?;
+    let mut unknown: Vec<DocPath> = Vec::new();
+    let deserializer = toml::Deserializer::parse(text).map_err(syntax_error)?;
+    let raw: RawConfig =
+        serde_ignored::deserialize(deserializer, |p| unknown.push(doc_path(&p))).map_err(syntax_error)?;
+    let mut diagnostics: Vec<validate::Diagnostic> = unknown
+        .into_iter()
+        .map(|path| {
+            let name = match path.last() {
+                Some(Seg::Key(k)) => k.clone(),
+                _ => String::from("?"),
+            };
+            validate::Diagnostic { path, anchor: Anchor::Key, message: format!("unknown key `{name}`") }
+        })
+        .collect();
+    let base_dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let render = |d: &validate::Diagnostic| {
+        let (line, col) = index.position(&d.path, d.anchor);
+        format!("{shown}:{line}:{col}: {}", d.message)
+    };
+    match validate::validate(&raw, path, base_dir) {
+        Ok(config) if diagnostics.is_empty() => {
+            let unsupported = support::unsupported_paths(&raw)
+                .into_iter()
+                .map(|(p, what)| {
+                    render(&validate::Diagnostic { path: p, anchor: Anchor::Key, message: format!("not supported yet: {what}") })
+                })
+                .collect();
+            Ok(Loaded { config, unsupported })
+        }
+        Ok(_) => Err(ConfigError { lines: diagnostics.iter().map(render).collect() }),
+        Err(mut errors) => {
+            diagnostics.append(&mut errors);
+            let mut placed: Vec<((usize, usize), String)> = diagnostics
+                .iter()
+                .map(|d| (index.position(&d.path, d.anchor), render(d)))
+                .collect();
+            placed.sort_by_key(|(pos, _)| *pos);
+            Err(ConfigError { lines: placed.into_iter().map(|(_, l)| l).collect() })
+        }
+    }
+}
+
+fn first_line(message: &str) -> &str {
+    message.lines().next().unwrap_or(message).trim()
+}
+
+fn doc_path(p: &serde_ignored::Path) -> DocPath {
+    let mut out = Vec::new();
+    fn walk(p: &serde_ignored::Path, out: &mut DocPath) {
+        match p {
+            serde_ignored::Path::Root => {}
+            serde_ignored::Path::Seq { parent, index } => {
+                walk(parent, out);
+                out.push(Seg::Index(*index));
+            }
+            serde_ignored::Path::Map { parent, key } => {
+                walk(parent, out);
+                out.push(Seg::Key(key.clone()));
+            }
+            serde_ignored::Path::Some { parent }
+            | serde_ignored::Path::NewtypeStruct { parent }
+            | serde_ignored::Path::NewtypeVariant { parent } => walk(parent, out),
+        }
+    }
+    walk(p, &mut out);
+    out
+}

@@ -1,0 +1,244 @@
+//! The validated configuration: what the program means, with types that cannot
+//! hold an invalid value. Built only by `validate`.
+
+use ipnet::IpNet;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// A whole validated configuration file.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file it was read from (relative paths inside were resolved against its directory).
+    pub source: PathBuf,
+    pub global: Global,
+    pub admin: Admin,
+    pub listeners: Vec<Listener>,
+    pub target_groups: Vec<TargetGroup>,
+}
+
+/// `[global]`.
+#[derive(Debug, Clone)]
+pub struct Global {
+    /// 0 = one per CPU.
+    pub worker_threads: usize,
+    pub drain_timeout: Duration,
+    /// First seals, all open. Empty = a random key per process.
+    pub stickiness_key_files: Vec<PathBuf>,
+    pub access_log: AccessLog,
+    pub state_file: Option<PathBuf>,
+    pub watch_config: bool,
+}
+
+/// Where access log lines go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AccessLog {
+    Off,
+    Stdout,
+    File(PathBuf),
+}
+
+/// `[admin]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Admin {
+    pub bind: SocketAddr,
+    pub token_file: Option<PathBuf>,
+}
+
+/// A listener's protocol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListenerProtocol {
+    Http,
+    Https,
+    Tcp,
+    Tls,
+}
+
+impl ListenerProtocol {
+    /// The spelling used in the config file, the admin API and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ListenerProtocol::Http => "http",
+            ListenerProtocol::Https => "https",
+            ListenerProtocol::Tcp => "tcp",
+            ListenerProtocol::Tls => "tls",
+        }
+    }
+
+    /// Whether requests are HTTP (rules, forwarding of requests).
+    pub fn is_http(self) -> bool {
+        matches!(self, ListenerProtocol::Http | ListenerProtocol::Https)
+    }
+}
+
+/// `tls_policy`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsPolicy {
+    Tls13Tls12,
+    Tls13Only,
+}
+
+/// One certificate and its key, paths resolved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertificateFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// One `[[listeners]]`.
+#[derive(Debug, Clone)]
+pub struct Listener {
+    pub name: String,
+    pub protocol: ListenerProtocol,
+    pub bind: SocketAddr,
+    pub idle_timeout: Duration,
+    pub http2: bool,
+    pub tls_policy: TlsPolicy,
+    pub certificates: Vec<CertificateFiles>,
+    pub proxy_protocol: bool,
+    /// 0 = unlimited.
+    pub max_connections: u32,
+    pub header_read_timeout: Duration,
+    pub max_header_bytes: usize,
+    pub default_action: Action,
+    /// Sorted by ascending priority.
+    pub rules: Vec<Rule>,
+}
+
+/// One listener rule.
+#[derive(Debug, Clone)]
+pub struct Rule {
+    pub priority: u32,
+    pub conditions: Conditions,
+    pub action: Action,
+}
+
+/// A rule's conditions; `None` = that condition is not used.
+#[derive(Debug, Clone, Default)]
+pub struct Conditions {
+    pub host: Option<Vec<String>>,
+    pub path: Option<Vec<String>>,
+    pub method: Option<Vec<String>>,
+    /// (lower-case header name, value patterns)
+    pub headers: Vec<(String, Vec<String>)>,
+    /// key = value pairs, any of which matches.
+    pub query: Option<Vec<(String, String)>>,
+    pub source_ip: Option<Vec<IpNet>>,
+}
+
+/// What a rule or a listener's default does with a request.
+#[derive(Debug, Clone)]
+pub enum Action {
+    Forward(Forward),
+    Redirect(Redirect),
+    FixedResponse(FixedResponse),
+}
+
+/// Forward to one group or split among several.
+#[derive(Debug, Clone)]
+pub struct Forward {
+    /// (group name, weight); a single `forward = "g"` is one entry of weight 1.
+    pub groups: Vec<(String, u32)>,
+    pub stickiness: Option<Duration>,
+}
+
+/// A redirect; `None` parts keep the request's own.
+#[derive(Debug, Clone)]
+pub struct Redirect {
+    pub protocol: Option<String>,
+    pub host: Option<String>,
+    pub port: Option<String>,
+    pub path: Option<String>,
+    pub query: Option<String>,
+    pub status: u16,
+}
+
+/// A response edgelb writes itself.
+#[derive(Debug, Clone)]
+pub struct FixedResponse {
+    pub status: u16,
+    pub content_type: String,
+    pub body: String,
+}
+
+/// A target group's protocol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GroupProtocol {
+    Http,
+    Https,
+    Tcp,
+}
+
+impl GroupProtocol {
+    /// The spelling used in the config file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GroupProtocol::Http => "http",
+            GroupProtocol::Https => "https",
+            GroupProtocol::Tcp => "tcp",
+        }
+    }
+}
+
+/// How a group picks a target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Algorithm {
+    WeightedRoundRobin,
+    LeastOutstandingRequests,
+}
+
+/// Group stickiness.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stickiness {
+    LbCookie { duration: Duration },
+    AppCookie { cookie: String, duration: Duration },
+}
+
+/// One `[[target_groups]]`.
+#[derive(Debug, Clone)]
+pub struct TargetGroup {
+    pub name: String,
+    pub protocol: GroupProtocol,
+    pub algorithm: Algorithm,
+    pub slow_start: Duration,
+    pub deregistration_delay: Duration,
+    pub request_timeout: Duration,
+    pub connect_timeout: Duration,
+    pub fail_open: bool,
+    pub ca_file: Option<PathBuf>,
+    pub tls_verify: bool,
+    pub stickiness: Option<Stickiness>,
+    pub targets: Vec<TargetSpec>,
+    pub health_check: HealthCheck,
+}
+
+/// A target as configured: its address text (its identity), host, port and weight.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TargetSpec {
+    /// As written in the file, e.g. `10.0.1.10:8080` or `app-2.internal:8080`.
+    pub address: String,
+    pub host: String,
+    pub port: u16,
+    pub weight: u32,
+}
+
+/// Where health checks go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HealthPort {
+    TrafficPort,
+    Port(u16),
+}
+
+/// `[target_groups.health_check]` with defaults applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthCheck {
+    pub protocol: GroupProtocol,
+    pub port: HealthPort,
+    pub path: String,
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub healthy_threshold: u32,
+    pub unhealthy_threshold: u32,
+    /// Inclusive status ranges.
+    pub matcher: Vec<(u16, u16)>,
+}

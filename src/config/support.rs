@@ -1,0 +1,79 @@
+//! What this build accepts in the file but does not implement yet. `check`
+//! passes such a file; `run` refuses it with `not supported yet: <key>` rather
+//! than silently ignore a key an operator relies on. Each later capability
+//! removes its lines here when it lands.
+
+use super::schema::{RawAction, RawConfig, RawForward};
+use super::span::{DocPath, Seg};
+
+/// `[global]`'s key `k`.
+fn global(k: &str) -> DocPath {
+    vec![Seg::Key("global".into()), Seg::Key(k.into())]
+}
+
+/// Key `k` of entry `i` of the array of tables `list`.
+fn entry(list: &str, i: usize, k: &str) -> DocPath {
+    vec![Seg::Key(list.into()), Seg::Index(i), Seg::Key(k.into())]
+}
+
+/// The unsupported keys of a raw file, with their paths.
+pub(super) fn unsupported_paths(raw: &RawConfig) -> Vec<(DocPath, String)> {
+    let mut out = Vec::new();
+    if let Some(g) = &raw.global {
+        if g.stickiness_key_file.is_some() {
+            out.push((global("stickiness_key_file"), "global.stickiness_key_file".into()));
+        }
+        if g.access_log.as_deref().is_some_and(|a| a != "off") {
+            out.push((global("access_log"), "global.access_log".into()));
+        }
+        if g.state_file.is_some() {
+            out.push((global("state_file"), "global.state_file".into()));
+        }
+        if g.watch_config == Some(true) {
+            out.push((global("watch_config"), "global.watch_config".into()));
+        }
+    }
+    for (i, l) in raw.listeners.iter().enumerate() {
+        if let Some(p) = l.protocol.as_deref().filter(|p| *p != "http") {
+            out.push((entry("listeners", i, "protocol"), format!("protocol = {p:?}")));
+        }
+        if l.proxy_protocol == Some(true) {
+            out.push((entry("listeners", i, "proxy_protocol"), "proxy_protocol".into()));
+        }
+        if !l.rules.is_empty() {
+            out.push((entry("listeners", i, "rules"), "rules".into()));
+        }
+        if let Some(a) = &l.default_action {
+            action(a, entry("listeners", i, "default_action"), &mut out);
+        }
+    }
+    for (i, g) in raw.target_groups.iter().enumerate() {
+        if let Some(p) = g.protocol.as_deref().filter(|p| *p != "http") {
+            out.push((entry("target_groups", i, "protocol"), format!("protocol = {p:?}")));
+        }
+        if g.stickiness.is_some() {
+            out.push((entry("target_groups", i, "stickiness"), "stickiness".into()));
+        }
+        if g.slow_start.as_deref().is_some_and(|s| s != "0s" && s != "0ms") {
+            out.push((entry("target_groups", i, "slow_start"), "slow_start".into()));
+        }
+        if g.health_check.is_some() {
+            out.push((entry("target_groups", i, "health_check"), "health_check".into()));
+        }
+    }
+    out
+}
+
+fn action(a: &RawAction, at: DocPath, out: &mut Vec<(DocPath, String)>) {
+    let mut at = at;
+    if a.redirect.is_some() {
+        at.push(Seg::Key("redirect".into()));
+        out.push((at, "redirect actions".into()));
+    } else if a.fixed_response.is_some() {
+        at.push(Seg::Key("fixed_response".into()));
+        out.push((at, "fixed_response actions".into()));
+    } else if let Some(RawForward::Weighted(_)) = &a.forward {
+        at.push(Seg::Key("forward".into()));
+        out.push((at, "weighted forward to several target groups".into()));
+    }
+}

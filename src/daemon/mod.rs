@@ -1,0 +1,9 @@
+//! The process: command line, the `run` loop with signals and systemd
+//! notifications, and the built-in demo.
+
+pub mod cli;
+mod demo;
+mod notify;
+mod run;
+
+pub use cli::main;

@@ -1,0 +1,140 @@
+//! `edgelb run`: start, then serve until SIGTERM/SIGINT, reloading on SIGHUP.
+
+use super::notify;
+use crate::admin::metrics::Metrics;
+use crate::admin::{self, AdminApi};
+use crate::config::{self, Loaded};
+use crate::runtime::{Server, StartError};
+use std::path::Path;
+use std::sync::Arc;
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::Notify;
+
+/// Exit code: clean shutdown.
+pub const EXIT_OK: u8 = 0;
+/// Exit code: the configuration is invalid.
+pub const EXIT_CONFIG: u8 = 1;
+/// Exit code: a runtime failure such as a port that cannot be bound.
+pub const EXIT_RUNTIME: u8 = 2;
+
+/// Sets up logging to stderr (`RUST_LOG` overrides the default `info`).
+pub fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    use std::io::IsTerminal;
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Loads the configuration at `path` and runs the daemon on it.
+pub fn run(path: &Path) -> u8 {
+    init_logging();
+    let loaded = match config::load(path) {
+        Ok(l) => l,
+        Err(e) => {
+            for line in &e.lines {
+                eprintln!("{line}");
+            }
+            return EXIT_CONFIG;
+        }
+    };
+    let runtime = match tokio_runtime(loaded.config.global.worker_threads) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("cannot start the runtime: {e}");
+            return EXIT_RUNTIME;
+        }
+    };
+    runtime.block_on(serve(path, loaded, None))
+}
+
+/// A multi-threaded runtime with `threads` workers (0 = one per CPU).
+pub fn tokio_runtime(threads: usize) -> std::io::Result<tokio::runtime::Runtime> {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if threads > 0 {
+        builder.worker_threads(threads);
+    }
+    builder.enable_all().thread_name("edgelb").build()
+}
+
+/// Runs until SIGTERM/SIGINT; `on_ready` is told once everything is bound.
+pub async fn serve(path: &Path, loaded: Loaded, on_ready: Option<Box<dyn FnOnce() + Send>>) -> u8 {
+    if !loaded.unsupported.is_empty() {
+        for line in &loaded.unsupported {
+            eprintln!("{line}");
+        }
+        return EXIT_CONFIG;
+    }
+    let (Ok(mut hup), Ok(mut term), Ok(mut int)) = (signal(SignalKind::hangup()), signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        eprintln!("cannot install signal handlers");
+        return EXIT_RUNTIME;
+    };
+    let token = match &loaded.config.admin.token_file {
+        None => None,
+        Some(p) => match std::fs::read_to_string(p) {
+            Ok(t) if !t.trim().is_empty() => Some(t.trim().to_owned()),
+            Ok(_) => {
+                eprintln!("{}: the admin token file is empty", p.display());
+                return EXIT_CONFIG;
+            }
+            Err(e) => {
+                eprintln!("{}: cannot read the admin token: {e}", p.display());
+                return EXIT_CONFIG;
+            }
+        },
+    };
+    let admin_bind = loaded.config.admin.bind;
+    let admin_socket = match crate::listener::bind(admin_bind) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("admin API: cannot bind {admin_bind}: {e}");
+            return EXIT_RUNTIME;
+        }
+    };
+    let metrics = Arc::new(Metrics::new());
+    let server = match Server::start(path, loaded, metrics).await {
+        Ok(s) => s,
+        Err(StartError::Config(e)) => {
+            for line in &e.lines {
+                eprintln!("{line}");
+            }
+            return EXIT_CONFIG;
+        }
+        Err(StartError::Runtime(e)) => {
+            eprintln!("{e}");
+            return EXIT_RUNTIME;
+        }
+    };
+    let stop_admin = Arc::new(Notify::new());
+    tokio::spawn(admin::serve(admin_socket, Arc::new(AdminApi { server: server.clone(), token }), stop_admin.clone()));
+    tracing::info!(admin = %admin_bind, generation = 1, "edgelb {} serving", env!("CARGO_PKG_VERSION"));
+    notify::ready("serving");
+    notify::start_watchdog();
+    if let Some(f) = on_ready {
+        f();
+    }
+    loop {
+        tokio::select! {
+            _ = hup.recv() => {
+                notify::reloading();
+                let status = match server.reload().await {
+                    Ok(g) => format!("serving generation {g}"),
+                    Err(_) => "serving; last reload failed".to_owned(),
+                };
+                notify::ready(&status);
+            }
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+        }
+    }
+    tracing::info!("shutting down: closing listeners, draining in-flight requests");
+    notify::stopping();
+    let drained = server.shutdown().await;
+    if !drained {
+        tracing::warn!("drain_timeout passed with requests still in flight; exiting");
+    }
+    stop_admin.notify_one();
+    EXIT_OK
+}

@@ -1,0 +1,12 @@
+//! edgelb: a load-balancer daemon with the semantics of AWS Elastic Load
+//! Balancing. See `docs/architecture.md` for how the modules fit together.
+
+pub mod admin;
+pub mod balance;
+pub mod config;
+pub mod daemon;
+pub mod health;
+pub mod listener;
+pub mod proxy;
+pub mod route;
+pub mod runtime;

@@ -1,0 +1,89 @@
+//! Binding listening sockets and accepting connections on them.
+
+use crate::listener::ClientConn;
+use crate::runtime::Live;
+use http::HeaderValue;
+use hyper_util::server::graceful::GracefulShutdown;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32};
+use std::time::Duration;
+use tokio::net::{TcpListener, TcpSocket};
+use tokio::sync::Notify;
+
+/// Pending connections the kernel keeps for a listener.
+const BACKLOG: u32 = 4096;
+
+/// Binds a listening socket (SO_REUSEADDR, so a restart does not wait for TIME_WAIT).
+pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(BACKLOG)
+}
+
+/// Whether an accept error means the process ran out of something (descriptors,
+/// memory) and should back off instead of spinning.
+fn is_exhaustion(e: &io::Error) -> bool {
+    // ENOMEM, ENFILE, EMFILE, ENOBUFS
+    matches!(e.raw_os_error(), Some(12 | 23 | 24 | 105))
+}
+
+/// Accepts connections of one listener until `stop` is notified, then closes the
+/// socket (new connections are refused) and returns the connections' shutdown
+/// handle so the caller can drain them.
+pub async fn accept_loop(name: Arc<str>, socket: Arc<TcpListener>, live: Arc<Live>, stop: Arc<Notify>) -> GracefulShutdown {
+    let graceful = GracefulShutdown::new();
+    let mut backoff = Duration::from_millis(10);
+    // The real port (the configured one may be 0), for X-Forwarded-Port.
+    let port = HeaderValue::from(socket.local_addr().map_or(0, |a| a.port()));
+    loop {
+        let accepted = tokio::select! {
+            biased;
+            _ = stop.notified() => break,
+            r = socket.accept() => r,
+        };
+        let (stream, peer) = match accepted {
+            Ok(a) => a,
+            Err(e) if is_exhaustion(&e) => {
+                tracing::error!(listener = %name, "accept failed: {e}; backing off {backoff:?}");
+                tokio::select! {
+                    _ = stop.notified() => break,
+                    _ = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+                continue;
+            }
+            Err(e) => {
+                tracing::debug!(listener = %name, "accept failed: {e}");
+                continue;
+            }
+        };
+        backoff = Duration::from_millis(10);
+        let Some(runtime) = live.load().listener(&name).cloned() else { continue };
+        runtime.metrics.connections.inc();
+        if runtime.max_connections > 0 && runtime.metrics.active_connections.get() >= runtime.max_connections as i64 {
+            runtime.metrics.rejected_connections.inc();
+            drop(stream);
+            continue;
+        }
+        let _ = stream.set_nodelay(true);
+        let conn = Arc::new(ClientConn {
+            peer,
+            listener_name: runtime.name.clone(),
+            live: live.clone(),
+            in_flight: Arc::new(AtomicU32::new(0)),
+            upgraded: AtomicBool::new(false),
+            forwarded: runtime.forwarded_for(peer, &port),
+        });
+        let watcher = graceful.watcher();
+        runtime.metrics.active_connections.inc();
+        tokio::spawn(async move {
+            let active = runtime.metrics.active_connections.clone();
+            super::http::serve(stream, conn, runtime, watcher).await;
+            active.dec();
+        });
+    }
+    graceful
+}

@@ -1,0 +1,181 @@
+//! The client side of a connection as hyper reads it, with the listener's
+//! timers: the request-head deadline (408) and the idle keep-alive timeout, and
+//! the processed-bytes counters.
+
+use crate::admin::metrics::ListenerMetrics;
+use crate::listener::ClientConn;
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::time::{Instant, Sleep};
+
+const REQUEST_TIMEOUT_RESPONSE: &[u8] =
+    b"HTTP/1.1 408 Request Timeout\r\nconnection: close\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: 20\r\n\r\n408 Request Timeout\n";
+const H2_PREFACE_START: &[u8] = b"PRI ";
+
+/// Where the connection is between requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Waiting for the first byte of a request: the idle timeout runs.
+    Idle,
+    /// Part of a request head has arrived: the head deadline runs.
+    Head,
+    /// A request is being served: no timer of ours runs.
+    Busy,
+}
+
+/// Wraps a client stream; hyper reads and writes through it.
+pub struct ClientIo<S> {
+    inner: S,
+    conn: Arc<ClientConn>,
+    phase: Phase,
+    timer: Pin<Box<Sleep>>,
+    idle_timeout: Duration,
+    header_read_timeout: Duration,
+    /// Bytes of the HTTP/2 preface seen so far; `None` once the protocol is known.
+    preface_seen: Option<usize>,
+    is_h2: bool,
+    bytes_in: u64,
+    bytes_out: u64,
+    metrics: ListenerMetrics,
+}
+
+impl<S> ClientIo<S> {
+    /// Wraps `inner` for a connection of a listener with these timeouts.
+    pub fn new(inner: S, conn: Arc<ClientConn>, idle_timeout: Duration, header_read_timeout: Duration, metrics: ListenerMetrics) -> Self {
+        ClientIo {
+            inner,
+            conn,
+            phase: Phase::Idle,
+            timer: Box::pin(tokio::time::sleep(idle_timeout)),
+            idle_timeout,
+            header_read_timeout,
+            preface_seen: Some(0),
+            is_h2: false,
+            bytes_in: 0,
+            bytes_out: 0,
+            metrics,
+        }
+    }
+
+    fn flush_counters(&mut self) {
+        if self.bytes_in > 0 {
+            self.metrics.bytes_in.inc_by(self.bytes_in);
+            self.bytes_in = 0;
+        }
+        if self.bytes_out > 0 {
+            self.metrics.bytes_out.inc_by(self.bytes_out);
+            self.bytes_out = 0;
+        }
+    }
+
+    fn note_protocol(&mut self, data: &[u8]) {
+        if let Some(seen) = self.preface_seen {
+            let want = &H2_PREFACE_START[seen..];
+            let n = want.len().min(data.len());
+            if data[..n] != want[..n] {
+                self.preface_seen = None;
+            } else if seen + n == H2_PREFACE_START.len() {
+                self.preface_seen = None;
+                self.is_h2 = true;
+            } else {
+                self.preface_seen = Some(seen + n);
+            }
+        }
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> ClientIo<S> {
+    /// Best effort: the 408 response goes out if the socket takes it at once.
+    fn send_request_timeout(&mut self, cx: &mut Context<'_>) {
+        if let Poll::Ready(Ok(n)) = Pin::new(&mut self.inner).poll_write(cx, REQUEST_TIMEOUT_RESPONSE) {
+            self.bytes_out += n as u64;
+            let _ = Pin::new(&mut self.inner).poll_flush(cx);
+        }
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for ClientIo<S> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        let busy = this.conn.in_flight.load(Ordering::Relaxed) > 0 || this.conn.upgraded.load(Ordering::Relaxed);
+        if busy {
+            this.phase = Phase::Busy;
+        } else if this.phase == Phase::Busy {
+            this.phase = Phase::Idle;
+            this.timer.as_mut().reset(Instant::now() + this.idle_timeout);
+            this.flush_counters();
+        }
+        let before = buf.filled().len();
+        match Pin::new(&mut this.inner).poll_read(cx, buf) {
+            Poll::Ready(Ok(())) => {
+                let n = buf.filled().len() - before;
+                if n > 0 {
+                    this.bytes_in += n as u64;
+                    if this.preface_seen.is_some() {
+                        this.note_protocol(&buf.filled()[before..]);
+                    }
+                    if this.phase == Phase::Idle {
+                        if this.is_h2 {
+                            this.timer.as_mut().reset(Instant::now() + this.idle_timeout);
+                        } else {
+                            this.phase = Phase::Head;
+                            this.timer.as_mut().reset(Instant::now() + this.header_read_timeout);
+                        }
+                    }
+                }
+                Poll::Ready(Ok(()))
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => {
+                if this.phase != Phase::Busy {
+                    ready!(this.timer.as_mut().poll(cx));
+                    if this.phase == Phase::Head {
+                        tracing::debug!(peer = %this.conn.peer, "request head not complete within header_read_timeout");
+                        this.send_request_timeout(cx);
+                        return Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, "request head timeout")));
+                    }
+                    // Idle for idle_timeout: end of stream, hyper closes quietly.
+                    return Poll::Ready(Ok(()));
+                }
+                Poll::Pending
+            }
+        }
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for ClientIo<S> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
+        let n = ready!(Pin::new(&mut self.inner).poll_write(cx, data))?;
+        self.bytes_out += n as u64;
+        Poll::Ready(Ok(n))
+    }
+
+    fn poll_write_vectored(mut self: Pin<&mut Self>, cx: &mut Context<'_>, bufs: &[io::IoSlice<'_>]) -> Poll<io::Result<usize>> {
+        let n = ready!(Pin::new(&mut self.inner).poll_write_vectored(cx, bufs))?;
+        self.bytes_out += n as u64;
+        Poll::Ready(Ok(n))
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+impl<S> Drop for ClientIo<S> {
+    fn drop(&mut self) {
+        self.flush_counters();
+    }
+}

@@ -1,0 +1,135 @@
+//! The running listeners and how a new configuration changes them: listeners
+//! are matched by name, bind address and protocol; an unchanged one keeps its
+//! socket and accept loop; a new one is bound *before* the snapshot swap (so a
+//! bind error fails the reload and changes nothing); a removed one stops
+//! accepting and its connections drain.
+
+use super::accept::{accept_loop, bind};
+use crate::config::{Config, ListenerProtocol};
+use crate::runtime::Live;
+use hyper_util::server::graceful::GracefulShutdown;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+
+/// What identifies a running listener across reloads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Identity {
+    name: String,
+    bind: SocketAddr,
+    protocol: ListenerProtocol,
+}
+
+struct Running {
+    identity: Identity,
+    name: Arc<str>,
+    socket: Arc<TcpListener>,
+    stop: Arc<Notify>,
+    task: JoinHandle<GracefulShutdown>,
+}
+
+/// Sockets bound for a configuration, not yet serving.
+pub struct Prepared {
+    new: Vec<(Identity, Arc<TcpListener>)>,
+}
+
+/// Every listener that accepts connections now.
+#[derive(Default)]
+pub struct ListenerSet {
+    running: Vec<Running>,
+}
+
+fn identities(config: &Config) -> Vec<Identity> {
+    config
+        .listeners
+        .iter()
+        .map(|l| Identity { name: l.name.clone(), bind: l.bind, protocol: l.protocol })
+        .collect()
+}
+
+impl ListenerSet {
+    /// Binds the sockets `config` needs that are not open yet. A socket whose
+    /// address a running listener already holds (a renamed or re-protocoled
+    /// listener) is shared instead of bound again. Nothing changes on error.
+    pub fn prepare(&self, config: &Config) -> io::Result<Prepared> {
+        let mut new = Vec::new();
+        for id in identities(config) {
+            if self.running.iter().any(|r| r.identity == id) {
+                continue;
+            }
+            let socket = match self.running.iter().find(|r| r.identity.bind == id.bind) {
+                Some(r) => r.socket.clone(),
+                None => Arc::new(bind(id.bind).map_err(|e| io::Error::new(e.kind(), format!("listener {:?}: cannot bind {}: {e}", id.name, id.bind)))?),
+            };
+            new.push((id, socket));
+        }
+        Ok(Prepared { new })
+    }
+
+    /// After the snapshot of `config` is live: starts the prepared listeners and
+    /// stops those `config` no longer has. Returns the drains of the stopped ones.
+    pub fn commit(&mut self, config: &Config, prepared: Prepared, live: &Arc<Live>) -> Vec<JoinHandle<GracefulShutdown>> {
+        let wanted = identities(config);
+        let mut stopped = Vec::new();
+        let mut kept = Vec::new();
+        for r in self.running.drain(..) {
+            if wanted.contains(&r.identity) {
+                kept.push(r);
+            } else {
+                tracing::info!(listener = %r.identity.name, bind = %r.identity.bind, "listener removed: draining its connections");
+                r.stop.notify_one();
+                stopped.push(r.task);
+            }
+        }
+        self.running = kept;
+        for (identity, socket) in prepared.new {
+            tracing::info!(listener = %identity.name, bind = %identity.bind, protocol = identity.protocol.as_str(), "listening");
+            let name: Arc<str> = Arc::from(identity.name.as_str());
+            let stop = Arc::new(Notify::new());
+            let task = tokio::spawn(accept_loop(name.clone(), socket.clone(), live.clone(), stop.clone()));
+            self.running.push(Running { identity, name, socket, stop, task });
+        }
+        stopped
+    }
+
+    /// The name each running listener is known by (the snapshot builder reuses
+    /// these so lookups usually compare pointers).
+    pub fn names(&self) -> impl Iterator<Item = &Arc<str>> + Clone {
+        self.running.iter().map(|r| &r.name)
+    }
+
+    /// The address a listener is actually bound to (differs from its config for port 0).
+    pub fn local_addr(&self, name: &str) -> Option<SocketAddr> {
+        self.running.iter().find(|r| r.identity.name == name).and_then(|r| r.socket.local_addr().ok())
+    }
+
+    /// Stops every listener (sockets closed at once) and returns their drains.
+    pub fn stop_all(&mut self) -> Vec<JoinHandle<GracefulShutdown>> {
+        self.running
+            .drain(..)
+            .map(|r| {
+                r.stop.notify_one();
+                r.task
+            })
+            .collect()
+    }
+}
+
+/// Waits for stopped listeners' connections to finish, up to `timeout` in all;
+/// returns whether everything finished in time.
+pub async fn drain(stopped: Vec<JoinHandle<GracefulShutdown>>, timeout: Duration) -> bool {
+    let all = async {
+        let mut drains = tokio::task::JoinSet::new();
+        for task in stopped {
+            if let Ok(graceful) = task.await {
+                drains.spawn(graceful.shutdown());
+            }
+        }
+        while drains.join_next().await.is_some() {}
+    };
+    tokio::time::timeout(timeout, all).await.is_ok()
+}

@@ -1,0 +1,109 @@
+//! The body of every response edgelb sends to a client.
+
+use crate::proxy::pool::Sender;
+use crate::runtime::target::OutstandingGuard;
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::task::{Context, Poll};
+
+/// Marks a request as in flight on its client connection until the response
+/// body is done (dropped), so the connection's idle timer knows it is busy.
+pub struct InFlight(Arc<AtomicU32>);
+
+impl InFlight {
+    /// Counts one more request on `counter`.
+    pub fn new(counter: &Arc<AtomicU32>) -> Self {
+        counter.fetch_add(1, Ordering::Relaxed);
+        InFlight(counter.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// A target's response body, streamed; at its end the connection it came on
+/// goes back to the target's pool.
+pub struct TargetBody {
+    body: Incoming,
+    /// The connection and the target's outstanding count, released at the end.
+    release: Option<(Sender, OutstandingGuard)>,
+}
+
+impl TargetBody {
+    fn finish(&mut self) {
+        if let Some((sender, guard)) = self.release.take() {
+            guard.shared().pool.put(sender);
+        }
+    }
+}
+
+/// A response body: streamed from a target, or a small one edgelb wrote.
+pub struct ProxyBody {
+    kind: Kind,
+    _in_flight: Option<InFlight>,
+}
+
+enum Kind {
+    Full(Option<Bytes>),
+    Target(TargetBody),
+}
+
+impl ProxyBody {
+    /// A complete body (error pages, fixed responses, redirects).
+    pub fn full(data: Bytes, in_flight: Option<InFlight>) -> Self {
+        let data = (!data.is_empty()).then_some(data);
+        ProxyBody { kind: Kind::Full(data), _in_flight: in_flight }
+    }
+
+    /// A target's body; `release` returns the connection to the pool when the
+    /// body was read to its end (and only then: a body cut short closes it).
+    pub fn target(body: Incoming, release: Option<(Sender, OutstandingGuard)>, in_flight: Option<InFlight>) -> Self {
+        let mut t = TargetBody { body, release };
+        if t.body.is_end_stream() {
+            t.finish();
+        }
+        ProxyBody { kind: Kind::Target(t), _in_flight: in_flight }
+    }
+}
+
+impl Body for ProxyBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        match &mut self.get_mut().kind {
+            Kind::Full(data) => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
+            Kind::Target(t) => {
+                let polled = Pin::new(&mut t.body).poll_frame(cx);
+                match &polled {
+                    Poll::Ready(None) => t.finish(),
+                    Poll::Ready(Some(Ok(_))) if t.body.is_end_stream() => t.finish(),
+                    Poll::Ready(Some(Err(_))) => t.release = None,
+                    _ => {}
+                }
+                polled
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.kind {
+            Kind::Full(data) => data.is_none(),
+            Kind::Target(t) => t.body.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.kind {
+            Kind::Full(data) => SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64)),
+            Kind::Target(t) => t.body.size_hint(),
+        }
+    }
+}

@@ -1,0 +1,249 @@
+//! Header rewriting between client and target: hop-by-hop headers out,
+//! X-Forwarded-* and X-Request-Id in.
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::uri::{PathAndQuery, Uri};
+use http::{Request, Version};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// `X-Forwarded-For`.
+pub static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+/// `X-Forwarded-Proto`.
+pub static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+/// `X-Forwarded-Port`.
+pub static X_FORWARDED_PORT: HeaderName = HeaderName::from_static("x-forwarded-port");
+/// `X-Request-Id`.
+pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Hop-by-hop headers of RFC 9110 §7.6.1 (and the old `Proxy-Connection`):
+/// they describe one connection and are never forwarded.
+static HOP_BY_HOP: [HeaderName; 8] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::PROXY_AUTHENTICATE,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+];
+
+/// Whether the request asks to switch protocols (WebSocket and friends): an
+/// HTTP/1.1 `Upgrade` named by `Connection`.
+pub fn wants_upgrade(headers: &HeaderMap, version: Version) -> bool {
+    version == Version::HTTP_11
+        && headers.contains_key(header::UPGRADE)
+        && headers.get_all(header::CONNECTION).iter().any(|v| has_token(v.as_bytes(), b"upgrade"))
+}
+
+fn has_token(list: &[u8], token: &[u8]) -> bool {
+    list.split(|&b| b == b',').any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
+}
+
+/// Removes hop-by-hop headers, including those the `Connection` header names.
+/// With `keep_upgrade`, `Upgrade` and `Connection: upgrade` stay.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
+    // Names listed in Connection are hop-by-hop too (rare: only allocate then).
+    let mut named: Vec<HeaderName> = Vec::new();
+    for v in headers.get_all(header::CONNECTION) {
+        for token in v.as_bytes().split(|&b| b == b',') {
+            let token = token.trim_ascii();
+            if token.eq_ignore_ascii_case(b"close") || token.eq_ignore_ascii_case(b"keep-alive") || token.eq_ignore_ascii_case(b"upgrade") || token.is_empty() {
+                continue;
+            }
+            if let Ok(name) = HeaderName::from_bytes(token) {
+                named.push(name);
+            }
+        }
+    }
+    for name in named {
+        if !is_protected(&name) {
+            headers.remove(name);
+        }
+    }
+    for name in &HOP_BY_HOP {
+        if keep_upgrade && (name == header::UPGRADE) {
+            continue;
+        }
+        headers.remove(name);
+    }
+    if keep_upgrade {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    }
+}
+
+/// Headers a client may not get removed by naming them in `Connection`.
+fn is_protected(name: &HeaderName) -> bool {
+    name == header::HOST || name == X_FORWARDED_FOR || name == X_FORWARDED_PROTO || name == X_FORWARDED_PORT || name == X_REQUEST_ID
+}
+
+/// Per-connection values that go into every forwarded request.
+#[derive(Clone)]
+pub struct ForwardedFor {
+    /// The client IP as it goes into `X-Forwarded-For`.
+    pub client_ip: HeaderValue,
+    /// `http` or `https`.
+    pub proto: HeaderValue,
+    /// The listener's port.
+    pub port: HeaderValue,
+}
+
+/// Rewrites a client request for a target: HTTP/1.1 in origin form with a
+/// `Host`, no hop-by-hop headers, and the X-Forwarded-* and X-Request-Id set.
+pub fn prepare_request<B>(req: &mut Request<B>, fwd: &ForwardedFor, upgrade: bool) {
+    let version = req.version();
+    *req.version_mut() = Version::HTTP_11;
+    let authority = req.uri().authority().cloned();
+    if req.uri().scheme().is_some() || authority.is_some() {
+        let pq = req.uri().path_and_query().cloned().unwrap_or_else(|| PathAndQuery::from_static("/"));
+        *req.uri_mut() = Uri::from(pq);
+    }
+    let headers = req.headers_mut();
+    if version != Version::HTTP_11 && version != Version::HTTP_10 || !headers.contains_key(header::HOST) {
+        if let Some(a) = authority {
+            if let Ok(v) = HeaderValue::from_str(a.as_str()) {
+                headers.insert(header::HOST, v);
+            }
+        }
+    }
+    strip_hop_by_hop(headers, upgrade);
+    append_forwarded_for(headers, &fwd.client_ip);
+    headers.insert(X_FORWARDED_PROTO.clone(), fwd.proto.clone());
+    headers.insert(X_FORWARDED_PORT.clone(), fwd.port.clone());
+    if !headers.contains_key(&X_REQUEST_ID) {
+        headers.insert(X_REQUEST_ID.clone(), new_request_id());
+    }
+}
+
+/// Appends the client address to `X-Forwarded-For` (one header, comma list).
+fn append_forwarded_for(headers: &mut HeaderMap, ip: &HeaderValue) {
+    let mut existing = headers.get_all(&X_FORWARDED_FOR).iter();
+    let Some(first) = existing.next() else {
+        headers.insert(X_FORWARDED_FOR.clone(), ip.clone());
+        return;
+    };
+    let mut joined = Vec::with_capacity(first.len() + ip.len() + 16);
+    joined.extend_from_slice(first.as_bytes());
+    for v in existing {
+        joined.extend_from_slice(b", ");
+        joined.extend_from_slice(v.as_bytes());
+    }
+    joined.extend_from_slice(b", ");
+    joined.extend_from_slice(ip.as_bytes());
+    if let Ok(v) = HeaderValue::from_bytes(&joined) {
+        headers.insert(X_FORWARDED_FOR.clone(), v);
+    }
+}
+
+/// A new request id: 32 hex digits, a random per-process prefix and a counter,
+/// unique across processes and restarts without a random draw per request.
+pub fn new_request_id() -> HeaderValue {
+    static PREFIX: OnceLock<u64> = OnceLock::new();
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let prefix = *PREFIX.get_or_init(random_u64);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let mut buf = [0u8; 32];
+    hex(prefix, &mut buf[..16]);
+    hex(n, &mut buf[16..]);
+    HeaderValue::from_bytes(&buf).expect("hex digits are a valid header value")
+}
+
+fn hex(mut v: u64, out: &mut [u8]) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for slot in out.iter_mut().rev() {
+        *slot = DIGITS[(v & 0xf) as usize];
+        v >>= 4;
+    }
+}
+
+/// A random u64 from the OS-seeded hasher keys of the standard library.
+fn random_u64() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos()));
+    h.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fwd() -> ForwardedFor {
+        ForwardedFor {
+            client_ip: HeaderValue::from_static("192.0.2.7"),
+            proto: HeaderValue::from_static("http"),
+            port: HeaderValue::from_static("8080"),
+        }
+    }
+
+    #[test]
+    fn strips_hop_by_hop_and_connection_named_headers() {
+        let mut req = Request::builder()
+            .uri("/a?b=1")
+            .header("host", "example.com")
+            .header("connection", "keep-alive, x-secret")
+            .header("keep-alive", "timeout=5")
+            .header("x-secret", "1")
+            .header("te", "trailers")
+            .header("x-kept", "yes")
+            .body(())
+            .unwrap();
+        prepare_request(&mut req, &fwd(), false);
+        let h = req.headers();
+        for gone in ["connection", "keep-alive", "x-secret", "te"] {
+            assert!(!h.contains_key(gone), "{gone} should be stripped");
+        }
+        assert_eq!(h["x-kept"], "yes");
+        assert_eq!(h["x-forwarded-for"], "192.0.2.7");
+        assert_eq!(h["x-forwarded-proto"], "http");
+        assert_eq!(h["x-forwarded-port"], "8080");
+        assert_eq!(h["x-request-id"].len(), 32);
+        assert_eq!(req.uri(), "/a?b=1");
+    }
+
+    #[test]
+    fn appends_to_existing_forwarded_for_and_keeps_request_id() {
+        let mut req = Request::builder()
+            .uri("/")
+            .header("x-forwarded-for", "10.0.0.1")
+            .header("x-forwarded-for", "10.0.0.2")
+            .header("x-request-id", "abc")
+            .body(())
+            .unwrap();
+        prepare_request(&mut req, &fwd(), false);
+        assert_eq!(req.headers()["x-forwarded-for"], "10.0.0.1, 10.0.0.2, 192.0.2.7");
+        assert_eq!(req.headers()["x-request-id"], "abc");
+    }
+
+    #[test]
+    fn http2_request_becomes_origin_form_with_host() {
+        let mut req = Request::builder().version(Version::HTTP_2).uri("http://example.com:8080/p?q").body(()).unwrap();
+        prepare_request(&mut req, &fwd(), false);
+        assert_eq!(req.version(), Version::HTTP_11);
+        assert_eq!(req.uri(), "/p?q");
+        assert_eq!(req.headers()["host"], "example.com:8080");
+    }
+
+    #[test]
+    fn upgrade_is_kept_when_asked() {
+        let mut req = Request::builder()
+            .uri("/ws")
+            .header("connection", "Upgrade")
+            .header("upgrade", "websocket")
+            .body(())
+            .unwrap();
+        assert!(wants_upgrade(req.headers(), req.version()));
+        prepare_request(&mut req, &fwd(), true);
+        assert_eq!(req.headers()["upgrade"], "websocket");
+        assert_eq!(req.headers()["connection"], "upgrade");
+    }
+
+    #[test]
+    fn request_ids_are_unique() {
+        let a = new_request_id();
+        let b = new_request_id();
+        assert_ne!(a, b);
+        assert_eq!(&a.as_bytes()[..16], &b.as_bytes()[..16]);
+    }
+}

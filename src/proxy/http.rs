@@ -1,0 +1,128 @@
+//! Forwarding one HTTP request to a target of a group, and its response back.
+
+use crate::listener::ClientConn;
+use crate::proxy::body::{InFlight, ProxyBody};
+use crate::proxy::headers::{prepare_request, strip_hop_by_hop, wants_upgrade};
+use crate::proxy::pool::{self, Sender};
+use crate::proxy::respond::lb_error;
+use crate::route::{ForwardAction, RouteAction};
+use crate::runtime::target::OutstandingGuard;
+use http::{Request, Response, StatusCode};
+use hyper::body::Incoming;
+use hyper::upgrade::OnUpgrade;
+use hyper_util::rt::TokioIo;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+/// Times a request may go back unsent from a pooled connection that its target
+/// had just closed, before it is sent on a new connection.
+const MAX_STALE_RETRIES: u32 = 3;
+
+/// Serves one request that arrived on `conn`.
+/// `in_flight` is taken by the caller as soon as the request head is parsed.
+pub async fn handle(conn: Arc<ClientConn>, req: Request<Incoming>, in_flight: InFlight) -> Response<ProxyBody> {
+    let listener = conn.listener();
+    let Some(listener) = listener else {
+        // The listener was removed by a reload while this connection drains.
+        let mut resp = Response::new(ProxyBody::full(bytes::Bytes::from_static(b"503 Service Unavailable\n"), Some(in_flight)));
+        *resp.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+        return resp;
+    };
+    match &listener.default_action {
+        RouteAction::Forward(action) => forward(&conn, action, req, in_flight).await,
+    }
+}
+
+async fn forward(conn: &ClientConn, action: &ForwardAction, mut req: Request<Incoming>, in_flight: InFlight) -> Response<ProxyBody> {
+    action.metrics.requests.inc();
+    let group = &action.group;
+    let upgrade = wants_upgrade(req.headers(), req.version());
+    let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
+    prepare_request(&mut req, &conn.forwarded, upgrade);
+
+    let Some(mut choice) = group.pick(None) else {
+        return lb_error(StatusCode::SERVICE_UNAVAILABLE, &action.metrics, in_flight);
+    };
+    let mut connect_failures = 0;
+    let mut stale_retries = 0;
+    loop {
+        let target = &group.targets[choice];
+        let now = Instant::now();
+        let pooled = if stale_retries < MAX_STALE_RETRIES { target.shared.pool.checkout(now) } else { None };
+        let (mut sender, reused): (Sender, bool) = match pooled {
+            Some(s) => (s, true),
+            None => match pool::connect(target.addr, group.connect_timeout).await {
+                Ok(s) => (s, false),
+                Err(e) => {
+                    group.metrics.connection_errors.inc();
+                    tracing::warn!(target_group = %group.name, target = %target.address, "connect failed: {e}");
+                    connect_failures += 1;
+                    // Nothing was sent: always safe to try once more elsewhere.
+                    match (connect_failures < 2).then(|| group.pick(Some(choice))).flatten() {
+                        Some(next) => {
+                            choice = next;
+                            continue;
+                        }
+                        None => return lb_error(StatusCode::BAD_GATEWAY, &action.metrics, in_flight),
+                    }
+                }
+            },
+        };
+        let outstanding = target.start_request();
+        let sent_at = Instant::now();
+        match tokio::time::timeout(group.request_timeout, sender.try_send_request(req)).await {
+            Err(_elapsed) => {
+                tracing::warn!(target_group = %group.name, target = %target.address, "no response within request_timeout");
+                return lb_error(StatusCode::GATEWAY_TIMEOUT, &action.metrics, in_flight);
+            }
+            Ok(Ok(resp)) => {
+                group.metrics.response_time.observe(sent_at.elapsed().as_secs_f64());
+                return respond(conn, action, resp, sender, outstanding, client_upgrade, in_flight);
+            }
+            Ok(Err(mut e)) => match e.take_message() {
+                // A reused connection the target had closed: the request is back, unsent.
+                Some(unsent) if reused => {
+                    req = unsent;
+                    stale_retries += 1;
+                }
+                _ => {
+                    tracing::warn!(target_group = %group.name, target = %target.address, "target failed: {}", e.into_error());
+                    return lb_error(StatusCode::BAD_GATEWAY, &action.metrics, in_flight);
+                }
+            },
+        }
+    }
+}
+
+fn respond(
+    conn: &ClientConn,
+    action: &ForwardAction,
+    mut resp: Response<Incoming>,
+    sender: Sender,
+    outstanding: OutstandingGuard,
+    client_upgrade: Option<OnUpgrade>,
+    in_flight: InFlight,
+) -> Response<ProxyBody> {
+    let status = resp.status();
+    action.metrics.from_target.count(status.as_u16());
+    let switching = status == StatusCode::SWITCHING_PROTOCOLS;
+    if let (true, Some(client_upgrade)) = (switching, client_upgrade) {
+        conn.upgraded.store(true, Ordering::Relaxed);
+        let target_upgrade = hyper::upgrade::on(&mut resp);
+        tokio::spawn(async move {
+            let _outstanding = outstanding;
+            let _connection = sender;
+            if let (Ok(client), Ok(target)) = tokio::join!(client_upgrade, target_upgrade) {
+                let (mut client, mut target) = (TokioIo::new(client), TokioIo::new(target));
+                let _ = tokio::io::copy_bidirectional(&mut client, &mut target).await;
+            }
+        });
+        let (mut parts, body) = resp.into_parts();
+        strip_hop_by_hop(&mut parts.headers, true);
+        return Response::from_parts(parts, ProxyBody::target(body, None, Some(in_flight)));
+    }
+    let (mut parts, body) = resp.into_parts();
+    strip_hop_by_hop(&mut parts.headers, false);
+    Response::from_parts(parts, ProxyBody::target(body, Some((sender, outstanding)), Some(in_flight)))
+}

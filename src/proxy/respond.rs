@@ -1,0 +1,22 @@
+//! Responses edgelb writes itself (errors it answers as the load balancer).
+
+use crate::admin::metrics::RouteMetrics;
+use crate::proxy::body::{InFlight, ProxyBody};
+use bytes::Bytes;
+use http::{HeaderValue, Response, StatusCode, header};
+
+/// A plain-text response from the load balancer, counted with `source="lb"`.
+pub fn lb_error(status: StatusCode, metrics: &RouteMetrics, in_flight: InFlight) -> Response<ProxyBody> {
+    metrics.from_lb.count(status.as_u16());
+    let text: &'static str = match status {
+        StatusCode::BAD_REQUEST => "400 Bad Request\n",
+        StatusCode::BAD_GATEWAY => "502 Bad Gateway\n",
+        StatusCode::SERVICE_UNAVAILABLE => "503 Service Unavailable\n",
+        StatusCode::GATEWAY_TIMEOUT => "504 Gateway Timeout\n",
+        _ => "error\n",
+    };
+    let mut resp = Response::new(ProxyBody::full(Bytes::from_static(text.as_bytes()), Some(in_flight)));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    resp
+}

@@ -1,0 +1,45 @@
+//! A listener as one snapshot sees it: its settings, its routing, its handles.
+
+use crate::admin::metrics::{ListenerMetrics, UnroutedMetrics};
+use crate::config::ListenerProtocol;
+use crate::proxy::headers::ForwardedFor;
+use crate::route::RouteAction;
+use http::HeaderValue;
+use hyper_util::rt::TokioExecutor;
+use hyper_util::server::conn::auto;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// One listener in one snapshot.
+pub struct ListenerRuntime {
+    pub name: Arc<str>,
+    pub protocol: ListenerProtocol,
+    pub bind: SocketAddr,
+    pub idle_timeout: Duration,
+    pub header_read_timeout: Duration,
+    pub max_header_bytes: usize,
+    pub http2: bool,
+    /// 0 = unlimited.
+    pub max_connections: u32,
+    pub default_action: RouteAction,
+    /// `X-Forwarded-Proto` of this listener.
+    pub forwarded_proto: HeaderValue,
+    pub metrics: ListenerMetrics,
+    /// hyper's server settings for this listener.
+    pub http: auto::Builder<TokioExecutor>,
+    /// Responses not forwarded to any group (`target_group=""`).
+    pub unrouted: UnroutedMetrics,
+}
+
+impl ListenerRuntime {
+    /// The X-Forwarded-* values for a client at `peer` on local `port`.
+    pub fn forwarded_for(&self, peer: SocketAddr, port: &HeaderValue) -> ForwardedFor {
+        let ip = peer.ip().to_canonical().to_string();
+        ForwardedFor {
+            client_ip: HeaderValue::from_str(&ip).expect("an IP address is a valid header value"),
+            proto: self.forwarded_proto.clone(),
+            port: port.clone(),
+        }
+    }
+}

@@ -1,0 +1,136 @@
+//! The server: builds the runtime from a configuration file, publishes it, and
+//! reloads and shuts it down. Reloads are serialised; each either swaps a whole
+//! new snapshot in or changes nothing.
+
+use super::resolve::resolve_targets;
+use super::snapshot::build;
+use super::Live;
+use crate::admin::metrics::Metrics;
+use crate::config::{self, Config, ConfigError, Loaded};
+use crate::listener::{self, ListenerSet};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+/// The outcome of the last reload, for `/status`.
+#[derive(Debug, Clone)]
+pub struct ReloadStatus {
+    pub time: SystemTime,
+    pub ok: bool,
+    pub error: Option<String>,
+}
+
+/// Why the server could not start (exit 1 for the first, 2 for the second).
+#[derive(Debug)]
+pub enum StartError {
+    Config(ConfigError),
+    Runtime(String),
+}
+
+/// The running load balancer.
+pub struct Server {
+    config_path: PathBuf,
+    /// The live snapshot.
+    pub live: Arc<Live>,
+    pub metrics: Arc<Metrics>,
+    listeners: tokio::sync::Mutex<ListenerSet>,
+    last_reload: Mutex<ReloadStatus>,
+    /// The configuration the process started with ([admin] and the start-only keys).
+    pub started_with: Arc<Config>,
+}
+
+/// Refuses what this build accepts in a file but does not implement.
+fn supported(loaded: Loaded) -> Result<Config, ConfigError> {
+    if loaded.unsupported.is_empty() { Ok(loaded.config) } else { Err(ConfigError { lines: loaded.unsupported }) }
+}
+
+impl Server {
+    /// Starts serving `loaded` (read from `config_path`): resolves targets,
+    /// binds every listener, publishes generation 1.
+    pub async fn start(config_path: &Path, loaded: Loaded, metrics: Arc<Metrics>) -> Result<Arc<Server>, StartError> {
+        let config = Arc::new(supported(loaded).map_err(StartError::Config)?);
+        let resolved = resolve_targets(&config).await.map_err(|e| StartError::Config(ConfigError { lines: vec![format!("{}: {e}", config_path.display())] }))?;
+        let mut set = ListenerSet::default();
+        let prepared = set.prepare(&config).map_err(|e| StartError::Runtime(e.to_string()))?;
+        let snapshot = build(config.clone(), 1, None, &resolved, &metrics, std::iter::empty());
+        let live = Arc::new(Live::from_pointee(snapshot));
+        set.commit(&config, prepared, &live);
+        metrics.config_generation.set(1);
+        Ok(Arc::new(Server {
+            config_path: config_path.to_path_buf(),
+            live,
+            metrics,
+            listeners: tokio::sync::Mutex::new(set),
+            last_reload: Mutex::new(ReloadStatus { time: SystemTime::now(), ok: true, error: None }),
+            started_with: config,
+        }))
+    }
+
+    /// Reloads the configuration file: read, parse, validate, resolve, bind new
+    /// listeners, build, swap. Any failure keeps the running configuration.
+    /// Returns the new generation.
+    pub async fn reload(&self) -> Result<u64, String> {
+        let mut set = self.listeners.lock().await;
+        let result = self.try_reload(&mut set).await;
+        self.metrics.reload_result(result.is_ok());
+        *self.last_reload.lock().unwrap_or_else(|e| e.into_inner()) =
+            ReloadStatus { time: SystemTime::now(), ok: result.is_ok(), error: result.as_ref().err().cloned() };
+        match &result {
+            Ok(generation) => tracing::info!(generation, "configuration reloaded"),
+            Err(e) => tracing::error!("reload failed, the running configuration is kept:\n{e}"),
+        }
+        result
+    }
+
+    async fn try_reload(&self, set: &mut ListenerSet) -> Result<u64, String> {
+        let loaded = config::load(&self.config_path).map_err(|e| e.to_string())?;
+        let config = Arc::new(supported(loaded).map_err(|e| e.to_string())?);
+        self.warn_start_only_changes(&config);
+        let resolved = resolve_targets(&config).await?;
+        let prepared = set.prepare(&config).map_err(|e| e.to_string())?;
+        let previous = self.live.load_full();
+        let generation = previous.generation + 1;
+        let snapshot = build(config.clone(), generation, Some(&previous), &resolved, &self.metrics, set.names());
+        self.live.store(Arc::new(snapshot));
+        let stopped = set.commit(&config, prepared, &self.live);
+        if !stopped.is_empty() {
+            let timeout = config.global.drain_timeout;
+            tokio::spawn(listener::drain(stopped, timeout));
+        }
+        self.metrics.config_generation.set(generation as i64);
+        Ok(generation)
+    }
+
+    fn warn_start_only_changes(&self, config: &Config) {
+        let old = &self.started_with;
+        if old.admin != config.admin {
+            tracing::warn!("[admin] changed: it takes effect at the next start only");
+        }
+        if old.global.worker_threads != config.global.worker_threads {
+            tracing::warn!("global.worker_threads changed: it takes effect at the next start only");
+        }
+        if old.global.state_file != config.global.state_file {
+            tracing::warn!("global.state_file changed: it takes effect at the next start only");
+        }
+    }
+
+    /// The outcome of the last reload.
+    pub fn last_reload(&self) -> ReloadStatus {
+        self.last_reload.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// The address listener `name` is bound to.
+    pub async fn listener_addr(&self, name: &str) -> Option<SocketAddr> {
+        self.listeners.lock().await.local_addr(name)
+    }
+
+    /// Closes every listening socket at once, lets in-flight requests finish
+    /// (idle keep-alive connections close now) for up to the configured
+    /// `drain_timeout`, and returns whether everything finished in time.
+    pub async fn shutdown(&self) -> bool {
+        let stopped = self.listeners.lock().await.stop_all();
+        let timeout: Duration = self.live.load().config.global.drain_timeout;
+        listener::drain(stopped, timeout).await
+    }
+}

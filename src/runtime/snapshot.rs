@@ -1,0 +1,123 @@
+//! Building a snapshot from a validated config, carrying target state over from
+//! the previous one.
+
+use super::listener::ListenerRuntime;
+use super::resolve::Resolved;
+use super::target::{GroupRuntime, Target, TargetShared};
+use crate::admin::metrics::Metrics;
+use crate::config::{Action, Config, ListenerProtocol};
+use crate::route::{ForwardAction, RouteAction};
+use http::HeaderValue;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// Everything a request needs to be routed, immutable once built.
+pub struct Snapshot {
+    pub generation: u64,
+    pub config: Arc<Config>,
+    pub listeners: Vec<Arc<ListenerRuntime>>,
+    pub groups: Vec<Arc<GroupRuntime>>,
+}
+
+impl Snapshot {
+    /// The listener called `name`. Names built from the running listener set
+    /// share their allocation, so the first comparison is usually a pointer test.
+    #[inline]
+    pub fn listener(&self, name: &Arc<str>) -> Option<&Arc<ListenerRuntime>> {
+        self.listeners.iter().find(|l| Arc::ptr_eq(&l.name, name)).or_else(|| self.listeners.iter().find(|l| l.name == *name))
+    }
+
+    /// The target group called `name`.
+    pub fn group(&self, name: &str) -> Option<&Arc<GroupRuntime>> {
+        self.groups.iter().find(|g| &*g.name == name)
+    }
+
+    /// Target state by (group, address), for the next snapshot to carry over.
+    fn shared_states(&self) -> HashMap<(&str, &str), &Arc<TargetShared>> {
+        self.groups
+            .iter()
+            .flat_map(|g| g.targets.iter().map(move |t| ((&*g.name, &*t.address), &t.shared)))
+            .collect()
+    }
+}
+
+/// Builds the snapshot of `config`. Targets that `previous` has too (same group,
+/// same address) keep their shared state; `names` are the running listeners'
+/// names, reused so lookups compare pointers.
+pub fn build<'a>(
+    config: Arc<Config>,
+    generation: u64,
+    previous: Option<&Snapshot>,
+    resolved: &Resolved,
+    metrics: &Metrics,
+    names: impl Iterator<Item = &'a Arc<str>> + Clone,
+) -> Snapshot {
+    let carried = previous.map(|p| p.shared_states()).unwrap_or_default();
+    let groups: Vec<Arc<GroupRuntime>> = config
+        .target_groups
+        .iter()
+        .map(|g| {
+            let targets = g
+                .targets
+                .iter()
+                .map(|t| {
+                    let shared = carried.get(&(g.name.as_str(), t.address.as_str())).map(|s| Arc::clone(s)).unwrap_or_default();
+                    Target {
+                        address: Arc::from(t.address.as_str()),
+                        addr: resolved[&t.address],
+                        weight: t.weight,
+                        shared,
+                        up: metrics.target_up(&g.name, &t.address),
+                    }
+                })
+                .collect();
+            Arc::new(GroupRuntime::new(g, targets, metrics.group(&g.name)))
+        })
+        .collect();
+    let by_name: HashMap<&str, &Arc<GroupRuntime>> = groups.iter().map(|g| (&*g.name, g)).collect();
+    let listeners = config
+        .listeners
+        .iter()
+        .map(|l| {
+            let name = names.clone().find(|n| ***n == *l.name).cloned().unwrap_or_else(|| Arc::from(l.name.as_str()));
+            let compile = |action: &Action| match action {
+                Action::Forward(f) => {
+                    let (group, _) = &f.groups[0];
+                    RouteAction::Forward(ForwardAction { group: by_name[group.as_str()].clone(), metrics: metrics.route(&l.name, group) })
+                }
+                Action::Redirect(_) | Action::FixedResponse(_) => unreachable!("refused as not supported by this build"),
+            };
+            let proto = if l.protocol == ListenerProtocol::Https { "https" } else { "http" };
+            Arc::new(ListenerRuntime {
+                name,
+                protocol: l.protocol,
+                bind: l.bind,
+                idle_timeout: l.idle_timeout,
+                header_read_timeout: l.header_read_timeout,
+                max_header_bytes: l.max_header_bytes,
+                http2: l.http2,
+                max_connections: l.max_connections,
+                default_action: compile(&l.default_action),
+                forwarded_proto: HeaderValue::from_static(proto),
+                metrics: metrics.listener(&l.name),
+                http: crate::listener::http_builder(l),
+                unrouted: metrics.unrouted(&l.name),
+            })
+        })
+        .collect();
+    let snapshot = Snapshot { generation, config, listeners, groups };
+    publish_health(&snapshot);
+    snapshot
+}
+
+/// Sets the health gauges of every group and target to the snapshot's state.
+pub fn publish_health(snapshot: &Snapshot) {
+    for g in &snapshot.groups {
+        let (healthy, unhealthy) = g.health_counts();
+        g.metrics.healthy_targets.set(healthy as i64);
+        g.metrics.unhealthy_targets.set(unhealthy as i64);
+        for t in &g.targets {
+            t.up.set((t.shared.health.state() == crate::health::HealthState::Healthy) as i64);
+        }
+    }
+}
