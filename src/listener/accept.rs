@@ -7,7 +7,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU32};
+use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::Notify;
@@ -73,7 +73,7 @@ pub async fn accept_loop(name: Arc<str>, socket: Arc<TcpListener>, live: Arc<Liv
             peer,
             listener_name: runtime.name.clone(),
             live: live.clone(),
-            in_flight: Arc::new(AtomicU32::new(0)),
+            in_flight: Arc::default(),
             upgraded: AtomicBool::new(false),
             forwarded: runtime.forwarded_for(peer, &port),
         });

@@ -102,7 +102,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ClientIo<S> {
 impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for ClientIo<S> {
     fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         let this = &mut *self;
-        let busy = this.conn.in_flight.load(Ordering::Relaxed) > 0 || this.conn.upgraded.load(Ordering::Relaxed);
+        let busy = this.conn.in_flight.get() > 0 || this.conn.upgraded.load(Ordering::Relaxed);
         if busy {
             this.phase = Phase::Busy;
         } else if this.phase == Phase::Busy {
@@ -141,6 +141,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for ClientIo<S> {
                     }
                     // Idle for idle_timeout: end of stream, hyper closes quietly.
                     return Poll::Ready(Ok(()));
+                }
+                // Wake up when the last request finishes, to start the idle timer.
+                this.conn.in_flight.register(cx.waker());
+                if this.conn.in_flight.get() == 0 && !this.conn.upgraded.load(Ordering::Relaxed) {
+                    cx.waker().wake_by_ref();
                 }
                 Poll::Pending
             }

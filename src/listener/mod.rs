@@ -10,12 +10,13 @@ pub use accept::bind;
 pub use http::http_builder;
 pub use set::{ListenerSet, Prepared, drain};
 
+use crate::proxy::body::InFlightCount;
 use crate::proxy::headers::ForwardedFor;
 use crate::runtime::Live;
 use crate::runtime::listener::ListenerRuntime;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU32};
+use std::sync::atomic::AtomicBool;
 
 /// One client connection, shared by its service (per request) and its IO.
 pub struct ClientConn {
@@ -24,7 +25,7 @@ pub struct ClientConn {
     pub listener_name: Arc<str>,
     pub live: Arc<Live>,
     /// Requests whose responses are not finished yet.
-    pub in_flight: Arc<AtomicU32>,
+    pub in_flight: Arc<InFlightCount>,
     /// Switched protocols (WebSocket): no HTTP timers apply any more.
     pub upgraded: AtomicBool,
     pub forwarded: ForwardedFor,

@@ -7,24 +7,48 @@ use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use std::pin::Pin;
 use std::sync::Arc;
+use atomic_waker::AtomicWaker;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::task::{Context, Poll};
 
+/// Requests in flight on one client connection, and the reader to wake when
+/// the last one finishes (its idle timer starts then).
+#[derive(Default)]
+pub struct InFlightCount {
+    count: AtomicU32,
+    idle_waker: AtomicWaker,
+}
+
+impl InFlightCount {
+    /// Requests whose responses are not finished.
+    #[inline]
+    pub fn get(&self) -> u32 {
+        self.count.load(Ordering::Acquire)
+    }
+
+    /// The reader registers here while the connection is busy.
+    pub fn register(&self, waker: &std::task::Waker) {
+        self.idle_waker.register(waker);
+    }
+}
+
 /// Marks a request as in flight on its client connection until the response
 /// body is done (dropped), so the connection's idle timer knows it is busy.
-pub struct InFlight(Arc<AtomicU32>);
+pub struct InFlight(Arc<InFlightCount>);
 
 impl InFlight {
     /// Counts one more request on `counter`.
-    pub fn new(counter: &Arc<AtomicU32>) -> Self {
-        counter.fetch_add(1, Ordering::Relaxed);
+    pub fn new(counter: &Arc<InFlightCount>) -> Self {
+        counter.count.fetch_add(1, Ordering::AcqRel);
         InFlight(counter.clone())
     }
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
+        if self.0.count.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.idle_waker.wake();
+        }
     }
 }
 

@@ -1,0 +1,359 @@
+//! Shared test harness: real target servers on 127.0.0.1 ephemeral ports, the
+//! real `edgelb` binary, and real HTTP/1.1 and HTTP/2 clients.
+#![allow(dead_code)]
+
+use bytes::Bytes;
+use http::{HeaderMap, Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::{SocketAddr, TcpListener as StdListener};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::net::{TcpListener, TcpStream};
+
+/// The binary under test.
+pub fn edgelb_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_edgelb")
+}
+
+/// A port that was free a moment ago on 127.0.0.1.
+pub fn free_port() -> u16 {
+    StdListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// An address on 127.0.0.1 where nothing listens (connections are refused).
+pub fn dead_addr() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], free_port()))
+}
+
+/// Polls `cond` every 20 ms until it holds or `timeout` passes.
+pub async fn wait_for<F, Fut>(timeout: Duration, what: &str, mut cond: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if cond().await {
+            return;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// What a test target saw of one request.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub method: String,
+    pub uri: String,
+    pub version: http::Version,
+    pub headers: HeaderMap,
+    pub body_len: u64,
+}
+
+/// How a test target answers.
+#[derive(Clone, Default)]
+pub struct Behaviour {
+    /// Wait this long before answering.
+    pub delay: Option<Duration>,
+    /// Answer with this many bytes of body instead of the name.
+    pub body_bytes: Option<u64>,
+}
+
+/// A real HTTP/1.1 server on 127.0.0.1 answering `name` to every request
+/// (after reading the request body to its end), and recording what it saw.
+pub struct TestTarget {
+    pub addr: SocketAddr,
+    pub name: String,
+    pub seen: Arc<Mutex<Vec<Seen>>>,
+    pub connections: Arc<AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl TestTarget {
+    pub async fn start(name: &str) -> Self {
+        Self::start_with(name, Behaviour::default()).await
+    }
+
+    pub async fn start_with(name: &str, behaviour: Behaviour) -> Self {
+        let socket = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Self::serve(socket, name, behaviour)
+    }
+
+    /// Serves on a given address (to bring a stopped target back on its port).
+    pub async fn start_on(addr: SocketAddr, name: &str) -> Self {
+        let socket = TcpListener::bind(addr).await.unwrap();
+        Self::serve(socket, name, Behaviour::default())
+    }
+
+    fn serve(socket: TcpListener, name: &str, behaviour: Behaviour) -> Self {
+        let addr = socket.local_addr().unwrap();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let connections = Arc::new(AtomicUsize::new(0));
+        let (seen2, conns2, name2) = (seen.clone(), connections.clone(), name.to_owned());
+        let task = tokio::spawn(async move {
+            while let Ok((stream, _)) = socket.accept().await {
+                conns2.fetch_add(1, Ordering::SeqCst);
+                let (seen, name, behaviour) = (seen2.clone(), name2.clone(), behaviour.clone());
+                tokio::spawn(async move {
+                    let service = service_fn(move |req: Request<Incoming>| {
+                        let (seen, name, behaviour) = (seen.clone(), name.clone(), behaviour.clone());
+                        async move {
+                            let (parts, mut body) = req.into_parts();
+                            let mut body_len = 0u64;
+                            while let Some(frame) = body.frame().await {
+                                if let Ok(data) = frame.map(|f| f.into_data()) {
+                                    body_len += data.map_or(0, |d| d.len() as u64);
+                                }
+                            }
+                            seen.lock().unwrap().push(Seen {
+                                method: parts.method.to_string(),
+                                uri: parts.uri.to_string(),
+                                version: parts.version,
+                                headers: parts.headers.clone(),
+                                body_len,
+                            });
+                            if let Some(d) = behaviour.delay {
+                                tokio::time::sleep(d).await;
+                            }
+                            let body = match behaviour.body_bytes {
+                                Some(n) => Bytes::from(vec![b'x'; n as usize]),
+                                None if body_len > 0 => Bytes::from(format!("{name} {body_len}")),
+                                None => Bytes::from(name.clone()),
+                            };
+                            Ok::<_, Infallible>(hyper::Response::new(Full::new(body)))
+                        }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+                });
+            }
+        });
+        TestTarget { addr, name: name.to_owned(), seen, connections, task }
+    }
+
+    pub fn requests(&self) -> usize {
+        self.seen.lock().unwrap().len()
+    }
+
+    pub fn last(&self) -> Seen {
+        self.seen.lock().unwrap().last().cloned().expect("the target saw a request")
+    }
+
+    /// Stops accepting (open connections are cut when their tasks end).
+    pub fn stop(&self) {
+        self.task.abort();
+    }
+}
+
+impl Drop for TestTarget {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// A running `edgelb run` process with its own config file; killed on drop.
+pub struct Edgelb {
+    pub child: Child,
+    pub dir: tempfile::TempDir,
+    pub config_path: PathBuf,
+    pub admin: SocketAddr,
+}
+
+impl Edgelb {
+    /// Writes `config` (which must use `admin.bind = ADMIN`) and starts edgelb;
+    /// returns once the admin API answers.
+    pub async fn start(config: &str) -> Self {
+        let admin = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let config = config.replace("ADMIN", &admin.to_string());
+        let dir = tempfile::tempdir().unwrap();
+        let config_path = dir.path().join("edgelb.toml");
+        std::fs::write(&config_path, config).unwrap();
+        let log = std::fs::File::create(dir.path().join("edgelb.log")).unwrap();
+        let child = Command::new(edgelb_bin())
+            .args(["run", "--config"])
+            .arg(&config_path)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let mut e = Edgelb { child, dir, config_path, admin };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Ok(Some(status)) = e.child.try_wait() {
+                panic!("edgelb exited with {status}:\n{}", e.log());
+            }
+            if TcpStream::connect(admin).await.is_ok() {
+                break;
+            }
+            assert!(Instant::now() < deadline, "edgelb did not start:\n{}", e.log());
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        e
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("edgelb.log")).unwrap_or_default()
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    pub fn signal(&self, sig: &str) {
+        let ok = Command::new("kill").args([&format!("-{sig}"), &self.pid().to_string()]).status().unwrap().success();
+        assert!(ok, "kill -{sig} failed");
+    }
+
+    /// Rewrites the config file (ADMIN replaced as at start).
+    pub fn rewrite(&self, config: &str) {
+        std::fs::write(&self.config_path, config.replace("ADMIN", &self.admin.to_string())).unwrap();
+    }
+
+    /// Waits for the process to exit and returns its code.
+    pub async fn wait_exit(&mut self, timeout: Duration) -> i32 {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.code().unwrap_or(-1);
+            }
+            assert!(Instant::now() < deadline, "edgelb did not exit:\n{}", self.log());
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// GET on the admin API: (status, JSON or text body).
+    pub async fn admin_get(&self, path: &str) -> (StatusCode, String) {
+        let r = get(self.admin, path).await;
+        (r.status, r.text())
+    }
+
+    pub async fn status_json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.admin_get("/status").await.1).unwrap()
+    }
+
+    /// The value of one metric series in a `/metrics` scrape (0 if absent).
+    pub async fn metric(&self, series: &str) -> f64 {
+        let text = self.admin_get("/metrics").await.1;
+        text.lines()
+            .find_map(|l| l.strip_prefix(series).and_then(|rest| rest.strip_prefix(' ')).map(|v| v.trim().parse().unwrap()))
+            .unwrap_or(0.0)
+    }
+
+    pub async fn generation(&self) -> u64 {
+        self.status_json().await["generation"].as_u64().unwrap()
+    }
+}
+
+impl Drop for Edgelb {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A response as a test reads it.
+#[derive(Debug)]
+pub struct Got {
+    pub status: StatusCode,
+    pub version: http::Version,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Got {
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// A keep-alive HTTP/1.1 client connection.
+pub struct H1 {
+    sender: hyper::client::conn::http1::SendRequest<Full<Bytes>>,
+}
+
+impl H1 {
+    pub async fn connect(addr: SocketAddr) -> Self {
+        let stream = TcpStream::connect(addr).await.unwrap();
+        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.unwrap();
+        tokio::spawn(conn);
+        H1 { sender }
+    }
+
+    pub async fn send(&mut self, req: Request<Full<Bytes>>) -> Result<Got, hyper::Error> {
+        self.sender.ready().await?;
+        let resp = self.sender.send_request(req).await?;
+        let (parts, body) = resp.into_parts();
+        let body = body.collect().await?.to_bytes();
+        Ok(Got { status: parts.status, version: parts.version, headers: parts.headers, body })
+    }
+
+    pub async fn get(&mut self, path: &str) -> Got {
+        let req = Request::get(path).header("host", "test.local").body(Full::new(Bytes::new())).unwrap();
+        self.send(req).await.unwrap()
+    }
+}
+
+/// One GET on a new connection.
+pub async fn get(addr: SocketAddr, path: &str) -> Got {
+    H1::connect(addr).await.get(path).await
+}
+
+/// An HTTP/2 client connection by prior knowledge (h2c).
+pub struct H2 {
+    sender: hyper::client::conn::http2::SendRequest<Full<Bytes>>,
+    addr: SocketAddr,
+}
+
+impl H2 {
+    pub async fn connect(addr: SocketAddr) -> Self {
+        let stream = TcpStream::connect(addr).await.unwrap();
+        let (sender, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream)).await.unwrap();
+        tokio::spawn(conn);
+        H2 { sender, addr }
+    }
+
+    pub async fn get(&mut self, path: &str) -> Got {
+        let uri = format!("http://test.local:{}{path}", self.addr.port());
+        let req = Request::get(uri).body(Full::new(Bytes::new())).unwrap();
+        let resp = self.sender.send_request(req).await.unwrap();
+        let (parts, body) = resp.into_parts();
+        let body = body.collect().await.unwrap().to_bytes();
+        Got { status: parts.status, version: parts.version, headers: parts.headers, body }
+    }
+}
+
+/// A config with one http listener forwarding to group `web` with `targets`
+/// (address, weight), plus extra TOML appended to the group.
+pub fn one_group_config(listen: SocketAddr, targets: &[(SocketAddr, u32)], group_extra: &str) -> String {
+    let list: Vec<String> = targets.iter().map(|(a, w)| format!("{{ address = \"{a}\", weight = {w} }}")).collect();
+    format!(
+        r#"[global]
+drain_timeout = "10s"
+
+[admin]
+bind = "ADMIN"
+
+[[listeners]]
+name = "front"
+protocol = "http"
+bind = "{listen}"
+default_action = {{ forward = "web" }}
+
+[[target_groups]]
+name = "web"
+protocol = "http"
+targets = [ {} ]
+{group_extra}
+"#,
+        list.join(", ")
+    )
+}
