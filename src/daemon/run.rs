@@ -52,8 +52,8 @@ pub fn run(path: &Path) -> u8 {
 
 /// A multi-threaded runtime with `threads` workers (0 = one per CPU).
 pub fn tokio_runtime(threads: usize) -> std::io::Result<tokio::runtime::Runtime> {
-    let mut builder = tokio::runtime::Builder::new_multi_thread();
-    if threads > 0 {
+    let mut builder = if threads == 1 { tokio::runtime::Builder::new_current_thread() } else { tokio::runtime::Builder::new_multi_thread() };
+    if threads > 1 {
         builder.worker_threads(threads);
     }
     builder.enable_all().thread_name("edgelb").build()
