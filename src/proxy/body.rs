@@ -1,6 +1,6 @@
 //! The body of every response edgelb sends to a client.
 
-use crate::proxy::pool::Sender;
+use crate::proxy::pool::TargetConn;
 use crate::runtime::target::OutstandingGuard;
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
@@ -52,18 +52,18 @@ impl Drop for InFlight {
     }
 }
 
-/// A target's response body, streamed; at its end the connection it came on
-/// goes back to the target's pool.
+/// A target's response body, streamed; the connection it comes on is driven
+/// from here, and at the body's end it goes back to the target's pool.
 pub struct TargetBody {
     body: Incoming,
     /// The connection and the target's outstanding count, released at the end.
-    release: Option<(Sender, OutstandingGuard)>,
+    release: Option<(TargetConn, OutstandingGuard)>,
 }
 
 impl TargetBody {
     fn finish(&mut self) {
-        if let Some((sender, guard)) = self.release.take() {
-            guard.shared().pool.put(sender);
+        if let Some((conn, guard)) = self.release.take() {
+            guard.shared().pool.put(conn);
         }
     }
 }
@@ -88,7 +88,7 @@ impl ProxyBody {
 
     /// A target's body; `release` returns the connection to the pool when the
     /// body was read to its end (and only then: a body cut short closes it).
-    pub fn target(body: Incoming, release: Option<(Sender, OutstandingGuard)>, in_flight: Option<InFlight>) -> Self {
+    pub fn target(body: Incoming, release: Option<(TargetConn, OutstandingGuard)>, in_flight: Option<InFlight>) -> Self {
         let mut t = TargetBody { body, release };
         if t.body.is_end_stream() {
             t.finish();
@@ -105,6 +105,9 @@ impl Body for ProxyBody {
         match &mut self.get_mut().kind {
             Kind::Full(data) => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
             Kind::Target(t) => {
+                if let Some((conn, _)) = &mut t.release {
+                    conn.poll_drive(cx);
+                }
                 let polled = Pin::new(&mut t.body).poll_frame(cx);
                 match &polled {
                     Poll::Ready(None) => t.finish(),

@@ -3,7 +3,8 @@
 use crate::listener::ClientConn;
 use crate::proxy::body::{InFlight, ProxyBody};
 use crate::proxy::headers::{prepare_request, strip_hop_by_hop, wants_upgrade};
-use crate::proxy::pool::{self, Sender};
+use crate::proxy::pool::{self, TargetConn};
+use hyper::client::conn::http1::SendRequest;
 use crate::proxy::respond::lb_error;
 use crate::route::{ForwardAction, RouteAction};
 use crate::runtime::target::OutstandingGuard;
@@ -34,6 +35,14 @@ pub async fn handle(conn: Arc<ClientConn>, req: Request<Incoming>, in_flight: In
     }
 }
 
+/// A connection to a target for one request.
+enum Conn {
+    /// A pooled (or new) connection driven by this request.
+    Driven(TargetConn),
+    /// A connection for a protocol switch, driven by its own task.
+    Upgradable(SendRequest<Incoming>),
+}
+
 async fn forward(conn: &ClientConn, action: &ForwardAction, mut req: Request<Incoming>, in_flight: InFlight) -> Response<ProxyBody> {
     action.metrics.requests.inc();
     let group = &action.group;
@@ -48,37 +57,54 @@ async fn forward(conn: &ClientConn, action: &ForwardAction, mut req: Request<Inc
     let mut stale_retries = 0;
     loop {
         let target = &group.targets[choice];
-        let now = Instant::now();
-        let pooled = if stale_retries < MAX_STALE_RETRIES { target.shared.pool.checkout(now) } else { None };
-        let (mut sender, reused): (Sender, bool) = match pooled {
-            Some(s) => (s, true),
-            None => match pool::connect(target.addr, group.connect_timeout).await {
-                Ok(s) => (s, false),
-                Err(e) => {
-                    group.metrics.connection_errors.inc();
-                    tracing::warn!(target_group = %group.name, target = %target.address, "connect failed: {e}");
-                    connect_failures += 1;
-                    // Nothing was sent: always safe to try once more elsewhere.
-                    match (connect_failures < 2).then(|| group.pick(Some(choice))).flatten() {
-                        Some(next) => {
-                            choice = next;
-                            continue;
-                        }
-                        None => return lb_error(StatusCode::BAD_GATEWAY, &action.metrics, in_flight),
+        let pooled = if upgrade || stale_retries >= MAX_STALE_RETRIES { None } else { target.shared.pool.checkout(Instant::now()) };
+        let reused = pooled.is_some();
+        let connected = match pooled {
+            Some(c) => Ok(Conn::Driven(c)),
+            None if upgrade => pool::connect_upgradable(target.addr, group.connect_timeout).await.map(Conn::Upgradable),
+            None => pool::connect(target.addr, group.connect_timeout).await.map(Conn::Driven),
+        };
+        let mut target_conn = match connected {
+            Ok(c) => c,
+            Err(e) => {
+                group.metrics.connection_errors.inc();
+                tracing::warn!(target_group = %group.name, target = %target.address, "connect failed: {e}");
+                connect_failures += 1;
+                // Nothing was sent: always safe to try once more elsewhere.
+                match (connect_failures < 2).then(|| group.pick(Some(choice))).flatten() {
+                    Some(next) => {
+                        choice = next;
+                        continue;
                     }
+                    None => return lb_error(StatusCode::BAD_GATEWAY, &action.metrics, in_flight),
                 }
-            },
+            }
         };
         let outstanding = target.start_request();
         let sent_at = Instant::now();
-        match tokio::time::timeout(group.request_timeout, sender.try_send_request(req)).await {
+        let exchange = async {
+            match &mut target_conn {
+                Conn::Driven(c) => c.send(req).await,
+                Conn::Upgradable(s) => s.try_send_request(req).await,
+            }
+        };
+        match tokio::time::timeout(group.request_timeout, exchange).await {
             Err(_elapsed) => {
                 tracing::warn!(target_group = %group.name, target = %target.address, "no response within request_timeout");
                 return lb_error(StatusCode::GATEWAY_TIMEOUT, &action.metrics, in_flight);
             }
             Ok(Ok(resp)) => {
                 group.metrics.response_time.observe(sent_at.elapsed().as_secs_f64());
-                return respond(conn, action, resp, sender, outstanding, client_upgrade, in_flight);
+                action.metrics.from_target.count(resp.status().as_u16());
+                return match (target_conn, client_upgrade) {
+                    (Conn::Upgradable(sender), Some(client_upgrade)) => switch_protocols(conn, resp, sender, outstanding, client_upgrade, in_flight),
+                    (Conn::Driven(c), _) => {
+                        let (mut parts, body) = resp.into_parts();
+                        strip_hop_by_hop(&mut parts.headers, false);
+                        Response::from_parts(parts, ProxyBody::target(body, Some((c, outstanding)), Some(in_flight)))
+                    }
+                    (Conn::Upgradable(_), None) => unreachable!("upgradable connections serve upgrade requests only"),
+                };
             }
             Ok(Err(mut e)) => match e.take_message() {
                 // A reused connection the target had closed: the request is back, unsent.
@@ -95,19 +121,18 @@ async fn forward(conn: &ClientConn, action: &ForwardAction, mut req: Request<Inc
     }
 }
 
-fn respond(
+/// The answer to a request that asked to switch protocols: on `101` both
+/// sockets are joined by a copying task; any other answer is passed on.
+fn switch_protocols(
     conn: &ClientConn,
-    action: &ForwardAction,
     mut resp: Response<Incoming>,
-    sender: Sender,
+    sender: SendRequest<Incoming>,
     outstanding: OutstandingGuard,
-    client_upgrade: Option<OnUpgrade>,
+    client_upgrade: OnUpgrade,
     in_flight: InFlight,
 ) -> Response<ProxyBody> {
-    let status = resp.status();
-    action.metrics.from_target.count(status.as_u16());
-    let switching = status == StatusCode::SWITCHING_PROTOCOLS;
-    if let (true, Some(client_upgrade)) = (switching, client_upgrade) {
+    let switching = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
+    if switching {
         conn.upgraded.store(true, Ordering::Relaxed);
         let target_upgrade = hyper::upgrade::on(&mut resp);
         tokio::spawn(async move {
@@ -118,11 +143,8 @@ fn respond(
                 let _ = tokio::io::copy_bidirectional(&mut client, &mut target).await;
             }
         });
-        let (mut parts, body) = resp.into_parts();
-        strip_hop_by_hop(&mut parts.headers, true);
-        return Response::from_parts(parts, ProxyBody::target(body, None, Some(in_flight)));
     }
     let (mut parts, body) = resp.into_parts();
-    strip_hop_by_hop(&mut parts.headers, false);
-    Response::from_parts(parts, ProxyBody::target(body, Some((sender, outstanding)), Some(in_flight)))
+    strip_hop_by_hop(&mut parts.headers, switching);
+    Response::from_parts(parts, ProxyBody::target(body, None, Some(in_flight)))
 }
