@@ -10,6 +10,7 @@ use std::sync::Arc;
 use atomic_waker::AtomicWaker;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::task::{Context, Poll};
+use std::time::Instant;
 
 /// Requests in flight on one client connection, and the reader to wake when
 /// the last one finishes (its idle timer starts then).
@@ -56,14 +57,15 @@ impl Drop for InFlight {
 /// from here, and at the body's end it goes back to the target's pool.
 pub struct TargetBody {
     body: Incoming,
-    /// The connection and the target's outstanding count, released at the end.
-    release: Option<(TargetConn, OutstandingGuard)>,
+    /// The connection, the target's outstanding count and when the request was
+    /// sent (the connection's idle age is counted from there), released at the end.
+    release: Option<(TargetConn, OutstandingGuard, Instant)>,
 }
 
 impl TargetBody {
     fn finish(&mut self) {
-        if let Some((conn, guard)) = self.release.take() {
-            guard.shared().pool.put(conn);
+        if let Some((conn, guard, sent_at)) = self.release.take() {
+            guard.shared().pool.put(conn, sent_at);
         }
     }
 }
@@ -88,7 +90,7 @@ impl ProxyBody {
 
     /// A target's body; `release` returns the connection to the pool when the
     /// body was read to its end (and only then: a body cut short closes it).
-    pub fn target(body: Incoming, release: Option<(TargetConn, OutstandingGuard)>, in_flight: Option<InFlight>) -> Self {
+    pub fn target(body: Incoming, release: Option<(TargetConn, OutstandingGuard, Instant)>, in_flight: Option<InFlight>) -> Self {
         let mut t = TargetBody { body, release };
         if t.body.is_end_stream() {
             t.finish();
@@ -105,7 +107,7 @@ impl Body for ProxyBody {
         match &mut self.get_mut().kind {
             Kind::Full(data) => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
             Kind::Target(t) => {
-                if let Some((conn, _)) = &mut t.release {
+                if let Some((conn, _, _)) = &mut t.release {
                     conn.poll_drive(cx);
                 }
                 let polled = Pin::new(&mut t.body).poll_frame(cx);

@@ -57,12 +57,15 @@ async fn forward(conn: &ClientConn, action: &ForwardAction, mut req: Request<Inc
     let mut stale_retries = 0;
     loop {
         let target = &group.targets[choice];
-        let pooled = if upgrade || stale_retries >= MAX_STALE_RETRIES { None } else { target.shared.pool.checkout(Instant::now()) };
+        let mut sent_at = Instant::now();
+        let pooled = if upgrade || stale_retries >= MAX_STALE_RETRIES { None } else { target.shared.pool.checkout(sent_at) };
         let reused = pooled.is_some();
         let connected = match pooled {
             Some(c) => Ok(Conn::Driven(c)),
-            None if upgrade => pool::connect_upgradable(target.addr, group.connect_timeout).await.map(Conn::Upgradable),
-            None => pool::connect(target.addr, group.connect_timeout).await.map(Conn::Driven),
+            // Boxed: connecting is the rare path, and its future would otherwise
+            // make every request's future (moved by hyper) much larger.
+            None if upgrade => Box::pin(pool::connect_upgradable(target.addr, group.connect_timeout)).await.map(Conn::Upgradable),
+            None => Box::pin(pool::connect(target.addr, group.connect_timeout)).await.map(Conn::Driven),
         };
         let mut target_conn = match connected {
             Ok(c) => c,
@@ -80,8 +83,10 @@ async fn forward(conn: &ClientConn, action: &ForwardAction, mut req: Request<Inc
                 }
             }
         };
+        if !reused {
+            sent_at = Instant::now();
+        }
         let outstanding = target.start_request();
-        let sent_at = Instant::now();
         let exchange = async {
             match &mut target_conn {
                 Conn::Driven(c) => c.send(req).await,
@@ -101,7 +106,7 @@ async fn forward(conn: &ClientConn, action: &ForwardAction, mut req: Request<Inc
                     (Conn::Driven(c), _) => {
                         let (mut parts, body) = resp.into_parts();
                         strip_hop_by_hop(&mut parts.headers, false);
-                        Response::from_parts(parts, ProxyBody::target(body, Some((c, outstanding)), Some(in_flight)))
+                        Response::from_parts(parts, ProxyBody::target(body, Some((c, outstanding, sent_at)), Some(in_flight)))
                     }
                     (Conn::Upgradable(_), None) => unreachable!("upgradable connections serve upgrade requests only"),
                 };
@@ -148,3 +153,4 @@ fn switch_protocols(
     strip_hop_by_hop(&mut parts.headers, switching);
     Response::from_parts(parts, ProxyBody::target(body, None, Some(in_flight)))
 }
+

@@ -100,14 +100,15 @@ impl ConnPool {
         None
     }
 
-    /// Gives a connection back after its response was read to the end.
-    pub fn put(&self, conn: TargetConn) {
+    /// Gives a connection back after its response was read to the end; `since`
+    /// is when its last request was sent (a clock read saved per request).
+    pub fn put(&self, conn: TargetConn, since: Instant) {
         if conn.ended {
             return;
         }
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         if idle.len() < MAX_IDLE {
-            idle.push_back(Idle { conn, since: Instant::now() });
+            idle.push_back(Idle { conn, since });
         }
     }
 
