@@ -14,9 +14,18 @@ fn check_in(config: &str, files: &[&str]) -> (i32, String, String) {
     }
     let path = dir.path().join("edgelb.toml");
     std::fs::write(&path, config).unwrap();
-    let out = Command::new(edgelb_bin()).args(["check", "--config"]).arg(&path).output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr).replace(&dir.path().display().to_string(), "DIR");
-    (out.status.code().unwrap(), String::from_utf8_lossy(&out.stdout).into_owned(), stderr)
+    let out = Command::new(edgelb_bin())
+        .args(["check", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let stderr =
+        String::from_utf8_lossy(&out.stderr).replace(&dir.path().display().to_string(), "DIR");
+    (
+        out.status.code().unwrap(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr,
+    )
 }
 
 fn check(config: &str) -> (i32, String, String) {
@@ -69,38 +78,82 @@ fn valid_config_passes() {
     let (code, stdout, stderr) = check(VALID);
     assert_eq!((code, stdout.as_str()), (0, "configuration ok\n"));
     // Keys this build does not implement yet are only warned about by `check`.
-    assert!(stderr.lines().all(|l| l.starts_with("warning: ") && l.contains("not supported yet")), "{stderr}");
+    assert!(
+        stderr
+            .lines()
+            .all(|l| l.starts_with("warning: ") && l.contains("not supported yet")),
+        "{stderr}"
+    );
 }
 
 #[test]
 fn shipped_example_configs_pass() {
     for entry in std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/config")).unwrap() {
         let path = entry.unwrap().path();
-        let out = Command::new(edgelb_bin()).args(["check", "--config"]).arg(&path).output().unwrap();
-        assert!(out.status.success(), "{}: {}", path.display(), String::from_utf8_lossy(&out.stderr));
+        let out = Command::new(edgelb_bin())
+            .args(["check", "--config"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}: {}",
+            path.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 }
 
 #[test]
 fn syntax_error_stops_at_that_one() {
-    assert_error(&with("name = \"web\"", "name = = \"web\""), "15:8: extra `=`, expected nothing");
+    assert_error(
+        &with("name = \"web\"", "name = = \"web\""),
+        "15:8: extra `=`, expected nothing",
+    );
 }
 
 #[test]
 fn unknown_keys_everywhere() {
-    assert_error(&with("drain_timeout", "drain_timout"), "3:1: unknown key `drain_timout`");
-    assert_error(&with("bind = \"0.0.0.0:8080\"", "bind = \"0.0.0.0:8080\"\nbnd = 1"), "12:1: unknown key `bnd`");
-    assert_error(&with("{ forward = \"web\" }", "{ forward = \"web\", foward = \"x\" }"), "12:37: unknown key `foward`");
-    assert_error(&with("weight = 3", "weight = 3, wieght = 2"), "18:45: unknown key `wieght`");
-    assert_error(&with("matcher = ", "matchr = "), "25:1: unknown key `matchr`");
-    assert_error(&(VALID.to_owned() + "[extra]\nx = 1\n"), "26:2: unknown key `extra`");
+    assert_error(
+        &with("drain_timeout", "drain_timout"),
+        "3:1: unknown key `drain_timout`",
+    );
+    assert_error(
+        &with(
+            "bind = \"0.0.0.0:8080\"",
+            "bind = \"0.0.0.0:8080\"\nbnd = 1",
+        ),
+        "12:1: unknown key `bnd`",
+    );
+    assert_error(
+        &with(
+            "{ forward = \"web\" }",
+            "{ forward = \"web\", foward = \"x\" }",
+        ),
+        "12:37: unknown key `foward`",
+    );
+    assert_error(
+        &with("weight = 3", "weight = 3, wieght = 2"),
+        "18:45: unknown key `wieght`",
+    );
+    assert_error(
+        &with("matcher = ", "matchr = "),
+        "25:1: unknown key `matchr`",
+    );
+    assert_error(
+        &(VALID.to_owned() + "[extra]\nx = 1\n"),
+        "26:2: unknown key `extra`",
+    );
 }
 
 #[test]
 fn every_error_is_reported_at_once() {
-    let config = with("drain_timeout = \"30s\"", "drain_timeout = \"30x\"\ncolour = 1")
-        .replace("weight = 3", "weight = 1001")
-        .replace("matcher = \"200-399\"", "matcher = \"abc\"");
+    let config = with(
+        "drain_timeout = \"30s\"",
+        "drain_timeout = \"30x\"\ncolour = 1",
+    )
+    .replace("weight = 3", "weight = 1001")
+    .replace("matcher = \"200-399\"", "matcher = \"abc\"");
     let (code, _, stderr) = check(&config);
     assert_eq!(code, 1);
     let lines: Vec<&str> = stderr.lines().collect();
@@ -118,22 +171,46 @@ fn every_error_is_reported_at_once() {
 #[test]
 fn duplicate_names_point_at_the_later_one() {
     let second_listener = "\n[[listeners]]\nname = \"public\"\nprotocol = \"http\"\nbind = \"0.0.0.0:8081\"\ndefault_action = { forward = \"web\" }\n";
-    assert_error(&(VALID.to_owned() + second_listener), "28:8: duplicate listener name \"public\"");
+    assert_error(
+        &(VALID.to_owned() + second_listener),
+        "28:8: duplicate listener name \"public\"",
+    );
     let second_group = "\n[[target_groups]]\nname = \"web\"\nprotocol = \"http\"\n";
-    assert_error(&(VALID.to_owned() + second_group), "28:8: duplicate target group name \"web\"");
-    assert_error(&with("{ address = \"app-2.internal:8080\" }", "{ address = \"10.0.1.10:8080\" }"), "19:15: duplicate target \"10.0.1.10:8080\" in this group");
+    assert_error(
+        &(VALID.to_owned() + second_group),
+        "28:8: duplicate target group name \"web\"",
+    );
+    assert_error(
+        &with(
+            "{ address = \"app-2.internal:8080\" }",
+            "{ address = \"10.0.1.10:8080\" }",
+        ),
+        "19:15: duplicate target \"10.0.1.10:8080\" in this group",
+    );
 }
 
 #[test]
 fn forward_to_unknown_or_unfit_group() {
-    assert_error(&with("{ forward = \"web\" }", "{ forward = \"wbe\" }"), "12:30: forward to unknown target group \"wbe\"");
-    assert_error(&with("protocol = \"http\"\nbind", "protocol = \"tcp\"\nbind"), "12:30: a tcp listener cannot forward to http target group \"web\"");
-    assert_error(&with("default_action = { forward = \"web\" }\n", ""), "8:1: missing key `default_action`");
+    assert_error(
+        &with("{ forward = \"web\" }", "{ forward = \"wbe\" }"),
+        "12:30: forward to unknown target group \"wbe\"",
+    );
+    assert_error(
+        &with("protocol = \"http\"\nbind", "protocol = \"tcp\"\nbind"),
+        "12:30: a tcp listener cannot forward to http target group \"web\"",
+    );
+    assert_error(
+        &with("default_action = { forward = \"web\" }\n", ""),
+        "8:1: missing key `default_action`",
+    );
 }
 
 #[test]
 fn tls_listeners_need_readable_certificates() {
-    assert_error(&with("protocol = \"http\"\nbind", "protocol = \"https\"\nbind"), "8:1: https listener has no certificates");
+    assert_error(
+        &with("protocol = \"http\"\nbind", "protocol = \"https\"\nbind"),
+        "8:1: https listener has no certificates",
+    );
     let with_certs = with(
         "protocol = \"http\"\nbind",
         "protocol = \"https\"\ncertificates = [ { cert = \"certs/site.pem\", key = \"missing.key\" } ]\nbind",
@@ -142,51 +219,123 @@ fn tls_listeners_need_readable_certificates() {
     assert_eq!(code, 1);
     let lines: Vec<&str> = stderr.lines().collect();
     assert_eq!(lines.len(), 2, "{stderr}");
-    assert!(lines[0].starts_with("DIR/edgelb.toml:11:27: cannot read DIR/certs/site.pem:"), "{}", lines[0]);
-    assert!(lines[1].starts_with("DIR/edgelb.toml:11:51: cannot read DIR/missing.key:"), "{}", lines[1]);
+    assert!(
+        lines[0].starts_with("DIR/edgelb.toml:11:27: cannot read DIR/certs/site.pem:"),
+        "{}",
+        lines[0]
+    );
+    assert!(
+        lines[1].starts_with("DIR/edgelb.toml:11:51: cannot read DIR/missing.key:"),
+        "{}",
+        lines[1]
+    );
 }
 
 #[test]
 fn timeouts_intervals_thresholds() {
-    assert_error(&with("timeout = \"5s\"", "timeout = \"10s\""), "24:11: timeout 10s must be shorter than interval 10s");
-    assert_error(&with("interval = \"10s\"", "interval = \"500ms\""), "23:12: must be between 1s and 5m");
-    assert_error(&with("matcher = \"200-399\"", "matcher = \"200-399\"\nhealthy_threshold = 11"), "26:21: 11 is out of range 1..=10");
-    assert_error(&with("matcher = \"200-399\"", "matcher = \"200-399\"\nport = 0"), "26:8: port 0 is out of range 1..=65535");
-    assert_error(&with("protocol = \"http\"\ntargets", "protocol = \"http\"\nslow_start = \"10s\"\ntargets"), "17:14: slow_start must be 0s or between 30s and 900s");
+    assert_error(
+        &with("timeout = \"5s\"", "timeout = \"10s\""),
+        "24:11: timeout 10s must be shorter than interval 10s",
+    );
+    assert_error(
+        &with("interval = \"10s\"", "interval = \"500ms\""),
+        "23:12: must be between 1s and 5m",
+    );
+    assert_error(
+        &with(
+            "matcher = \"200-399\"",
+            "matcher = \"200-399\"\nhealthy_threshold = 11",
+        ),
+        "26:21: 11 is out of range 1..=10",
+    );
+    assert_error(
+        &with("matcher = \"200-399\"", "matcher = \"200-399\"\nport = 0"),
+        "26:8: port 0 is out of range 1..=65535",
+    );
+    assert_error(
+        &with(
+            "protocol = \"http\"\ntargets",
+            "protocol = \"http\"\nslow_start = \"10s\"\ntargets",
+        ),
+        "17:14: slow_start must be 0s or between 30s and 900s",
+    );
 }
 
 #[test]
 fn weights_and_ports_out_of_range() {
-    assert_error(&with("weight = 3", "weight = -1"), "18:42: -1 is out of range 0..=1000");
-    assert_error(&with("10.0.1.10:8080", "10.0.1.10:65536"), "18:15: port \"65536\" is out of range 1..=65535 in \"10.0.1.10:65536\"");
-    assert_error(&with("0.0.0.0:8080", "0.0.0.0:99999"), "11:8: port \"99999\" out of range 0..=65535 in \"0.0.0.0:99999\"");
-    assert_error(&with("worker_threads = 2", "worker_threads = 5000"), "2:18: 5000 is out of range 0..=1024");
+    assert_error(
+        &with("weight = 3", "weight = -1"),
+        "18:42: -1 is out of range 0..=1000",
+    );
+    assert_error(
+        &with("10.0.1.10:8080", "10.0.1.10:65536"),
+        "18:15: port \"65536\" is out of range 1..=65535 in \"10.0.1.10:65536\"",
+    );
+    assert_error(
+        &with("0.0.0.0:8080", "0.0.0.0:99999"),
+        "11:8: port \"99999\" out of range 0..=65535 in \"0.0.0.0:99999\"",
+    );
+    assert_error(
+        &with("worker_threads = 2", "worker_threads = 5000"),
+        "2:18: 5000 is out of range 0..=1024",
+    );
 }
 
 #[test]
 fn rules_validation() {
-    let rule = |body: &str| with("default_action = { forward = \"web\" }\n", &format!("default_action = {{ forward = \"web\" }}\n\n[[listeners.rules]]\n{body}\n"));
+    let rule = |body: &str| {
+        with(
+            "default_action = { forward = \"web\" }\n",
+            &format!("default_action = {{ forward = \"web\" }}\n\n[[listeners.rules]]\n{body}\n"),
+        )
+    };
     assert_error(
-        &(rule("priority = 5\nconditions = { path = [\"/a\"] }\naction = { forward = \"web\" }") + "\n[[listeners.rules]]\npriority = 5\nconditions = { path = [\"/b\"] }\naction = { forward = \"web\" }\n"),
+        &(rule("priority = 5\nconditions = { path = [\"/a\"] }\naction = { forward = \"web\" }")
+            + "\n[[listeners.rules]]\npriority = 5\nconditions = { path = [\"/b\"] }\naction = { forward = \"web\" }\n"),
         "33:12: duplicate rule priority 5 in this listener",
     );
-    assert_error(&rule("priority = 0\nconditions = { path = [\"/a\"] }\naction = { forward = \"web\" }"), "15:12: priority 0 is out of range 1..=50000");
-    assert_error(&rule("priority = 1\nconditions = { source_ip = [\"10.0.0.0/33\"] }\naction = { forward = \"web\" }"), "16:29: invalid CIDR \"10.0.0.0/33\": expected e.g. \"10.0.0.0/8\" or \"::1/128\"");
-    assert_error(&rule("priority = 1\nconditions = { path = [] }\naction = { forward = \"web\" }"), "16:16: empty list: give at least one value or leave the condition out");
-    assert_error(&rule("priority = 1\nconditions = {}\naction = { forward = \"web\" }"), "16:1: a rule needs at least one condition");
-    let long = format!("/{}", "a".repeat(128));
-    assert_error(&rule(&format!("priority = 1\nconditions = {{ path = [\"{long}\"] }}\naction = {{ forward = \"web\" }}")), "16:24: pattern is 129 characters long, more than 128");
     assert_error(
-        &rule("priority = 1\nconditions = { path = [\"/a\"] }\naction = { forward = { target_groups = [ { name = \"web\", weight = 0 } ] } }"),
+        &rule("priority = 0\nconditions = { path = [\"/a\"] }\naction = { forward = \"web\" }"),
+        "15:12: priority 0 is out of range 1..=50000",
+    );
+    assert_error(
+        &rule(
+            "priority = 1\nconditions = { source_ip = [\"10.0.0.0/33\"] }\naction = { forward = \"web\" }",
+        ),
+        "16:29: invalid CIDR \"10.0.0.0/33\": expected e.g. \"10.0.0.0/8\" or \"::1/128\"",
+    );
+    assert_error(
+        &rule("priority = 1\nconditions = { path = [] }\naction = { forward = \"web\" }"),
+        "16:16: empty list: give at least one value or leave the condition out",
+    );
+    assert_error(
+        &rule("priority = 1\nconditions = {}\naction = { forward = \"web\" }"),
+        "16:1: a rule needs at least one condition",
+    );
+    let long = format!("/{}", "a".repeat(128));
+    assert_error(
+        &rule(&format!(
+            "priority = 1\nconditions = {{ path = [\"{long}\"] }}\naction = {{ forward = \"web\" }}"
+        )),
+        "16:24: pattern is 129 characters long, more than 128",
+    );
+    assert_error(
+        &rule(
+            "priority = 1\nconditions = { path = [\"/a\"] }\naction = { forward = { target_groups = [ { name = \"web\", weight = 0 } ] } }",
+        ),
         "17:24: every weight is 0: no request could be forwarded",
     );
     let body = "x".repeat(1025);
     assert_error(
-        &rule(&format!("priority = 1\nconditions = {{ path = [\"/a\"] }}\naction = {{ fixed_response = {{ status = 200, body = \"{body}\" }} }}")),
+        &rule(&format!(
+            "priority = 1\nconditions = {{ path = [\"/a\"] }}\naction = {{ fixed_response = {{ status = 200, body = \"{body}\" }} }}"
+        )),
         "17:52: body is 1025 bytes, more than 1024",
     );
     assert_error(
-        &rule("priority = 1\nconditions = { path = [\"/a\"] }\naction = { redirect = { host = \"#{host}\", status = 301 } }"),
+        &rule(
+            "priority = 1\nconditions = { path = [\"/a\"] }\naction = { redirect = { host = \"#{host}\", status = 301 } }",
+        ),
         "17:12: redirect to the same URL (a loop): change at least one of protocol, host, port, path, query",
     );
 }

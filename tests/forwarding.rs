@@ -23,7 +23,12 @@ async fn smooth_weighted_round_robin_exact_sequence_and_counts() {
     let b = TestTarget::start("b").await;
     let c = TestTarget::start("c").await;
     let listen = listen_addr();
-    let _lb = Edgelb::start(&one_group_config(listen, &[(a.addr, 5), (b.addr, 1), (c.addr, 1)], "")).await;
+    let _lb = Edgelb::start(&one_group_config(
+        listen,
+        &[(a.addr, 5), (b.addr, 1), (c.addr, 1)],
+        "",
+    ))
+    .await;
     let mut client = H1::connect(listen).await;
     let mut seq = String::new();
     for _ in 0..70 {
@@ -80,7 +85,11 @@ async fn forwarded_headers_and_hop_by_hop() {
         assert!(!h.contains_key(gone), "{gone} must not reach the target");
     }
     // A client's own request id is kept; ids differ between requests otherwise.
-    let req = Request::get("/").header("host", "a").header("x-request-id", "client-id-1").body(Full::new(Bytes::new())).unwrap();
+    let req = Request::get("/")
+        .header("host", "a")
+        .header("x-request-id", "client-id-1")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
     client.send(req).await.unwrap();
     assert_eq!(t.last().headers["x-request-id"], "client-id-1");
     client.get("/").await;
@@ -97,7 +106,10 @@ async fn target_connections_are_pooled() {
         assert_eq!(get(listen, "/").await.text(), "t");
     }
     assert_eq!(t.requests(), 20);
-    assert!(t.connections.load(std::sync::atomic::Ordering::SeqCst) <= 2, "target connections were not reused");
+    assert!(
+        t.connections.load(std::sync::atomic::Ordering::SeqCst) <= 2,
+        "target connections were not reused"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -112,13 +124,22 @@ async fn refused_connection_is_retried_on_another_target() {
         assert_eq!((got.status, got.text().as_str()), (StatusCode::OK, "alive"));
     }
     assert_eq!(t.requests(), 10);
-    assert!(lb.metric("edgelb_target_connection_errors_total{target_group=\"web\"}").await >= 5.0);
+    assert!(
+        lb.metric("edgelb_target_connection_errors_total{target_group=\"web\"}")
+            .await
+            >= 5.0
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn all_targets_refusing_gives_502() {
     let listen = listen_addr();
-    let lb = Edgelb::start(&one_group_config(listen, &[(dead_addr(), 1), (dead_addr(), 1)], "")).await;
+    let lb = Edgelb::start(&one_group_config(
+        listen,
+        &[(dead_addr(), 1), (dead_addr(), 1)],
+        "",
+    ))
+    .await;
     let got = get(listen, "/").await;
     assert_eq!(got.status, StatusCode::BAD_GATEWAY);
     let series = "edgelb_http_responses_total{class=\"5xx\",listener=\"front\",source=\"lb\",target_group=\"web\"}";
@@ -129,18 +150,37 @@ async fn all_targets_refusing_gives_502() {
 async fn group_without_targets_gives_503() {
     let listen = listen_addr();
     let _lb = Edgelb::start(&one_group_config(listen, &[], "")).await;
-    assert_eq!(get(listen, "/").await.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        get(listen, "/").await.status,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_target_gives_504_after_request_timeout() {
-    let slow = TestTarget::start_with("slow", Behaviour { delay: Some(Duration::from_secs(5)), ..Default::default() }).await;
+    let slow = TestTarget::start_with(
+        "slow",
+        Behaviour {
+            delay: Some(Duration::from_secs(5)),
+            ..Default::default()
+        },
+    )
+    .await;
     let listen = listen_addr();
-    let _lb = Edgelb::start(&one_group_config(listen, &[(slow.addr, 1)], "request_timeout = \"300ms\"")).await;
+    let _lb = Edgelb::start(&one_group_config(
+        listen,
+        &[(slow.addr, 1)],
+        "request_timeout = \"300ms\"",
+    ))
+    .await;
     let started = std::time::Instant::now();
     let got = get(listen, "/").await;
     assert_eq!(got.status, StatusCode::GATEWAY_TIMEOUT);
-    assert!(started.elapsed() < Duration::from_secs(4), "504 came only after {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "504 came only after {:?}",
+        started.elapsed()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -152,16 +192,27 @@ async fn connect_timeout_gives_502() {
     socket.listen(0).unwrap();
     let mut fillers = Vec::new();
     for _ in 0..8 {
-        if let Ok(s) = tokio::time::timeout(Duration::from_millis(200), TcpStream::connect(addr)).await {
+        if let Ok(s) =
+            tokio::time::timeout(Duration::from_millis(200), TcpStream::connect(addr)).await
+        {
             fillers.push(s);
         }
     }
     let listen = listen_addr();
-    let _lb = Edgelb::start(&one_group_config(listen, &[(addr, 1)], "connect_timeout = \"200ms\"")).await;
+    let _lb = Edgelb::start(&one_group_config(
+        listen,
+        &[(addr, 1)],
+        "connect_timeout = \"200ms\"",
+    ))
+    .await;
     let started = std::time::Instant::now();
     let got = get(listen, "/").await;
     assert_eq!(got.status, StatusCode::BAD_GATEWAY);
-    assert!(started.elapsed() < Duration::from_secs(3), "502 came only after {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "502 came only after {:?}",
+        started.elapsed()
+    );
     drop(socket);
 }
 
@@ -179,13 +230,24 @@ async fn http2_prior_knowledge_is_forwarded_as_http11() {
     let seen = t.last();
     assert_eq!(seen.version, http::Version::HTTP_11);
     assert_eq!(seen.uri, "/h2?x=1");
-    assert_eq!(seen.headers["host"], format!("test.local:{}", listen.port()).as_str());
+    assert_eq!(
+        seen.headers["host"],
+        format!("test.local:{}", listen.port()).as_str()
+    );
 }
 
 /// Peak resident memory of a process, in KiB.
 fn peak_rss_kib(pid: i32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status.lines().find_map(|l| l.strip_prefix("VmHWM:")).unwrap().trim().trim_end_matches(" kB").trim().parse().unwrap()
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .unwrap()
+        .trim()
+        .trim_end_matches(" kB")
+        .trim()
+        .parse()
+        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -193,7 +255,14 @@ async fn large_bodies_stream_both_ways_without_buffering() {
     const UP: u64 = 256 << 20;
     const DOWN: u64 = 64 << 20;
     let sink = TestTarget::start("sink").await;
-    let source = TestTarget::start_with("source", Behaviour { body_bytes: Some(DOWN), ..Default::default() }).await;
+    let source = TestTarget::start_with(
+        "source",
+        Behaviour {
+            body_bytes: Some(DOWN),
+            ..Default::default()
+        },
+    )
+    .await;
     let (l1, l2) = (listen_addr(), listen_addr());
     let config = one_group_config(l1, &[(sink.addr, 1)], "")
         + &format!(
@@ -205,9 +274,15 @@ async fn large_bodies_stream_both_ways_without_buffering() {
 
     // Upload: 256 MiB in 64 KiB chunks, produced as they are sent.
     let chunks = futures_stream(UP / 65536);
-    let req = Request::post("/upload").header("host", "x").body(StreamBody::new(chunks)).unwrap();
+    let req = Request::post("/upload")
+        .header("host", "x")
+        .body(StreamBody::new(chunks))
+        .unwrap();
     let stream = TcpStream::connect(l1).await.unwrap();
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await.unwrap();
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .unwrap();
     tokio::spawn(conn);
     let resp = sender.send_request(req).await.unwrap();
     let body = resp.into_body().collect().await.unwrap().to_bytes();
@@ -219,20 +294,30 @@ async fn large_bodies_stream_both_ways_without_buffering() {
     assert_eq!(got.body.len() as u64, DOWN);
 
     let growth_mib = (peak_rss_kib(lb.pid()).saturating_sub(before)) / 1024;
-    assert!(growth_mib < 48, "edgelb's peak memory grew by {growth_mib} MiB while streaming");
+    assert!(
+        growth_mib < 48,
+        "edgelb's peak memory grew by {growth_mib} MiB while streaming"
+    );
 }
 
 /// A stream of `n` 64 KiB frames.
-fn futures_stream(n: u64) -> impl futures_core::Stream<Item = Result<Frame<Bytes>, std::io::Error>> + Send {
+fn futures_stream(
+    n: u64,
+) -> impl futures_core::Stream<Item = Result<Frame<Bytes>, std::io::Error>> + Send {
     let chunk = Bytes::from(vec![b'u'; 65536]);
     tokio_stream_iter((0..n).map(move |_| Ok(Frame::data(chunk.clone()))))
 }
 
-fn tokio_stream_iter<I: Iterator + Send + Unpin>(iter: I) -> impl futures_core::Stream<Item = I::Item> + Send {
+fn tokio_stream_iter<I: Iterator + Send + Unpin>(
+    iter: I,
+) -> impl futures_core::Stream<Item = I::Item> + Send {
     struct Iter<I>(I);
     impl<I: Iterator + Unpin> futures_core::Stream for Iter<I> {
         type Item = I::Item;
-        fn poll_next(mut self: std::pin::Pin<&mut Self>, _: &mut std::task::Context<'_>) -> std::task::Poll<Option<I::Item>> {
+        fn poll_next(
+            mut self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Option<I::Item>> {
             std::task::Poll::Ready(self.0.next())
         }
     }
@@ -244,12 +329,18 @@ async fn slow_request_head_gets_408() {
     let t = TestTarget::start("t").await;
     let listen = listen_addr();
     let mut config = one_group_config(listen, &[(t.addr, 1)], "");
-    config = config.replace("default_action", "header_read_timeout = \"300ms\"\ndefault_action");
+    config = config.replace(
+        "default_action",
+        "header_read_timeout = \"300ms\"\ndefault_action",
+    );
     let _lb = Edgelb::start(&config).await;
     let mut s = TcpStream::connect(listen).await.unwrap();
     s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n").await.unwrap();
     let mut out = Vec::new();
-    tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out)).await.expect("connection closed").ok();
+    tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out))
+        .await
+        .expect("connection closed")
+        .ok();
     let text = String::from_utf8_lossy(&out);
     assert!(text.starts_with("HTTP/1.1 408 "), "got {text:?}");
     assert_eq!(t.requests(), 0);
@@ -266,9 +357,14 @@ async fn oversized_request_head_gets_431() {
     let _lb = Edgelb::start(&config).await;
     let mut s = TcpStream::connect(listen).await.unwrap();
     let big = "a".repeat(10_000);
-    s.write_all(format!("GET / HTTP/1.1\r\nHost: x\r\nX-Big: {big}\r\n\r\n").as_bytes()).await.unwrap();
+    s.write_all(format!("GET / HTTP/1.1\r\nHost: x\r\nX-Big: {big}\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
     let mut out = Vec::new();
-    tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out)).await.expect("connection closed").ok();
+    tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out))
+        .await
+        .expect("connection closed")
+        .ok();
     let text = String::from_utf8_lossy(&out);
     assert!(text.starts_with("HTTP/1.1 431 "), "got {text:?}");
     assert_eq!(t.requests(), 0);
@@ -279,13 +375,19 @@ async fn oversized_request_head_gets_431() {
 async fn idle_keep_alive_connection_is_closed_after_idle_timeout() {
     let t = TestTarget::start("t").await;
     let listen = listen_addr();
-    let config = one_group_config(listen, &[(t.addr, 1)], "").replace("default_action", "idle_timeout = \"1s\"\ndefault_action");
+    let config = one_group_config(listen, &[(t.addr, 1)], "")
+        .replace("default_action", "idle_timeout = \"1s\"\ndefault_action");
     let _lb = Edgelb::start(&config).await;
     let mut s = TcpStream::connect(listen).await.unwrap();
-    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
     let started = std::time::Instant::now();
     let mut out = Vec::new();
-    tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out)).await.expect("idle connection was closed").unwrap();
+    tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out))
+        .await
+        .expect("idle connection was closed")
+        .unwrap();
     assert!(String::from_utf8_lossy(&out).starts_with("HTTP/1.1 200 "));
     assert!(started.elapsed() >= Duration::from_millis(900));
 }
@@ -304,8 +406,15 @@ async fn websocket_style_upgrade_works_end_to_end() {
             head.extend_from_slice(&buf[..n]);
         }
         let head = String::from_utf8_lossy(&head).to_lowercase();
-        assert!(head.contains("upgrade: echo") && head.contains("connection: upgrade"), "{head}");
-        s.write_all(b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n").await.unwrap();
+        assert!(
+            head.contains("upgrade: echo") && head.contains("connection: upgrade"),
+            "{head}"
+        );
+        s.write_all(
+            b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n",
+        )
+        .await
+        .unwrap();
         loop {
             let n = s.read(&mut buf).await.unwrap();
             if n == 0 {
@@ -317,17 +426,25 @@ async fn websocket_style_upgrade_works_end_to_end() {
     let listen = listen_addr();
     let _lb = Edgelb::start(&one_group_config(listen, &[(target, 1)], "")).await;
     let mut s = TcpStream::connect(listen).await.unwrap();
-    s.write_all(b"GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n").await.unwrap();
+    s.write_all(b"GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n")
+        .await
+        .unwrap();
     let mut got = Vec::new();
     let mut buf = [0u8; 1024];
     while !got.windows(4).any(|w| w == b"\r\n\r\n") {
-        let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf)).await.unwrap().unwrap();
+        let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
         assert!(n > 0);
         got.extend_from_slice(&buf[..n]);
     }
     assert!(String::from_utf8_lossy(&got).starts_with("HTTP/1.1 101 "));
     s.write_all(b"ping over the tunnel").await.unwrap();
     let mut echo = vec![0u8; 20];
-    tokio::time::timeout(Duration::from_secs(5), s.read_exact(&mut echo)).await.unwrap().unwrap();
+    tokio::time::timeout(Duration::from_secs(5), s.read_exact(&mut echo))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(&echo, b"ping over the tunnel");
 }

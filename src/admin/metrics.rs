@@ -4,13 +4,14 @@
 //! only touches atomics through the handles it carries.
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 /// Buckets for response times from 100 µs to 60 s.
 pub const RESPONSE_TIME_BUCKETS: &[f64] = &[
-    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0, 10.0, 30.0, 60.0,
 ];
 
 /// Every metric of SPEC §5, registered once per process.
@@ -36,13 +37,17 @@ pub struct Metrics {
 
 fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
     let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
-    registry.register(Box::new(c.clone())).expect("registered once");
+    registry
+        .register(Box::new(c.clone()))
+        .expect("registered once");
     c
 }
 
 fn gauge(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
     let g = IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric");
-    registry.register(Box::new(g.clone())).expect("registered once");
+    registry
+        .register(Box::new(g.clone()))
+        .expect("registered once");
     g
 }
 
@@ -50,30 +55,111 @@ impl Metrics {
     /// Registers every metric; `edgelb_build_info` is set at once.
     pub fn new() -> Self {
         let r = Registry::new();
-        let responses = counter(&r, "edgelb_http_responses_total", "HTTP responses by source (lb or target) and status class.", &["listener", "target_group", "source", "class"]);
-        let requests = counter(&r, "edgelb_requests_total", "HTTP requests received.", &["listener", "target_group"]);
+        let responses = counter(
+            &r,
+            "edgelb_http_responses_total",
+            "HTTP responses by source (lb or target) and status class.",
+            &["listener", "target_group", "source", "class"],
+        );
+        let requests = counter(
+            &r,
+            "edgelb_requests_total",
+            "HTTP requests received.",
+            &["listener", "target_group"],
+        );
         let target_response = HistogramVec::new(
-            HistogramOpts::new("edgelb_target_response_seconds", "Time from the request sent to a target to its response head.")
-                .buckets(RESPONSE_TIME_BUCKETS.to_vec()),
+            HistogramOpts::new(
+                "edgelb_target_response_seconds",
+                "Time from the request sent to a target to its response head.",
+            )
+            .buckets(RESPONSE_TIME_BUCKETS.to_vec()),
             &["target_group"],
         )
         .expect("valid metric");
-        r.register(Box::new(target_response.clone())).expect("registered once");
-        let healthy_targets = gauge(&r, "edgelb_healthy_targets", "Targets in service.", &["target_group"]);
-        let unhealthy_targets = gauge(&r, "edgelb_unhealthy_targets", "Targets out of service.", &["target_group"]);
-        let target_up = gauge(&r, "edgelb_target_up", "1 while the target is in service.", &["target_group", "target"]);
-        let active_connections = gauge(&r, "edgelb_active_connections", "Open client connections.", &["listener"]);
-        let connections = counter(&r, "edgelb_connections_total", "Client connections accepted.", &["listener"]);
-        let rejected_connections = counter(&r, "edgelb_rejected_connections_total", "Client connections refused by max_connections.", &["listener"]);
-        let processed_bytes = counter(&r, "edgelb_processed_bytes_total", "Bytes received from and sent to clients.", &["listener", "direction"]);
-        let target_connection_errors = counter(&r, "edgelb_target_connection_errors_total", "Connections to targets that failed.", &["target_group"]);
-        let tls_handshake_errors = counter(&r, "edgelb_tls_handshake_errors_total", "Client TLS handshakes that failed.", &["listener"]);
-        let health_checks = counter(&r, "edgelb_health_checks_total", "Health checks by result.", &["target_group", "result"]);
-        let config_reloads = counter(&r, "edgelb_config_reloads_total", "Configuration reloads by result.", &["result"]);
-        let config_generation = IntGauge::new("edgelb_config_generation", "Generation of the live configuration.").expect("valid metric");
-        r.register(Box::new(config_generation.clone())).expect("registered once");
-        let build_info = gauge(&r, "edgelb_build_info", "Always 1; the version in a label.", &["version"]);
-        build_info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+        r.register(Box::new(target_response.clone()))
+            .expect("registered once");
+        let healthy_targets = gauge(
+            &r,
+            "edgelb_healthy_targets",
+            "Targets in service.",
+            &["target_group"],
+        );
+        let unhealthy_targets = gauge(
+            &r,
+            "edgelb_unhealthy_targets",
+            "Targets out of service.",
+            &["target_group"],
+        );
+        let target_up = gauge(
+            &r,
+            "edgelb_target_up",
+            "1 while the target is in service.",
+            &["target_group", "target"],
+        );
+        let active_connections = gauge(
+            &r,
+            "edgelb_active_connections",
+            "Open client connections.",
+            &["listener"],
+        );
+        let connections = counter(
+            &r,
+            "edgelb_connections_total",
+            "Client connections accepted.",
+            &["listener"],
+        );
+        let rejected_connections = counter(
+            &r,
+            "edgelb_rejected_connections_total",
+            "Client connections refused by max_connections.",
+            &["listener"],
+        );
+        let processed_bytes = counter(
+            &r,
+            "edgelb_processed_bytes_total",
+            "Bytes received from and sent to clients.",
+            &["listener", "direction"],
+        );
+        let target_connection_errors = counter(
+            &r,
+            "edgelb_target_connection_errors_total",
+            "Connections to targets that failed.",
+            &["target_group"],
+        );
+        let tls_handshake_errors = counter(
+            &r,
+            "edgelb_tls_handshake_errors_total",
+            "Client TLS handshakes that failed.",
+            &["listener"],
+        );
+        let health_checks = counter(
+            &r,
+            "edgelb_health_checks_total",
+            "Health checks by result.",
+            &["target_group", "result"],
+        );
+        let config_reloads = counter(
+            &r,
+            "edgelb_config_reloads_total",
+            "Configuration reloads by result.",
+            &["result"],
+        );
+        let config_generation = IntGauge::new(
+            "edgelb_config_generation",
+            "Generation of the live configuration.",
+        )
+        .expect("valid metric");
+        r.register(Box::new(config_generation.clone()))
+            .expect("registered once");
+        let build_info = gauge(
+            &r,
+            "edgelb_build_info",
+            "Always 1; the version in a label.",
+            &["version"],
+        );
+        build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .set(1);
         for result in ["success", "failure"] {
             config_reloads.with_label_values(&[result]);
         }
@@ -100,13 +186,17 @@ impl Metrics {
     /// The Prometheus text exposition of every metric.
     pub fn render(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(16 * 1024);
-        TextEncoder::new().encode(&self.registry.gather(), &mut out).expect("text encoding cannot fail");
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut out)
+            .expect("text encoding cannot fail");
         out
     }
 
     /// Counts a reload.
     pub fn reload_result(&self, ok: bool) {
-        self.config_reloads.with_label_values(&[if ok { "success" } else { "failure" }]).inc();
+        self.config_reloads
+            .with_label_values(&[if ok { "success" } else { "failure" }])
+            .inc();
     }
 
     /// Handles of one listener.
@@ -122,7 +212,10 @@ impl Metrics {
     }
 
     fn classes(&self, listener: &str, group: &str, source: &str) -> ClassCounters {
-        ClassCounters(["2xx", "3xx", "4xx", "5xx"].map(|class| self.responses.with_label_values(&[listener, group, source, class])))
+        ClassCounters(["2xx", "3xx", "4xx", "5xx"].map(|class| {
+            self.responses
+                .with_label_values(&[listener, group, source, class])
+        }))
     }
 
     /// Handles of requests of `listener` forwarded to `group`.
@@ -137,7 +230,10 @@ impl Metrics {
     /// Handles of requests of `listener` answered without a target group
     /// (redirects, fixed responses, errors before routing): `target_group=""`.
     pub fn unrouted(&self, listener: &str) -> UnroutedMetrics {
-        UnroutedMetrics { requests: self.requests.with_label_values(&[listener, ""]), from_lb: self.classes(listener, "", "lb") }
+        UnroutedMetrics {
+            requests: self.requests.with_label_values(&[listener, ""]),
+            from_lb: self.classes(listener, "", "lb"),
+        }
     }
 
     /// Handles of one target group.
@@ -183,7 +279,10 @@ impl ClassCounters {
     /// Counts one response with `status` (1xx responses are not counted).
     #[inline]
     pub fn count(&self, status: u16) {
-        if let Some(c) = (status / 100).checked_sub(2).and_then(|i| self.0.get(i as usize)) {
+        if let Some(c) = (status / 100)
+            .checked_sub(2)
+            .and_then(|i| self.0.get(i as usize))
+        {
             c.inc();
         }
     }

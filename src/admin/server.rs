@@ -27,7 +27,10 @@ type AdminResponse = Response<Full<Bytes>>;
 fn json_response(status: StatusCode, value: &Value) -> AdminResponse {
     let mut resp = Response::new(Full::new(Bytes::from(value.to_string())));
     *resp.status_mut() = status;
-    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     resp
 }
 
@@ -46,9 +49,12 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 
 impl AdminApi {
     /// 403 when no token is configured, 401 when the bearer token is missing or wrong.
-    fn authorize(&self, req: &Request<Incoming>) -> Result<(), AdminResponse> {
+    fn authorize(&self, req: &Request<Incoming>) -> Result<(), Box<AdminResponse>> {
         let Some(token) = &self.token else {
-            return Err(error(StatusCode::FORBIDDEN, "no admin token is configured (admin.token_file): changes through the API are disabled"));
+            return Err(Box::new(error(
+                StatusCode::FORBIDDEN,
+                "no admin token is configured (admin.token_file): changes through the API are disabled",
+            )));
         };
         let given = req
             .headers()
@@ -58,15 +64,19 @@ impl AdminApi {
         if constant_time_eq(given, token.as_bytes()) {
             Ok(())
         } else {
-            Err(error(StatusCode::UNAUTHORIZED, "missing or wrong bearer token"))
+            Err(Box::new(error(
+                StatusCode::UNAUTHORIZED,
+                "missing or wrong bearer token",
+            )))
         }
     }
 
     async fn handle(&self, req: Request<Incoming>) -> AdminResponse {
-        if req.method() != Method::GET && req.method() != Method::HEAD {
-            if let Err(resp) = self.authorize(&req) {
-                return resp;
-            }
+        if req.method() != Method::GET
+            && req.method() != Method::HEAD
+            && let Err(resp) = self.authorize(&req)
+        {
+            return *resp;
         }
         let path = req.uri().path().trim_end_matches('/');
         let segments: Vec<&str> = path.split('/').skip(1).collect();
@@ -76,28 +86,44 @@ impl AdminApi {
                 if unhealthy.is_empty() {
                     json_response(StatusCode::OK, &json!({ "status": "ok" }))
                 } else {
-                    json_response(StatusCode::SERVICE_UNAVAILABLE, &json!({ "status": "unhealthy", "unhealthy_groups": unhealthy }))
+                    json_response(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        &json!({ "status": "unhealthy", "unhealthy_groups": unhealthy }),
+                    )
                 }
             }
             (Method::GET, ["metrics"]) => {
                 let mut resp = Response::new(Full::new(Bytes::from(self.server.metrics.render())));
-                resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));
+                resp.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+                );
                 resp
             }
-            (Method::GET, ["status"]) => {
-                json_response(StatusCode::OK, &status_json(&self.server.live.load(), &self.server.last_reload()))
-            }
+            (Method::GET, ["status"]) => json_response(
+                StatusCode::OK,
+                &status_json(&self.server.live.load(), &self.server.last_reload()),
+            ),
             (Method::POST, ["reload"]) => match self.server.reload().await {
-                Ok(generation) => json_response(StatusCode::OK, &json!({ "generation": generation })),
+                Ok(generation) => {
+                    json_response(StatusCode::OK, &json!({ "generation": generation }))
+                }
                 Err(e) => error(StatusCode::BAD_REQUEST, &e),
             },
-            (Method::GET, ["target-groups", name, "targets"]) => match self.server.live.load().group(name) {
-                Some(g) => json_response(StatusCode::OK, &json!({ "target_group": &*g.name, "targets": targets_json(g) })),
-                None => error(StatusCode::NOT_FOUND, &format!("no target group {name:?}")),
-            },
-            (Method::POST, ["target-groups", _, "targets"]) | (Method::DELETE, ["target-groups", _, "targets", _]) => {
-                error(StatusCode::NOT_IMPLEMENTED, "not supported yet: target registration through the API")
+            (Method::GET, ["target-groups", name, "targets"]) => {
+                match self.server.live.load().group(name) {
+                    Some(g) => json_response(
+                        StatusCode::OK,
+                        &json!({ "target_group": &*g.name, "targets": targets_json(g) }),
+                    ),
+                    None => error(StatusCode::NOT_FOUND, &format!("no target group {name:?}")),
+                }
             }
+            (Method::POST, ["target-groups", _, "targets"])
+            | (Method::DELETE, ["target-groups", _, "targets", _]) => error(
+                StatusCode::NOT_IMPLEMENTED,
+                "not supported yet: target registration through the API",
+            ),
             _ => error(StatusCode::NOT_FOUND, "no such endpoint"),
         }
     }

@@ -61,9 +61,7 @@ pub fn unhealthy_groups(snapshot: &Snapshot) -> Vec<String> {
         .config
         .listeners
         .iter()
-        .flat_map(|l| {
-            std::iter::once(&l.default_action).chain(l.rules.iter().map(|r| &r.action))
-        })
+        .flat_map(|l| std::iter::once(&l.default_action).chain(l.rules.iter().map(|r| &r.action)))
         .filter_map(|a| match a {
             crate::config::Action::Forward(f) => Some(f.groups.iter().map(|(g, _)| g.as_str())),
             _ => None,

@@ -11,7 +11,12 @@ pub struct LeastOutstanding {
 }
 
 impl Pick for LeastOutstanding {
-    fn pick(&self, n: usize, weight: impl Fn(usize) -> u32, outstanding: impl Fn(usize) -> u32) -> Option<usize> {
+    fn pick(
+        &self,
+        n: usize,
+        weight: impl Fn(usize) -> u32,
+        outstanding: impl Fn(usize) -> u32,
+    ) -> Option<usize> {
         if n == 0 {
             return None;
         }

@@ -15,7 +15,12 @@ pub trait Pick {
     /// The index of the chosen target, or `None` when every weight is 0.
     /// `weight(i)` is target i's effective weight now (0 = skip it);
     /// `outstanding(i)` its in-flight requests or open connections.
-    fn pick(&self, n: usize, weight: impl Fn(usize) -> u32, outstanding: impl Fn(usize) -> u32) -> Option<usize>;
+    fn pick(
+        &self,
+        n: usize,
+        weight: impl Fn(usize) -> u32,
+        outstanding: impl Fn(usize) -> u32,
+    ) -> Option<usize>;
 }
 
 /// A group's balancer: one per target group per snapshot.
@@ -29,14 +34,23 @@ impl Balancer {
     /// A fresh balancer for `n` targets.
     pub fn new(algorithm: Algorithm, n: usize) -> Self {
         match algorithm {
-            Algorithm::WeightedRoundRobin => Balancer::WeightedRoundRobin(SmoothWeightedRoundRobin::new(n)),
-            Algorithm::LeastOutstandingRequests => Balancer::LeastOutstanding(LeastOutstanding::default()),
+            Algorithm::WeightedRoundRobin => {
+                Balancer::WeightedRoundRobin(SmoothWeightedRoundRobin::new(n))
+            }
+            Algorithm::LeastOutstandingRequests => {
+                Balancer::LeastOutstanding(LeastOutstanding::default())
+            }
         }
     }
 }
 
 impl Pick for Balancer {
-    fn pick(&self, n: usize, weight: impl Fn(usize) -> u32, outstanding: impl Fn(usize) -> u32) -> Option<usize> {
+    fn pick(
+        &self,
+        n: usize,
+        weight: impl Fn(usize) -> u32,
+        outstanding: impl Fn(usize) -> u32,
+    ) -> Option<usize> {
         match self {
             Balancer::WeightedRoundRobin(b) => b.pick(n, weight, outstanding),
             Balancer::LeastOutstanding(b) => b.pick(n, weight, outstanding),

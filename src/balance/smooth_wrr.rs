@@ -15,12 +15,19 @@ pub struct SmoothWeightedRoundRobin {
 impl SmoothWeightedRoundRobin {
     /// State for `n` targets, all current weights 0.
     pub fn new(n: usize) -> Self {
-        SmoothWeightedRoundRobin { current: Mutex::new(vec![0; n]) }
+        SmoothWeightedRoundRobin {
+            current: Mutex::new(vec![0; n]),
+        }
     }
 }
 
 impl Pick for SmoothWeightedRoundRobin {
-    fn pick(&self, n: usize, weight: impl Fn(usize) -> u32, _outstanding: impl Fn(usize) -> u32) -> Option<usize> {
+    fn pick(
+        &self,
+        n: usize,
+        weight: impl Fn(usize) -> u32,
+        _outstanding: impl Fn(usize) -> u32,
+    ) -> Option<usize> {
         let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
         if current.len() < n {
             current.resize(n, 0);
@@ -50,7 +57,9 @@ mod tests {
 
     fn sequence(weights: &[u32], picks: usize) -> Vec<usize> {
         let wrr = SmoothWeightedRoundRobin::new(weights.len());
-        (0..picks).map(|_| wrr.pick(weights.len(), |i| weights[i], |_| 0).unwrap()).collect()
+        (0..picks)
+            .map(|_| wrr.pick(weights.len(), |i| weights[i], |_| 0).unwrap())
+            .collect()
     }
 
     #[test]
@@ -70,7 +79,11 @@ mod tests {
         let seq = sequence(&weights, total as usize * 5);
         for cycle in seq.chunks(total as usize) {
             for (i, w) in weights.iter().enumerate() {
-                assert_eq!(cycle.iter().filter(|&&p| p == i).count(), *w as usize, "target {i}");
+                assert_eq!(
+                    cycle.iter().filter(|&&p| p == i).count(),
+                    *w as usize,
+                    "target {i}"
+                );
             }
         }
     }
@@ -87,7 +100,9 @@ mod tests {
         let wrr = SmoothWeightedRoundRobin::new(3);
         let mut counts = [0; 3];
         for _ in 0..40 {
-            counts[wrr.pick(3, |i| [1, 2, 2][i] * (i != 1) as u32, |_| 0).unwrap()] += 1;
+            counts[wrr
+                .pick(3, |i| [1, 2, 2][i] * (i != 1) as u32, |_| 0)
+                .unwrap()] += 1;
         }
         assert_eq!(counts, [13, 0, 27]);
     }

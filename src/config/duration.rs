@@ -4,9 +4,15 @@ use std::time::Duration;
 
 /// Parses `"500ms"`, `"5s"`, `"10m"`, `"1h"`, `"1d"`.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
     let (digits, unit) = text.split_at(split);
-    let bad = || format!("invalid duration {text:?}: expected an integer and a unit (ms, s, m, h, d), e.g. \"5s\"");
+    let bad = || {
+        format!(
+            "invalid duration {text:?}: expected an integer and a unit (ms, s, m, h, d), e.g. \"5s\""
+        )
+    };
     if digits.is_empty() || digits.len() > 12 {
         return Err(bad());
     }
@@ -25,8 +31,13 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 /// Writes a duration back in the configuration's own notation (for messages).
 pub fn format_duration(d: Duration) -> String {
     let ms = d.as_millis();
-    for (unit, size) in [("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1_000)] {
-        if ms >= size && ms % size == 0 {
+    for (unit, size) in [
+        ("d", 86_400_000),
+        ("h", 3_600_000),
+        ("m", 60_000),
+        ("s", 1_000),
+    ] {
+        if ms >= size && ms.is_multiple_of(size) {
             return format!("{}{unit}", ms / size);
         }
     }
@@ -49,7 +60,17 @@ mod tests {
 
     #[test]
     fn rejects_malformed() {
-        for bad in ["", "5", "s", "5 s", "1.5s", "-1s", "5sec", "1w", "99999999999999s"] {
+        for bad in [
+            "",
+            "5",
+            "s",
+            "5 s",
+            "1.5s",
+            "-1s",
+            "5sec",
+            "1w",
+            "99999999999999s",
+        ] {
             assert!(parse_duration(bad).is_err(), "{bad:?} should be rejected");
         }
     }

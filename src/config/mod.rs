@@ -10,7 +10,9 @@ mod validate;
 
 pub use duration::{format_duration, parse_duration};
 pub use model::*;
-pub use validate::{DEFAULT_ADMIN_BIND, MAX_FIXED_BODY, MAX_PATTERN_LEN, parse_matcher, split_host_port};
+pub use validate::{
+    DEFAULT_ADMIN_BIND, MAX_FIXED_BODY, MAX_PATTERN_LEN, parse_matcher, split_host_port,
+};
 
 use schema::RawConfig;
 use span::{Anchor, DocPath, Seg, SpanIndex};
@@ -44,7 +46,10 @@ pub struct Loaded {
 /// Reads, parses and validates the file at `path`.
 pub fn load(path: &Path) -> Result<Loaded, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
-        lines: vec![format!("{}:1:1: cannot read the configuration: {e}", path.display())],
+        lines: vec![format!(
+            "{}:1:1: cannot read the configuration: {e}",
+            path.display()
+        )],
     })?;
     parse(&text, path)
 }
@@ -54,13 +59,15 @@ pub fn parse(text: &str, path: &Path) -> Result<Loaded, ConfigError> {
     let shown = path.display().to_string();
     let syntax_error = |e: toml::de::Error| {
         let (line, col) = e.span().map_or((1, 1), |s| span::line_col(text, s.start));
-        ConfigError { lines: vec![format!("{shown}:{line}:{col}: {}", first_line(e.message()))] }
+        ConfigError {
+            lines: vec![format!("{shown}:{line}:{col}: {}", first_line(e.message()))],
+        }
     };
     let index = SpanIndex::parse(text).map_err(syntax_error)?;
     let mut unknown: Vec<DocPath> = Vec::new();
     let deserializer = toml::Deserializer::parse(text).map_err(syntax_error)?;
-    let raw: RawConfig =
-        serde_ignored::deserialize(deserializer, |p| unknown.push(doc_path(&p))).map_err(syntax_error)?;
+    let raw: RawConfig = serde_ignored::deserialize(deserializer, |p| unknown.push(doc_path(&p)))
+        .map_err(syntax_error)?;
     let mut diagnostics: Vec<validate::Diagnostic> = unknown
         .into_iter()
         .map(|path| {
@@ -68,10 +75,17 @@ pub fn parse(text: &str, path: &Path) -> Result<Loaded, ConfigError> {
                 Some(Seg::Key(k)) => k.clone(),
                 _ => String::from("?"),
             };
-            validate::Diagnostic { path, anchor: Anchor::Key, message: format!("unknown key `{name}`") }
+            validate::Diagnostic {
+                path,
+                anchor: Anchor::Key,
+                message: format!("unknown key `{name}`"),
+            }
         })
         .collect();
-    let base_dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let base_dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     let render = |d: &validate::Diagnostic| {
         let (line, col) = index.position(&d.path, d.anchor);
         format!("{shown}:{line}:{col}: {}", d.message)
@@ -81,12 +95,21 @@ pub fn parse(text: &str, path: &Path) -> Result<Loaded, ConfigError> {
             let unsupported = support::unsupported_paths(&raw)
                 .into_iter()
                 .map(|(p, what)| {
-                    render(&validate::Diagnostic { path: p, anchor: Anchor::Key, message: format!("not supported yet: {what}") })
+                    render(&validate::Diagnostic {
+                        path: p,
+                        anchor: Anchor::Key,
+                        message: format!("not supported yet: {what}"),
+                    })
                 })
                 .collect();
-            Ok(Loaded { config, unsupported })
+            Ok(Loaded {
+                config,
+                unsupported,
+            })
         }
-        Ok(_) => Err(ConfigError { lines: diagnostics.iter().map(render).collect() }),
+        Ok(_) => Err(ConfigError {
+            lines: diagnostics.iter().map(render).collect(),
+        }),
         Err(mut errors) => {
             diagnostics.append(&mut errors);
             let mut placed: Vec<((usize, usize), String)> = diagnostics
@@ -94,7 +117,9 @@ pub fn parse(text: &str, path: &Path) -> Result<Loaded, ConfigError> {
                 .map(|d| (index.position(&d.path, d.anchor), render(d)))
                 .collect();
             placed.sort_by_key(|(pos, _)| *pos);
-            Err(ConfigError { lines: placed.into_iter().map(|(_, l)| l).collect() })
+            Err(ConfigError {
+                lines: placed.into_iter().map(|(_, l)| l).collect(),
+            })
         }
     }
 }

@@ -53,7 +53,9 @@ impl<'a> SpanIndex<'a> {
             let last = i + 1 == path.len();
             let next = match (seg, current.get_ref()) {
                 (Seg::Key(k), DeValue::Table(t)) => {
-                    let Some((key, value)) = t.get_key_value(k.as_str()) else { break };
+                    let Some((key, value)) = t.get_key_value(k.as_str()) else {
+                        break;
+                    };
                     if last && anchor == Anchor::Key {
                         return key.span().start;
                     }

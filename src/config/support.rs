@@ -21,7 +21,10 @@ pub(super) fn unsupported_paths(raw: &RawConfig) -> Vec<(DocPath, String)> {
     let mut out = Vec::new();
     if let Some(g) = &raw.global {
         if g.stickiness_key_file.is_some() {
-            out.push((global("stickiness_key_file"), "global.stickiness_key_file".into()));
+            out.push((
+                global("stickiness_key_file"),
+                "global.stickiness_key_file".into(),
+            ));
         }
         if g.access_log.as_deref().is_some_and(|a| a != "off") {
             out.push((global("access_log"), "global.access_log".into()));
@@ -35,10 +38,16 @@ pub(super) fn unsupported_paths(raw: &RawConfig) -> Vec<(DocPath, String)> {
     }
     for (i, l) in raw.listeners.iter().enumerate() {
         if let Some(p) = l.protocol.as_deref().filter(|p| *p != "http") {
-            out.push((entry("listeners", i, "protocol"), format!("protocol = {p:?}")));
+            out.push((
+                entry("listeners", i, "protocol"),
+                format!("protocol = {p:?}"),
+            ));
         }
         if l.proxy_protocol == Some(true) {
-            out.push((entry("listeners", i, "proxy_protocol"), "proxy_protocol".into()));
+            out.push((
+                entry("listeners", i, "proxy_protocol"),
+                "proxy_protocol".into(),
+            ));
         }
         if !l.rules.is_empty() {
             out.push((entry("listeners", i, "rules"), "rules".into()));
@@ -49,16 +58,25 @@ pub(super) fn unsupported_paths(raw: &RawConfig) -> Vec<(DocPath, String)> {
     }
     for (i, g) in raw.target_groups.iter().enumerate() {
         if let Some(p) = g.protocol.as_deref().filter(|p| *p != "http") {
-            out.push((entry("target_groups", i, "protocol"), format!("protocol = {p:?}")));
+            out.push((
+                entry("target_groups", i, "protocol"),
+                format!("protocol = {p:?}"),
+            ));
         }
         if g.stickiness.is_some() {
             out.push((entry("target_groups", i, "stickiness"), "stickiness".into()));
         }
-        if g.slow_start.as_deref().is_some_and(|s| s != "0s" && s != "0ms") {
+        if g.slow_start
+            .as_deref()
+            .is_some_and(|s| s != "0s" && s != "0ms")
+        {
             out.push((entry("target_groups", i, "slow_start"), "slow_start".into()));
         }
         if g.health_check.is_some() {
-            out.push((entry("target_groups", i, "health_check"), "health_check".into()));
+            out.push((
+                entry("target_groups", i, "health_check"),
+                "health_check".into(),
+            ));
         }
     }
     out

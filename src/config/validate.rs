@@ -43,11 +43,19 @@ fn idx(path: &[Seg], i: usize) -> DocPath {
 
 impl Validator<'_> {
     fn err(&mut self, path: DocPath, message: impl Into<String>) {
-        self.errors.push(Diagnostic { path, anchor: Anchor::Value, message: message.into() });
+        self.errors.push(Diagnostic {
+            path,
+            anchor: Anchor::Value,
+            message: message.into(),
+        });
     }
 
     fn err_key(&mut self, path: DocPath, message: impl Into<String>) {
-        self.errors.push(Diagnostic { path, anchor: Anchor::Key, message: message.into() });
+        self.errors.push(Diagnostic {
+            path,
+            anchor: Anchor::Key,
+            message: message.into(),
+        });
     }
 
     fn required<'v, T>(&mut self, value: &'v Option<T>, at: &[Seg], name: &str) -> Option<&'v T> {
@@ -82,7 +90,11 @@ impl Validator<'_> {
         if value.is_some() && (d < min || d > max) {
             self.err(
                 at,
-                format!("must be between {} and {}", format_duration(min), format_duration(max)),
+                format!(
+                    "must be between {} and {}",
+                    format_duration(min),
+                    format_duration(max)
+                ),
             );
             return default;
         }
@@ -102,7 +114,11 @@ impl Validator<'_> {
 
     fn path(&self, text: &str) -> PathBuf {
         let p = Path::new(text);
-        if p.is_absolute() { p.to_path_buf() } else { self.base_dir.join(p) }
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.base_dir.join(p)
+        }
     }
 
     fn readable_file(&mut self, text: &str, at: DocPath) -> PathBuf {
@@ -115,19 +131,40 @@ impl Validator<'_> {
 }
 
 /// Validates `raw`; relative paths are resolved against `base_dir`.
-pub fn validate(raw: &RawConfig, source: &Path, base_dir: &Path) -> Result<Config, Vec<Diagnostic>> {
-    let mut v = Validator { base_dir, errors: Vec::new() };
+pub fn validate(
+    raw: &RawConfig,
+    source: &Path,
+    base_dir: &Path,
+) -> Result<Config, Vec<Diagnostic>> {
+    let mut v = Validator {
+        base_dir,
+        errors: Vec::new(),
+    };
     let global = global(&mut v, raw.global.as_ref());
     let admin = admin(&mut v, raw.admin.as_ref());
     let groups = target_groups(&mut v, &raw.target_groups);
-    let group_protocols: HashMap<&str, GroupProtocol> =
-        groups.iter().map(|g| (g.name.as_str(), g.protocol)).collect();
+    let group_protocols: HashMap<&str, GroupProtocol> = groups
+        .iter()
+        .map(|g| (g.name.as_str(), g.protocol))
+        .collect();
     let listeners = listeners(&mut v, &raw.listeners, &group_protocols);
     if let Some(l) = listeners.iter().find(|l| l.bind == admin.bind) {
-        v.err(vec![Seg::Key("admin".into()), Seg::Key("bind".into())], format!("admin bind address {} is also listener {:?}'s", admin.bind, l.name));
+        v.err(
+            vec![Seg::Key("admin".into()), Seg::Key("bind".into())],
+            format!(
+                "admin bind address {} is also listener {:?}'s",
+                admin.bind, l.name
+            ),
+        );
     }
     if v.errors.is_empty() {
-        Ok(Config { source: source.to_path_buf(), global, admin, listeners, target_groups: groups })
+        Ok(Config {
+            source: source.to_path_buf(),
+            global,
+            admin,
+            listeners,
+            target_groups: groups,
+        })
     } else {
         Err(v.errors)
     }
@@ -137,24 +174,38 @@ fn global(v: &mut Validator, raw: Option<&RawGlobal>) -> Global {
     let at = vec![Seg::Key("global".into())];
     let empty = RawGlobal::default();
     let raw = raw.unwrap_or(&empty);
-    let worker_threads = v.int_in(raw.worker_threads, key(&at, "worker_threads"), 0, 0, 1024) as usize;
-    let drain_timeout = v.duration(&raw.drain_timeout, key(&at, "drain_timeout"), Duration::from_secs(30));
+    let worker_threads =
+        v.int_in(raw.worker_threads, key(&at, "worker_threads"), 0, 0, 1024) as usize;
+    let drain_timeout = v.duration(
+        &raw.drain_timeout,
+        key(&at, "drain_timeout"),
+        Duration::from_secs(30),
+    );
     let stickiness_key_files = match &raw.stickiness_key_file {
         None => Vec::new(),
         Some(OneOrMany::One(p)) => vec![v.readable_file(p, key(&at, "stickiness_key_file"))],
         Some(OneOrMany::Many(ps)) => {
             if ps.is_empty() {
-                v.err(key(&at, "stickiness_key_file"), "the list of key files is empty");
+                v.err(
+                    key(&at, "stickiness_key_file"),
+                    "the list of key files is empty",
+                );
             }
             let at = key(&at, "stickiness_key_file");
-            ps.iter().enumerate().map(|(i, p)| v.readable_file(p, idx(&at, i))).collect()
+            ps.iter()
+                .enumerate()
+                .map(|(i, p)| v.readable_file(p, idx(&at, i)))
+                .collect()
         }
     };
     let access_log = match raw.access_log.as_deref() {
         None | Some("off") => AccessLog::Off,
         Some("stdout") => AccessLog::Stdout,
         Some("") => {
-            v.err(key(&at, "access_log"), "expected \"off\", \"stdout\" or a file path");
+            v.err(
+                key(&at, "access_log"),
+                "expected \"off\", \"stdout\" or a file path",
+            );
             AccessLog::Off
         }
         Some(p) => AccessLog::File(v.path(p)),
@@ -181,7 +232,10 @@ fn admin(v: &mut Validator, raw: Option<&RawAdmin>) -> Admin {
         None => default,
         Some(b) => socket_addr(v, b, key(&at, "bind")).unwrap_or(default),
     };
-    let token_file = raw.token_file.as_ref().map(|p| v.readable_file(p, key(&at, "token_file")));
+    let token_file = raw
+        .token_file
+        .as_ref()
+        .map(|p| v.readable_file(p, key(&at, "token_file")));
     Admin { bind, token_file }
 }
 
@@ -193,7 +247,9 @@ fn socket_addr(v: &mut Validator, text: &str, at: DocPath) -> Option<SocketAddr>
                 Some((_, port)) if port.parse::<u16>().is_err() => {
                     format!("port {port:?} out of range 0..=65535 in {text:?}")
                 }
-                _ => format!("invalid address {text:?}: expected IP:PORT, e.g. \"0.0.0.0:80\" or \"[::]:443\""),
+                _ => format!(
+                    "invalid address {text:?}: expected IP:PORT, e.g. \"0.0.0.0:80\" or \"[::]:443\""
+                ),
             };
             v.err(at, msg);
             None
@@ -201,18 +257,28 @@ fn socket_addr(v: &mut Validator, text: &str, at: DocPath) -> Option<SocketAddr>
     }
 }
 
-fn listeners(v: &mut Validator, raw: &[RawListener], groups: &HashMap<&str, GroupProtocol>) -> Vec<Listener> {
+fn listeners(
+    v: &mut Validator,
+    raw: &[RawListener],
+    groups: &HashMap<&str, GroupProtocol>,
+) -> Vec<Listener> {
     let mut out = Vec::new();
     let mut names: HashSet<String> = HashSet::new();
     let mut binds: HashMap<SocketAddr, String> = HashMap::new();
     for (i, l) in raw.iter().enumerate() {
         let at = vec![Seg::Key("listeners".into()), Seg::Index(i)];
-        let name = v.required(&l.name, &at, "name").cloned().unwrap_or_default();
+        let name = v
+            .required(&l.name, &at, "name")
+            .cloned()
+            .unwrap_or_default();
         if l.name.is_some() {
             if name.is_empty() {
                 v.err(key(&at, "name"), "listener name is empty");
             } else if !names.insert(name.clone()) {
-                v.err(key(&at, "name"), format!("duplicate listener name {name:?}"));
+                v.err(
+                    key(&at, "name"),
+                    format!("duplicate listener name {name:?}"),
+                );
             }
         }
         let protocol = match v.required(&l.protocol, &at, "protocol").map(String::as_str) {
@@ -233,36 +299,77 @@ fn listeners(v: &mut Validator, raw: &[RawListener], groups: &HashMap<&str, Grou
             .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
         if l.bind.is_some() && bind.port() != 0 {
             if let Some(other) = binds.get(&bind) {
-                v.err(key(&at, "bind"), format!("bind address {bind} is already used by listener {other:?}"));
+                v.err(
+                    key(&at, "bind"),
+                    format!("bind address {bind} is already used by listener {other:?}"),
+                );
             } else {
                 binds.insert(bind, name.clone());
             }
         }
         let l4 = !protocol.is_http();
         let idle_default = Duration::from_secs(if l4 { 350 } else { 60 });
-        let idle_timeout = v.duration_in(&l.idle_timeout, key(&at, "idle_timeout"), idle_default, Duration::from_secs(1), Duration::from_secs(4000));
+        let idle_timeout = v.duration_in(
+            &l.idle_timeout,
+            key(&at, "idle_timeout"),
+            idle_default,
+            Duration::from_secs(1),
+            Duration::from_secs(4000),
+        );
         let tls_policy = match l.tls_policy.as_deref() {
             None | Some("tls13-tls12") => TlsPolicy::Tls13Tls12,
             Some("tls13-only") => TlsPolicy::Tls13Only,
             Some(other) => {
-                v.err(key(&at, "tls_policy"), format!("unknown tls_policy {other:?}: expected \"tls13-tls12\" or \"tls13-only\""));
+                v.err(
+                    key(&at, "tls_policy"),
+                    format!(
+                        "unknown tls_policy {other:?}: expected \"tls13-tls12\" or \"tls13-only\""
+                    ),
+                );
                 TlsPolicy::Tls13Tls12
             }
         };
         let certificates = certificates(v, l, protocol, &at);
         if l.proxy_protocol == Some(true) && !l4 {
-            v.err(key(&at, "proxy_protocol"), "proxy_protocol applies to tcp and tls listeners only");
+            v.err(
+                key(&at, "proxy_protocol"),
+                "proxy_protocol applies to tcp and tls listeners only",
+            );
         }
-        let max_connections = v.int_in(l.max_connections, key(&at, "max_connections"), 0, 0, u32::MAX as i64) as u32;
-        let header_read_timeout = v.duration_in(&l.header_read_timeout, key(&at, "header_read_timeout"), Duration::from_secs(10), Duration::from_millis(100), Duration::from_secs(3600));
+        let max_connections = v.int_in(
+            l.max_connections,
+            key(&at, "max_connections"),
+            0,
+            0,
+            u32::MAX as i64,
+        ) as u32;
+        let header_read_timeout = v.duration_in(
+            &l.header_read_timeout,
+            key(&at, "header_read_timeout"),
+            Duration::from_secs(10),
+            Duration::from_millis(100),
+            Duration::from_secs(3600),
+        );
         // hyper's HTTP/1 read buffer cannot be smaller than 8 KiB.
-        let max_header_bytes = v.int_in(l.max_header_bytes, key(&at, "max_header_bytes"), 65536, 8192, 1 << 20) as usize;
+        let max_header_bytes = v.int_in(
+            l.max_header_bytes,
+            key(&at, "max_header_bytes"),
+            65536,
+            8192,
+            1 << 20,
+        ) as usize;
         let default_action = match v.required(&l.default_action, &at, "default_action") {
             Some(a) => action(v, a, key(&at, "default_action"), protocol, groups),
             None => None,
         };
         if l4 && !l.rules.is_empty() {
-            v.err(key(&at, "rules"), format!("rules apply to http and https listeners only, not {}", protocol.as_str()));
+            v.err(
+                key(&at, "rules"),
+                format!(
+                    "rules apply to http and https listeners only, not {}",
+                    protocol.as_str()
+                ),
+            );
         }
         let rules = rules(v, &l.rules, &at, protocol, groups);
         out.push(Listener {
@@ -277,21 +384,38 @@ fn listeners(v: &mut Validator, raw: &[RawListener], groups: &HashMap<&str, Grou
             max_connections,
             header_read_timeout,
             max_header_bytes,
-            default_action: default_action.unwrap_or(Action::Forward(Forward { groups: Vec::new(), stickiness: None })),
+            default_action: default_action.unwrap_or(Action::Forward(Forward {
+                groups: Vec::new(),
+                stickiness: None,
+            })),
             rules,
         });
     }
     out
 }
 
-fn certificates(v: &mut Validator, l: &RawListener, protocol: ListenerProtocol, at: &[Seg]) -> Vec<CertificateFiles> {
+fn certificates(
+    v: &mut Validator,
+    l: &RawListener,
+    protocol: ListenerProtocol,
+    at: &[Seg],
+) -> Vec<CertificateFiles> {
     let needs = matches!(protocol, ListenerProtocol::Https | ListenerProtocol::Tls);
     let list = l.certificates.as_deref().unwrap_or(&[]);
     if needs && list.is_empty() {
-        v.err(at.to_vec(), format!("{} listener has no certificates", protocol.as_str()));
+        v.err(
+            at.to_vec(),
+            format!("{} listener has no certificates", protocol.as_str()),
+        );
     }
     if !needs && !list.is_empty() {
-        v.err(key(at, "certificates"), format!("certificates apply to https and tls listeners only, not {}", protocol.as_str()));
+        v.err(
+            key(at, "certificates"),
+            format!(
+                "certificates apply to https and tls listeners only, not {}",
+                protocol.as_str()
+            ),
+        );
     }
     let at = key(at, "certificates");
     let mut out = Vec::new();
@@ -302,13 +426,22 @@ fn certificates(v: &mut Validator, l: &RawListener, protocol: ListenerProtocol, 
         if let (Some(cert), Some(key_file)) = (cert, key_file) {
             let cert = v.readable_file(&cert, key(&at, "cert"));
             let key_path = v.readable_file(&key_file, key(&at, "key"));
-            out.push(CertificateFiles { cert, key: key_path });
+            out.push(CertificateFiles {
+                cert,
+                key: key_path,
+            });
         }
     }
     out
 }
 
-fn rules(v: &mut Validator, raw: &[RawRule], at: &[Seg], protocol: ListenerProtocol, groups: &HashMap<&str, GroupProtocol>) -> Vec<Rule> {
+fn rules(
+    v: &mut Validator,
+    raw: &[RawRule],
+    at: &[Seg],
+    protocol: ListenerProtocol,
+    groups: &HashMap<&str, GroupProtocol>,
+) -> Vec<Rule> {
     let mut out: Vec<Rule> = Vec::new();
     let mut priorities = HashSet::new();
     let at = key(at, "rules");
@@ -317,12 +450,18 @@ fn rules(v: &mut Validator, raw: &[RawRule], at: &[Seg], protocol: ListenerProto
         let priority = v.required(&r.priority, &at, "priority").copied();
         let priority = match priority {
             Some(p) if !(1..=50000).contains(&p) => {
-                v.err(key(&at, "priority"), format!("priority {p} is out of range 1..=50000"));
+                v.err(
+                    key(&at, "priority"),
+                    format!("priority {p} is out of range 1..=50000"),
+                );
                 None
             }
             Some(p) => {
                 if !priorities.insert(p) {
-                    v.err(key(&at, "priority"), format!("duplicate rule priority {p} in this listener"));
+                    v.err(
+                        key(&at, "priority"),
+                        format!("duplicate rule priority {p} in this listener"),
+                    );
                 }
                 Some(p as u32)
             }
@@ -337,27 +476,55 @@ fn rules(v: &mut Validator, raw: &[RawRule], at: &[Seg], protocol: ListenerProto
             None => None,
         };
         if let (Some(priority), Some(conditions), Some(action)) = (priority, conditions, action) {
-            out.push(Rule { priority, conditions, action });
+            out.push(Rule {
+                priority,
+                conditions,
+                action,
+            });
         }
     }
     out.sort_by_key(|r| r.priority);
     out
 }
 
-fn patterns(v: &mut Validator, list: &Option<Vec<String>>, at: DocPath, lower: bool) -> Option<Vec<String>> {
+fn patterns(
+    v: &mut Validator,
+    list: &Option<Vec<String>>,
+    at: DocPath,
+    lower: bool,
+) -> Option<Vec<String>> {
     let list = list.as_ref()?;
     if list.is_empty() {
-        v.err(at.clone(), "empty list: give at least one value or leave the condition out");
+        v.err(
+            at.clone(),
+            "empty list: give at least one value or leave the condition out",
+        );
     }
     for (i, p) in list.iter().enumerate() {
         if p.len() > MAX_PATTERN_LEN {
-            v.err(idx(&at, i), format!("pattern is {} characters long, more than {MAX_PATTERN_LEN}", p.len()));
+            v.err(
+                idx(&at, i),
+                format!(
+                    "pattern is {} characters long, more than {MAX_PATTERN_LEN}",
+                    p.len()
+                ),
+            );
         }
         if p.is_empty() {
             v.err(idx(&at, i), "empty pattern");
         }
     }
-    Some(list.iter().map(|p| if lower { p.to_ascii_lowercase() } else { p.clone() }).collect())
+    Some(
+        list.iter()
+            .map(|p| {
+                if lower {
+                    p.to_ascii_lowercase()
+                } else {
+                    p.clone()
+                }
+            })
+            .collect(),
+    )
 }
 
 fn conditions(v: &mut Validator, c: &RawConditions, at: DocPath) -> Option<Conditions> {
@@ -367,15 +534,25 @@ fn conditions(v: &mut Validator, c: &RawConditions, at: DocPath) -> Option<Condi
     if let Some(paths) = &path {
         for (i, p) in paths.iter().enumerate() {
             if !p.starts_with('/') && !p.starts_with('*') {
-                v.err(idx(&key(&at, "path"), i), format!("path pattern {p:?} must start with '/' or '*'"));
+                v.err(
+                    idx(&key(&at, "path"), i),
+                    format!("path pattern {p:?} must start with '/' or '*'"),
+                );
             }
         }
     }
     let method = patterns(v, &c.method, key(&at, "method"), false);
     if let Some(methods) = &method {
         for (i, m) in methods.iter().enumerate() {
-            if m.is_empty() || !m.bytes().all(|b| b.is_ascii_uppercase() || b == b'-' || b == b'_') {
-                v.err(idx(&key(&at, "method"), i), format!("method {m:?} must be an upper-case token like \"GET\""));
+            if m.is_empty()
+                || !m
+                    .bytes()
+                    .all(|b| b.is_ascii_uppercase() || b == b'-' || b == b'_')
+            {
+                v.err(
+                    idx(&key(&at, "method"), i),
+                    format!("method {m:?} must be an upper-case token like \"GET\""),
+                );
             }
         }
     }
@@ -389,7 +566,8 @@ fn conditions(v: &mut Validator, c: &RawConditions, at: DocPath) -> Option<Condi
             if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
                 v.err_key(key(&at, name), format!("invalid header name {name:?}"));
             }
-            let values = patterns(v, &Some(values.clone()), key(&at, name), true).unwrap_or_default();
+            let values =
+                patterns(v, &Some(values.clone()), key(&at, name), true).unwrap_or_default();
             headers.push((name.to_ascii_lowercase(), values));
         }
     }
@@ -397,23 +575,41 @@ fn conditions(v: &mut Validator, c: &RawConditions, at: DocPath) -> Option<Condi
         if map.is_empty() {
             v.err(key(&at, "query"), "empty query condition");
         }
-        map.iter().map(|(k, val)| (k.clone(), val.to_ascii_lowercase())).collect::<Vec<_>>()
+        map.iter()
+            .map(|(k, val)| (k.clone(), val.to_ascii_lowercase()))
+            .collect::<Vec<_>>()
     });
     let source_ip = c.source_ip.as_ref().map(|list| {
         let at = key(&at, "source_ip");
         if list.is_empty() {
-            v.err(at.clone(), "empty list: give at least one CIDR or leave the condition out");
+            v.err(
+                at.clone(),
+                "empty list: give at least one CIDR or leave the condition out",
+            );
         }
         let mut nets = Vec::new();
         for (i, text) in list.iter().enumerate() {
-            match text.parse::<IpNet>().or_else(|_| text.parse::<IpAddr>().map(IpNet::from)) {
+            match text
+                .parse::<IpNet>()
+                .or_else(|_| text.parse::<IpAddr>().map(IpNet::from))
+            {
                 Ok(n) => nets.push(n),
-                Err(_) => v.err(idx(&at, i), format!("invalid CIDR {text:?}: expected e.g. \"10.0.0.0/8\" or \"::1/128\"")),
+                Err(_) => v.err(
+                    idx(&at, i),
+                    format!("invalid CIDR {text:?}: expected e.g. \"10.0.0.0/8\" or \"::1/128\""),
+                ),
             }
         }
         nets
     });
-    let conditions = Conditions { host, path, method, headers, query, source_ip };
+    let conditions = Conditions {
+        host,
+        path,
+        method,
+        headers,
+        query,
+        source_ip,
+    };
     let none = conditions.host.is_none()
         && conditions.path.is_none()
         && conditions.method.is_none()
@@ -427,17 +623,30 @@ fn conditions(v: &mut Validator, c: &RawConditions, at: DocPath) -> Option<Condi
     (v.errors.len() == before).then_some(conditions)
 }
 
-fn action(v: &mut Validator, a: &RawAction, at: DocPath, protocol: ListenerProtocol, groups: &HashMap<&str, GroupProtocol>) -> Option<Action> {
-    let count = a.forward.is_some() as u8 + a.redirect.is_some() as u8 + a.fixed_response.is_some() as u8;
+fn action(
+    v: &mut Validator,
+    a: &RawAction,
+    at: DocPath,
+    protocol: ListenerProtocol,
+    groups: &HashMap<&str, GroupProtocol>,
+) -> Option<Action> {
+    let count =
+        a.forward.is_some() as u8 + a.redirect.is_some() as u8 + a.fixed_response.is_some() as u8;
     if count != 1 {
-        v.err(at, "an action needs exactly one of `forward`, `redirect`, `fixed_response`");
+        v.err(
+            at,
+            "an action needs exactly one of `forward`, `redirect`, `fixed_response`",
+        );
         return None;
     }
     if let Some(f) = &a.forward {
         return forward(v, f, key(&at, "forward"), protocol, groups).map(Action::Forward);
     }
     if !protocol.is_http() {
-        v.err(at, format!("a {} listener can only forward", protocol.as_str()));
+        v.err(
+            at,
+            format!("a {} listener can only forward", protocol.as_str()),
+        );
         return None;
     }
     if let Some(r) = &a.redirect {
@@ -447,30 +656,57 @@ fn action(v: &mut Validator, a: &RawAction, at: DocPath, protocol: ListenerProto
     fixed_response(v, f, key(&at, "fixed_response")).map(Action::FixedResponse)
 }
 
-fn check_group(v: &mut Validator, name: &str, at: DocPath, protocol: ListenerProtocol, groups: &HashMap<&str, GroupProtocol>) {
+fn check_group(
+    v: &mut Validator,
+    name: &str,
+    at: DocPath,
+    protocol: ListenerProtocol,
+    groups: &HashMap<&str, GroupProtocol>,
+) {
     match groups.get(name) {
         None => v.err(at, format!("forward to unknown target group {name:?}")),
         Some(gp) => {
             let fits = match protocol {
-                ListenerProtocol::Http | ListenerProtocol::Https => matches!(gp, GroupProtocol::Http | GroupProtocol::Https),
+                ListenerProtocol::Http | ListenerProtocol::Https => {
+                    matches!(gp, GroupProtocol::Http | GroupProtocol::Https)
+                }
                 ListenerProtocol::Tcp | ListenerProtocol::Tls => *gp == GroupProtocol::Tcp,
             };
             if !fits {
-                v.err(at, format!("a {} listener cannot forward to {} target group {name:?}", protocol.as_str(), gp.as_str()));
+                v.err(
+                    at,
+                    format!(
+                        "a {} listener cannot forward to {} target group {name:?}",
+                        protocol.as_str(),
+                        gp.as_str()
+                    ),
+                );
             }
         }
     }
 }
 
-fn forward(v: &mut Validator, f: &RawForward, at: DocPath, protocol: ListenerProtocol, groups: &HashMap<&str, GroupProtocol>) -> Option<Forward> {
+fn forward(
+    v: &mut Validator,
+    f: &RawForward,
+    at: DocPath,
+    protocol: ListenerProtocol,
+    groups: &HashMap<&str, GroupProtocol>,
+) -> Option<Forward> {
     let before = v.errors.len();
     let out = match f {
         RawForward::Group(name) => {
             check_group(v, name, at, protocol, groups);
-            Forward { groups: vec![(name.clone(), 1)], stickiness: None }
+            Forward {
+                groups: vec![(name.clone(), 1)],
+                stickiness: None,
+            }
         }
         RawForward::Weighted(w) => {
-            let list = v.required(&w.target_groups, &at, "target_groups").map(|l| l.as_slice()).unwrap_or(&[]);
+            let list = v
+                .required(&w.target_groups, &at, "target_groups")
+                .map(|l| l.as_slice())
+                .unwrap_or(&[]);
             let lat = key(&at, "target_groups");
             if w.target_groups.is_some() && list.is_empty() {
                 v.err(lat.clone(), "empty target_groups");
@@ -479,10 +715,15 @@ fn forward(v: &mut Validator, f: &RawForward, at: DocPath, protocol: ListenerPro
             let mut seen = HashSet::new();
             for (i, g) in list.iter().enumerate() {
                 let gat = idx(&lat, i);
-                let Some(name) = v.required(&g.name, &gat, "name").cloned() else { continue };
+                let Some(name) = v.required(&g.name, &gat, "name").cloned() else {
+                    continue;
+                };
                 check_group(v, &name, key(&gat, "name"), protocol, groups);
                 if !seen.insert(name.clone()) {
-                    v.err(key(&gat, "name"), format!("target group {name:?} listed twice"));
+                    v.err(
+                        key(&gat, "name"),
+                        format!("target group {name:?} listed twice"),
+                    );
                 }
                 let weight = v.int_in(g.weight, key(&gat, "weight"), 1, 0, 999) as u32;
                 out.push((name, weight));
@@ -491,12 +732,24 @@ fn forward(v: &mut Validator, f: &RawForward, at: DocPath, protocol: ListenerPro
                 v.err(lat, "every weight is 0: no request could be forwarded");
             }
             let stickiness = w.stickiness.as_ref().map(|_| {
-                v.duration_in(&w.stickiness, key(&at, "stickiness"), Duration::from_secs(3600), Duration::from_secs(1), Duration::from_secs(7 * 86400))
+                v.duration_in(
+                    &w.stickiness,
+                    key(&at, "stickiness"),
+                    Duration::from_secs(3600),
+                    Duration::from_secs(1),
+                    Duration::from_secs(7 * 86400),
+                )
             });
             if stickiness.is_some() && !protocol.is_http() {
-                v.err(key(&at, "stickiness"), "group stickiness needs an http or https listener");
+                v.err(
+                    key(&at, "stickiness"),
+                    "group stickiness needs an http or https listener",
+                );
             }
-            Forward { groups: out, stickiness }
+            Forward {
+                groups: out,
+                stickiness,
+            }
         }
     };
     (v.errors.len() == before).then_some(out)
@@ -504,25 +757,42 @@ fn forward(v: &mut Validator, f: &RawForward, at: DocPath, protocol: ListenerPro
 
 fn redirect(v: &mut Validator, r: &RawRedirect, at: DocPath) -> Option<Redirect> {
     let before = v.errors.len();
-    if let Some(p) = &r.protocol {
-        if !matches!(p.as_str(), "http" | "https" | "#{protocol}") {
-            v.err(key(&at, "protocol"), format!("redirect protocol {p:?} must be \"http\", \"https\" or \"#{{protocol}}\""));
-        }
+    if let Some(p) = &r.protocol
+        && !matches!(p.as_str(), "http" | "https" | "#{protocol}")
+    {
+        v.err(
+            key(&at, "protocol"),
+            format!("redirect protocol {p:?} must be \"http\", \"https\" or \"#{{protocol}}\""),
+        );
     }
-    if let Some(p) = &r.port {
-        if p != "#{port}" && !matches!(p.parse::<u16>(), Ok(1..)) {
-            v.err(key(&at, "port"), format!("redirect port {p:?} must be 1..65535 or \"#{{port}}\""));
-        }
+    if let Some(p) = &r.port
+        && p != "#{port}"
+        && !matches!(p.parse::<u16>(), Ok(1..))
+    {
+        v.err(
+            key(&at, "port"),
+            format!("redirect port {p:?} must be 1..65535 or \"#{{port}}\""),
+        );
     }
-    if let Some(h) = &r.host {
-        if h.is_empty() || h.bytes().any(|b| b.is_ascii_whitespace() || b.is_ascii_control() || b == b'/' || b == b'?' || b == b'#' && !h.contains("#{")) {
-            v.err(key(&at, "host"), format!("invalid redirect host {h:?}"));
-        }
+    if let Some(h) = &r.host
+        && (h.is_empty()
+            || h.bytes().any(|b| {
+                b.is_ascii_whitespace()
+                    || b.is_ascii_control()
+                    || b == b'/'
+                    || b == b'?'
+                    || b == b'#' && !h.contains("#{")
+            }))
+    {
+        v.err(key(&at, "host"), format!("invalid redirect host {h:?}"));
     }
-    if let Some(p) = &r.path {
-        if !p.starts_with('/') {
-            v.err(key(&at, "path"), format!("redirect path {p:?} must start with '/'"));
-        }
+    if let Some(p) = &r.path
+        && !p.starts_with('/')
+    {
+        v.err(
+            key(&at, "path"),
+            format!("redirect path {p:?} must start with '/'"),
+        );
     }
     for (k, val) in [("host", &r.host), ("path", &r.path), ("query", &r.query)] {
         if let Some(val) = val {
@@ -530,16 +800,31 @@ fn redirect(v: &mut Validator, r: &RawRedirect, at: DocPath) -> Option<Redirect>
                 v.err(key(&at, k), "control characters are not allowed");
             }
             if val.len() > MAX_PATTERN_LEN {
-                v.err(key(&at, k), format!("longer than {MAX_PATTERN_LEN} characters"));
+                v.err(
+                    key(&at, k),
+                    format!("longer than {MAX_PATTERN_LEN} characters"),
+                );
             }
         }
     }
     let status = v.int_in(r.status, key(&at, "status"), 301, 301, 302);
     let keeps = |part: &Option<String>, own: &str| part.as_deref().is_none_or(|p| p == own);
-    if keeps(&r.protocol, "#{protocol}") && keeps(&r.host, "#{host}") && keeps(&r.port, "#{port}") && keeps(&r.path, "/#{path}") && keeps(&r.query, "#{query}") {
+    if keeps(&r.protocol, "#{protocol}")
+        && keeps(&r.host, "#{host}")
+        && keeps(&r.port, "#{port}")
+        && keeps(&r.path, "/#{path}")
+        && keeps(&r.query, "#{query}")
+    {
         v.err(at, "redirect to the same URL (a loop): change at least one of protocol, host, port, path, query");
     }
-    let out = Redirect { protocol: r.protocol.clone(), host: r.host.clone(), port: r.port.clone(), path: r.path.clone(), query: r.query.clone(), status: status as u16 };
+    let out = Redirect {
+        protocol: r.protocol.clone(),
+        host: r.host.clone(),
+        port: r.port.clone(),
+        path: r.path.clone(),
+        query: r.query.clone(),
+        status: status as u16,
+    };
     (v.errors.len() == before).then_some(out)
 }
 
@@ -547,17 +832,33 @@ fn fixed_response(v: &mut Validator, f: &RawFixedResponse, at: DocPath) -> Optio
     let before = v.errors.len();
     let status = v.required(&f.status, &at, "status").copied().unwrap_or(200);
     if !(200..=599).contains(&status) {
-        v.err(key(&at, "status"), format!("status {status} is out of range 200..=599"));
+        v.err(
+            key(&at, "status"),
+            format!("status {status} is out of range 200..=599"),
+        );
     }
-    let content_type = f.content_type.clone().unwrap_or_else(|| "text/plain".to_owned());
+    let content_type = f
+        .content_type
+        .clone()
+        .unwrap_or_else(|| "text/plain".to_owned());
     if http::HeaderValue::from_str(&content_type).is_err() || content_type.is_empty() {
-        v.err(key(&at, "content_type"), format!("invalid content type {content_type:?}"));
+        v.err(
+            key(&at, "content_type"),
+            format!("invalid content type {content_type:?}"),
+        );
     }
     let body = f.body.clone().unwrap_or_default();
     if body.len() > MAX_FIXED_BODY {
-        v.err(key(&at, "body"), format!("body is {} bytes, more than {MAX_FIXED_BODY}", body.len()));
+        v.err(
+            key(&at, "body"),
+            format!("body is {} bytes, more than {MAX_FIXED_BODY}", body.len()),
+        );
     }
-    let out = FixedResponse { status: status.clamp(200, 599) as u16, content_type, body };
+    let out = FixedResponse {
+        status: status.clamp(200, 599) as u16,
+        content_type,
+        body,
+    };
     (v.errors.len() == before).then_some(out)
 }
 
@@ -566,12 +867,18 @@ fn target_groups(v: &mut Validator, raw: &[RawGroup]) -> Vec<TargetGroup> {
     let mut names = HashSet::new();
     for (i, g) in raw.iter().enumerate() {
         let at = vec![Seg::Key("target_groups".into()), Seg::Index(i)];
-        let name = v.required(&g.name, &at, "name").cloned().unwrap_or_default();
+        let name = v
+            .required(&g.name, &at, "name")
+            .cloned()
+            .unwrap_or_default();
         if g.name.is_some() {
             if name.is_empty() {
                 v.err(key(&at, "name"), "target group name is empty");
             } else if !names.insert(name.clone()) {
-                v.err(key(&at, "name"), format!("duplicate target group name {name:?}"));
+                v.err(
+                    key(&at, "name"),
+                    format!("duplicate target group name {name:?}"),
+                );
             }
         }
         let protocol = match v.required(&g.protocol, &at, "protocol").map(String::as_str) {
@@ -579,7 +886,10 @@ fn target_groups(v: &mut Validator, raw: &[RawGroup]) -> Vec<TargetGroup> {
             Some("https") => GroupProtocol::Https,
             Some("tcp") => GroupProtocol::Tcp,
             Some(other) => {
-                v.err(key(&at, "protocol"), format!("unknown protocol {other:?}: expected \"http\", \"https\" or \"tcp\""));
+                v.err(
+                    key(&at, "protocol"),
+                    format!("unknown protocol {other:?}: expected \"http\", \"https\" or \"tcp\""),
+                );
                 GroupProtocol::Http
             }
         };
@@ -592,22 +902,62 @@ fn target_groups(v: &mut Validator, raw: &[RawGroup]) -> Vec<TargetGroup> {
             }
         };
         let slow_start = v.duration(&g.slow_start, key(&at, "slow_start"), Duration::ZERO);
-        if slow_start != Duration::ZERO && !(Duration::from_secs(30)..=Duration::from_secs(900)).contains(&slow_start) {
-            v.err(key(&at, "slow_start"), "slow_start must be 0s or between 30s and 900s");
+        if slow_start != Duration::ZERO
+            && !(Duration::from_secs(30)..=Duration::from_secs(900)).contains(&slow_start)
+        {
+            v.err(
+                key(&at, "slow_start"),
+                "slow_start must be 0s or between 30s and 900s",
+            );
         }
-        let deregistration_delay = v.duration_in(&g.deregistration_delay, key(&at, "deregistration_delay"), Duration::from_secs(30), Duration::ZERO, Duration::from_secs(3600));
-        let request_timeout = v.duration_in(&g.request_timeout, key(&at, "request_timeout"), Duration::from_secs(60), Duration::from_millis(1), Duration::from_secs(4000));
-        let connect_timeout = v.duration_in(&g.connect_timeout, key(&at, "connect_timeout"), Duration::from_secs(5), Duration::from_millis(1), Duration::from_secs(600));
+        let deregistration_delay = v.duration_in(
+            &g.deregistration_delay,
+            key(&at, "deregistration_delay"),
+            Duration::from_secs(30),
+            Duration::ZERO,
+            Duration::from_secs(3600),
+        );
+        let request_timeout = v.duration_in(
+            &g.request_timeout,
+            key(&at, "request_timeout"),
+            Duration::from_secs(60),
+            Duration::from_millis(1),
+            Duration::from_secs(4000),
+        );
+        let connect_timeout = v.duration_in(
+            &g.connect_timeout,
+            key(&at, "connect_timeout"),
+            Duration::from_secs(5),
+            Duration::from_millis(1),
+            Duration::from_secs(600),
+        );
         if g.ca_file.is_some() && protocol != GroupProtocol::Https {
-            v.err(key(&at, "ca_file"), "ca_file applies to https target groups only");
+            v.err(
+                key(&at, "ca_file"),
+                "ca_file applies to https target groups only",
+            );
         }
-        let ca_file = g.ca_file.as_ref().map(|p| v.readable_file(p, key(&at, "ca_file")));
+        let ca_file = g
+            .ca_file
+            .as_ref()
+            .map(|p| v.readable_file(p, key(&at, "ca_file")));
         if g.tls_verify.is_some() && protocol != GroupProtocol::Https {
-            v.err(key(&at, "tls_verify"), "tls_verify applies to https target groups only");
+            v.err(
+                key(&at, "tls_verify"),
+                "tls_verify applies to https target groups only",
+            );
         }
-        let stickiness = g.stickiness.as_ref().and_then(|s| stickiness(v, s, key(&at, "stickiness"), protocol));
+        let stickiness = g
+            .stickiness
+            .as_ref()
+            .and_then(|s| stickiness(v, s, key(&at, "stickiness"), protocol));
         let targets = targets(v, g.targets.as_deref().unwrap_or(&[]), key(&at, "targets"));
-        let health_check = health_check(v, g.health_check.as_ref(), key(&at, "health_check"), protocol);
+        let health_check = health_check(
+            v,
+            g.health_check.as_ref(),
+            key(&at, "health_check"),
+            protocol,
+        );
         out.push(TargetGroup {
             name,
             protocol,
@@ -627,30 +977,61 @@ fn target_groups(v: &mut Validator, raw: &[RawGroup]) -> Vec<TargetGroup> {
     out
 }
 
-fn stickiness(v: &mut Validator, s: &RawStickiness, at: DocPath, protocol: GroupProtocol) -> Option<Stickiness> {
+fn stickiness(
+    v: &mut Validator,
+    s: &RawStickiness,
+    at: DocPath,
+    protocol: GroupProtocol,
+) -> Option<Stickiness> {
     if protocol == GroupProtocol::Tcp {
-        v.err(at.clone(), "stickiness applies to http and https target groups only");
+        v.err(
+            at.clone(),
+            "stickiness applies to http and https target groups only",
+        );
     }
-    let duration = v.duration_in(&s.duration, key(&at, "duration"), Duration::from_secs(86400), Duration::from_secs(1), Duration::from_secs(7 * 86400));
+    let duration = v.duration_in(
+        &s.duration,
+        key(&at, "duration"),
+        Duration::from_secs(86400),
+        Duration::from_secs(1),
+        Duration::from_secs(7 * 86400),
+    );
     match v.required(&s.kind, &at, "type").map(String::as_str) {
         Some("lb_cookie") => {
             if s.cookie.is_some() {
-                v.err(key(&at, "cookie"), "`cookie` applies to type = \"app_cookie\" only");
+                v.err(
+                    key(&at, "cookie"),
+                    "`cookie` applies to type = \"app_cookie\" only",
+                );
             }
             Some(Stickiness::LbCookie { duration })
         }
         Some("app_cookie") => {
             let cookie = v.required(&s.cookie, &at, "cookie").cloned()?;
-            let valid = !cookie.is_empty() && cookie.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+            let valid = !cookie.is_empty()
+                && cookie
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
             if !valid {
-                v.err(key(&at, "cookie"), format!("invalid cookie name {cookie:?}"));
+                v.err(
+                    key(&at, "cookie"),
+                    format!("invalid cookie name {cookie:?}"),
+                );
             } else if cookie.starts_with("EDGELB") {
-                v.err(key(&at, "cookie"), "cookie names starting with EDGELB are edgelb's own");
+                v.err(
+                    key(&at, "cookie"),
+                    "cookie names starting with EDGELB are edgelb's own",
+                );
             }
             Some(Stickiness::AppCookie { cookie, duration })
         }
         Some(other) => {
-            v.err(key(&at, "type"), format!("unknown stickiness type {other:?}: expected \"lb_cookie\" or \"app_cookie\""));
+            v.err(
+                key(&at, "type"),
+                format!(
+                    "unknown stickiness type {other:?}: expected \"lb_cookie\" or \"app_cookie\""
+                ),
+            );
             None
         }
         None => None,
@@ -670,12 +1051,21 @@ pub fn split_host_port(text: &str) -> Result<(String, u16), String> {
     };
     let port: u16 = match port.parse::<u32>() {
         Ok(p) if (1..=65535).contains(&p) => p as u16,
-        _ => return Err(format!("port {port:?} is out of range 1..=65535 in {text:?}")),
+        _ => {
+            return Err(format!(
+                "port {port:?} is out of range 1..=65535 in {text:?}"
+            ));
+        }
     };
     let valid_host = !host.is_empty()
         && host.len() <= 253
         && host.split('.').all(|label| {
-            !label.is_empty() && label.len() <= 63 && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') && !label.starts_with('-')
+            !label.is_empty()
+                && label.len() <= 63
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && !label.starts_with('-')
         });
     if !valid_host {
         return Err(format!("invalid host {host:?} in {text:?}"));
@@ -688,15 +1078,25 @@ fn targets(v: &mut Validator, raw: &[RawTarget], at: DocPath) -> Vec<TargetSpec>
     for (i, t) in raw.iter().enumerate() {
         let at = idx(&at, i);
         let weight = v.int_in(t.weight, key(&at, "weight"), 1, 0, 1000) as u32;
-        let Some(address) = v.required(&t.address, &at, "address").cloned() else { continue };
+        let Some(address) = v.required(&t.address, &at, "address").cloned() else {
+            continue;
+        };
         match split_host_port(&address) {
             Err(e) => v.err(key(&at, "address"), e),
             Ok((host, port)) => {
                 if out.iter().any(|o| o.address == address) {
-                    v.err(key(&at, "address"), format!("duplicate target {address:?} in this group"));
+                    v.err(
+                        key(&at, "address"),
+                        format!("duplicate target {address:?} in this group"),
+                    );
                     continue;
                 }
-                out.push(TargetSpec { address, host, port, weight });
+                out.push(TargetSpec {
+                    address,
+                    host,
+                    port,
+                    weight,
+                });
             }
         }
     }
@@ -705,8 +1105,17 @@ fn targets(v: &mut Validator, raw: &[RawTarget], at: DocPath) -> Vec<TargetSpec>
 
 /// Parses a matcher: `"200"`, `"200,202"`, `"200-299"`, mixes.
 pub fn parse_matcher(text: &str) -> Result<Vec<(u16, u16)>, String> {
-    let bad = || format!("invalid matcher {text:?}: expected codes and ranges in 100..599 like \"200,202\" or \"200-299\"");
-    let code = |s: &str| s.trim().parse::<u16>().ok().filter(|c| (100..=599).contains(c));
+    let bad = || {
+        format!(
+            "invalid matcher {text:?}: expected codes and ranges in 100..599 like \"200,202\" or \"200-299\""
+        )
+    };
+    let code = |s: &str| {
+        s.trim()
+            .parse::<u16>()
+            .ok()
+            .filter(|c| (100..=599).contains(c))
+    };
     let mut out = Vec::new();
     for part in text.split(',') {
         let range = match part.split_once('-') {
@@ -724,7 +1133,12 @@ pub fn parse_matcher(text: &str) -> Result<Vec<(u16, u16)>, String> {
     Ok(out)
 }
 
-fn health_check(v: &mut Validator, raw: Option<&RawHealthCheck>, at: DocPath, group: GroupProtocol) -> HealthCheck {
+fn health_check(
+    v: &mut Validator,
+    raw: Option<&RawHealthCheck>,
+    at: DocPath,
+    group: GroupProtocol,
+) -> HealthCheck {
     let empty = RawHealthCheck::default();
     let raw = raw.unwrap_or(&empty);
     let protocol = match raw.protocol.as_deref() {
@@ -741,30 +1155,70 @@ fn health_check(v: &mut Validator, raw: Option<&RawHealthCheck>, at: DocPath, gr
         None => HealthPort::TrafficPort,
         Some(RawPort::Named(s)) if s == "traffic-port" => HealthPort::TrafficPort,
         Some(RawPort::Named(s)) => {
-            v.err(key(&at, "port"), format!("port {s:?}: expected \"traffic-port\" or a number 1..65535"));
+            v.err(
+                key(&at, "port"),
+                format!("port {s:?}: expected \"traffic-port\" or a number 1..65535"),
+            );
             HealthPort::TrafficPort
         }
         Some(RawPort::Number(n)) => match u16::try_from(*n) {
             Ok(p) if p > 0 => HealthPort::Port(p),
             _ => {
-                v.err(key(&at, "port"), format!("port {n} is out of range 1..=65535"));
+                v.err(
+                    key(&at, "port"),
+                    format!("port {n} is out of range 1..=65535"),
+                );
                 HealthPort::TrafficPort
             }
         },
     };
     let path = raw.path.clone().unwrap_or_else(|| "/".to_owned());
     if !path.starts_with('/') || path.bytes().any(|b| b.is_ascii_control() || b == b' ') {
-        v.err(key(&at, "path"), format!("health check path {path:?} must start with '/' and hold no spaces"));
+        v.err(
+            key(&at, "path"),
+            format!("health check path {path:?} must start with '/' and hold no spaces"),
+        );
     }
-    let interval = v.duration_in(&raw.interval, key(&at, "interval"), Duration::from_secs(10), Duration::from_secs(1), Duration::from_secs(300));
+    let interval = v.duration_in(
+        &raw.interval,
+        key(&at, "interval"),
+        Duration::from_secs(10),
+        Duration::from_secs(1),
+        Duration::from_secs(300),
+    );
     // Without an explicit timeout, a short interval gets a timeout that fits it.
     let default_timeout = Duration::from_secs(5).min(interval / 2);
-    let timeout = v.duration_in(&raw.timeout, key(&at, "timeout"), default_timeout, Duration::from_millis(100), Duration::from_secs(300));
+    let timeout = v.duration_in(
+        &raw.timeout,
+        key(&at, "timeout"),
+        default_timeout,
+        Duration::from_millis(100),
+        Duration::from_secs(300),
+    );
     if raw.timeout.is_some() && timeout >= interval {
-        v.err(key(&at, "timeout"), format!("timeout {} must be shorter than interval {}", format_duration(timeout), format_duration(interval)));
+        v.err(
+            key(&at, "timeout"),
+            format!(
+                "timeout {} must be shorter than interval {}",
+                format_duration(timeout),
+                format_duration(interval)
+            ),
+        );
     }
-    let healthy_threshold = v.int_in(raw.healthy_threshold, key(&at, "healthy_threshold"), 3, 1, 10) as u32;
-    let unhealthy_threshold = v.int_in(raw.unhealthy_threshold, key(&at, "unhealthy_threshold"), 2, 1, 10) as u32;
+    let healthy_threshold = v.int_in(
+        raw.healthy_threshold,
+        key(&at, "healthy_threshold"),
+        3,
+        1,
+        10,
+    ) as u32;
+    let unhealthy_threshold = v.int_in(
+        raw.unhealthy_threshold,
+        key(&at, "unhealthy_threshold"),
+        2,
+        1,
+        10,
+    ) as u32;
     let matcher = match &raw.matcher {
         None => vec![(200, 399)],
         Some(m) => parse_matcher(m).unwrap_or_else(|e| {
@@ -772,7 +1226,16 @@ fn health_check(v: &mut Validator, raw: Option<&RawHealthCheck>, at: DocPath, gr
             vec![(200, 399)]
         }),
     };
-    HealthCheck { protocol, port, path, interval, timeout, healthy_threshold, unhealthy_threshold, matcher }
+    HealthCheck {
+        protocol,
+        port,
+        path,
+        interval,
+        timeout,
+        healthy_threshold,
+        unhealthy_threshold,
+        matcher,
+    }
 }
 
 #[cfg(test)]
@@ -782,8 +1245,14 @@ mod tests {
     #[test]
     fn matcher_forms() {
         assert_eq!(parse_matcher("200").unwrap(), vec![(200, 200)]);
-        assert_eq!(parse_matcher("200,202").unwrap(), vec![(200, 200), (202, 202)]);
-        assert_eq!(parse_matcher("200-299,302").unwrap(), vec![(200, 299), (302, 302)]);
+        assert_eq!(
+            parse_matcher("200,202").unwrap(),
+            vec![(200, 200), (202, 202)]
+        );
+        assert_eq!(
+            parse_matcher("200-299,302").unwrap(),
+            vec![(200, 299), (302, 302)]
+        );
         for bad in ["", "abc", "99", "600", "300-200", "200-", "200,,201"] {
             assert!(parse_matcher(bad).is_err(), "{bad:?}");
         }
@@ -791,10 +1260,23 @@ mod tests {
 
     #[test]
     fn host_port_forms() {
-        assert_eq!(split_host_port("10.0.0.1:80").unwrap(), ("10.0.0.1".into(), 80));
+        assert_eq!(
+            split_host_port("10.0.0.1:80").unwrap(),
+            ("10.0.0.1".into(), 80)
+        );
         assert_eq!(split_host_port("[::1]:8080").unwrap(), ("::1".into(), 8080));
-        assert_eq!(split_host_port("App-2.internal:8080").unwrap(), ("app-2.internal".into(), 8080));
-        for bad in ["10.0.0.1", "10.0.0.1:0", "host:70000", ":80", "a b:80", "-a:80"] {
+        assert_eq!(
+            split_host_port("App-2.internal:8080").unwrap(),
+            ("app-2.internal".into(), 8080)
+        );
+        for bad in [
+            "10.0.0.1",
+            "10.0.0.1:0",
+            "host:70000",
+            ":80",
+            "a b:80",
+            "-a:80",
+        ] {
             assert!(split_host_port(bad).is_err(), "{bad:?}");
         }
     }

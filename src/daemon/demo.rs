@@ -28,13 +28,23 @@ struct DemoTarget {
 impl DemoTarget {
     fn answer(&self, req: &Request<Incoming>) -> Response<Full<Bytes>> {
         let (status, text) = match (req.method(), req.uri().path()) {
-            (&Method::GET, "/health") if self.healthy.load(Ordering::Relaxed) => (StatusCode::OK, "ok\n".to_owned()),
-            (&Method::GET, "/health") => (StatusCode::SERVICE_UNAVAILABLE, "unhealthy\n".to_owned()),
+            (&Method::GET, "/health") if self.healthy.load(Ordering::Relaxed) => {
+                (StatusCode::OK, "ok\n".to_owned())
+            }
+            (&Method::GET, "/health") => {
+                (StatusCode::SERVICE_UNAVAILABLE, "unhealthy\n".to_owned())
+            }
             (&Method::POST, "/health/toggle") => {
                 let now = !self.healthy.fetch_xor(true, Ordering::Relaxed);
-                (StatusCode::OK, format!("health endpoint now {}\n", if now { "200" } else { "503" }))
+                (
+                    StatusCode::OK,
+                    format!("health endpoint now {}\n", if now { "200" } else { "503" }),
+                )
             }
-            _ => (StatusCode::OK, format!("demo target {} (weight {})\n", self.number, self.weight)),
+            _ => (
+                StatusCode::OK,
+                format!("demo target {} (weight {})\n", self.number, self.weight),
+            ),
         };
         let mut resp = Response::new(Full::new(Bytes::from(text)));
         *resp.status_mut() = status;
@@ -45,7 +55,11 @@ impl DemoTarget {
 async fn start_target(number: usize, weight: u32) -> std::io::Result<SocketAddr> {
     let socket = TcpListener::bind("127.0.0.1:0").await?;
     let addr = socket.local_addr()?;
-    let target = Arc::new(DemoTarget { number, weight, healthy: AtomicBool::new(true) });
+    let target = Arc::new(DemoTarget {
+        number,
+        weight,
+        healthy: AtomicBool::new(true),
+    });
     tokio::spawn(async move {
         while let Ok((stream, _)) = socket.accept().await {
             let target = target.clone();
@@ -54,7 +68,9 @@ async fn start_target(number: usize, weight: u32) -> std::io::Result<SocketAddr>
                     let resp = target.answer(&req);
                     async move { Ok::<_, Infallible>(resp) }
                 });
-                let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
             });
         }
     });
@@ -64,7 +80,9 @@ async fn start_target(number: usize, weight: u32) -> std::io::Result<SocketAddr>
 fn demo_config(listen: SocketAddr, admin: SocketAddr, targets: &[SocketAddr]) -> String {
     let mut targets_toml = String::new();
     for (addr, weight) in targets.iter().zip(WEIGHTS) {
-        targets_toml.push_str(&format!("  {{ address = \"{addr}\", weight = {weight} }},\n"));
+        targets_toml.push_str(&format!(
+            "  {{ address = \"{addr}\", weight = {weight} }},\n"
+        ));
     }
     format!(
         r#"# Written by `edgelb demo`.

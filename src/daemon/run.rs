@@ -19,7 +19,8 @@ pub const EXIT_RUNTIME: u8 = 2;
 
 /// Sets up logging to stderr (`RUST_LOG` overrides the default `info`).
 pub fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     use std::io::IsTerminal;
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -52,7 +53,11 @@ pub fn run(path: &Path) -> u8 {
 
 /// A multi-threaded runtime with `threads` workers (0 = one per CPU).
 pub fn tokio_runtime(threads: usize) -> std::io::Result<tokio::runtime::Runtime> {
-    let mut builder = if threads == 1 { tokio::runtime::Builder::new_current_thread() } else { tokio::runtime::Builder::new_multi_thread() };
+    let mut builder = if threads == 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+    };
     if threads > 1 {
         builder.worker_threads(threads);
     }
@@ -67,7 +72,11 @@ pub async fn serve(path: &Path, loaded: Loaded, on_ready: Option<Box<dyn FnOnce(
         }
         return EXIT_CONFIG;
     }
-    let (Ok(mut hup), Ok(mut term), Ok(mut int)) = (signal(SignalKind::hangup()), signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+    let (Ok(mut hup), Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::hangup()),
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
         eprintln!("cannot install signal handlers");
         return EXIT_RUNTIME;
     };
@@ -108,7 +117,14 @@ pub async fn serve(path: &Path, loaded: Loaded, on_ready: Option<Box<dyn FnOnce(
         }
     };
     let stop_admin = Arc::new(Notify::new());
-    tokio::spawn(admin::serve(admin_socket, Arc::new(AdminApi { server: server.clone(), token }), stop_admin.clone()));
+    tokio::spawn(admin::serve(
+        admin_socket,
+        Arc::new(AdminApi {
+            server: server.clone(),
+            token,
+        }),
+        stop_admin.clone(),
+    ));
     tracing::info!(admin = %admin_bind, generation = 1, "edgelb {} serving", env!("CARGO_PKG_VERSION"));
     notify::ready("serving");
     notify::start_watchdog();

@@ -52,7 +52,9 @@ impl TargetHealth {
     /// A target whose health is not checked (this build has no active checker
     /// yet): it is taken as healthy.
     pub fn unchecked() -> Self {
-        TargetHealth { state: AtomicU8::new(HealthState::Healthy as u8) }
+        TargetHealth {
+            state: AtomicU8::new(HealthState::Healthy as u8),
+        }
     }
 
     /// The current state.

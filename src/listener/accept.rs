@@ -17,7 +17,11 @@ const BACKLOG: u32 = 4096;
 
 /// Binds a listening socket (SO_REUSEADDR, so a restart does not wait for TIME_WAIT).
 pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
-    let socket = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
     socket.set_reuseaddr(true)?;
     socket.bind(addr)?;
     socket.listen(BACKLOG)
@@ -33,7 +37,12 @@ fn is_exhaustion(e: &io::Error) -> bool {
 /// Accepts connections of one listener until `stop` is notified, then closes the
 /// socket (new connections are refused) and returns the connections' shutdown
 /// handle so the caller can drain them.
-pub async fn accept_loop(name: Arc<str>, socket: Arc<TcpListener>, live: Arc<Live>, stop: Arc<Notify>) -> GracefulShutdown {
+pub async fn accept_loop(
+    name: Arc<str>,
+    socket: Arc<TcpListener>,
+    live: Arc<Live>,
+    stop: Arc<Notify>,
+) -> GracefulShutdown {
     let graceful = GracefulShutdown::new();
     let mut backoff = Duration::from_millis(10);
     // The real port (the configured one may be 0), for X-Forwarded-Port.
@@ -61,9 +70,13 @@ pub async fn accept_loop(name: Arc<str>, socket: Arc<TcpListener>, live: Arc<Liv
             }
         };
         backoff = Duration::from_millis(10);
-        let Some(runtime) = live.load().listener(&name).cloned() else { continue };
+        let Some(runtime) = live.load().listener(&name).cloned() else {
+            continue;
+        };
         runtime.metrics.connections.inc();
-        if runtime.max_connections > 0 && runtime.metrics.active_connections.get() >= runtime.max_connections as i64 {
+        if runtime.max_connections > 0
+            && runtime.metrics.active_connections.get() >= runtime.max_connections as i64
+        {
             runtime.metrics.rejected_connections.inc();
             drop(stream);
             continue;

@@ -40,14 +40,27 @@ pub fn http_builder(listener: &Listener) -> auto::Builder<TokioExecutor> {
 
 /// Serves requests on `stream` until the client leaves, the connection idles
 /// out, or a graceful shutdown closes it.
-pub async fn serve(stream: TcpStream, conn: Arc<ClientConn>, runtime: Arc<ListenerRuntime>, watcher: Watcher) {
-    let io = ClientIo::new(stream, conn.clone(), runtime.idle_timeout, runtime.header_read_timeout, runtime.metrics.clone());
+pub async fn serve(
+    stream: TcpStream,
+    conn: Arc<ClientConn>,
+    runtime: Arc<ListenerRuntime>,
+    watcher: Watcher,
+) {
+    let io = ClientIo::new(
+        stream,
+        conn.clone(),
+        runtime.idle_timeout,
+        runtime.header_read_timeout,
+        runtime.metrics.clone(),
+    );
     let service = service_fn(move |req| {
         let in_flight = InFlight::new(&conn.in_flight);
         let conn = conn.clone();
         async move { Ok::<_, Infallible>(crate::proxy::http::handle(conn, req, in_flight).await) }
     });
-    let connection = runtime.http.serve_connection_with_upgrades(TokioIo::new(io), service);
+    let connection = runtime
+        .http
+        .serve_connection_with_upgrades(TokioIo::new(io), service);
     if let Err(e) = watcher.watch(connection).await {
         tracing::debug!("client connection ended: {e}");
     }

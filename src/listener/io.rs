@@ -46,7 +46,13 @@ pub struct ClientIo<S> {
 
 impl<S> ClientIo<S> {
     /// Wraps `inner` for a connection of a listener with these timeouts.
-    pub fn new(inner: S, conn: Arc<ClientConn>, idle_timeout: Duration, header_read_timeout: Duration, metrics: ListenerMetrics) -> Self {
+    pub fn new(
+        inner: S,
+        conn: Arc<ClientConn>,
+        idle_timeout: Duration,
+        header_read_timeout: Duration,
+        metrics: ListenerMetrics,
+    ) -> Self {
         ClientIo {
             inner,
             conn,
@@ -92,7 +98,9 @@ impl<S> ClientIo<S> {
 impl<S: AsyncRead + AsyncWrite + Unpin> ClientIo<S> {
     /// Best effort: the 408 response goes out if the socket takes it at once.
     fn send_request_timeout(&mut self, cx: &mut Context<'_>) {
-        if let Poll::Ready(Ok(n)) = Pin::new(&mut self.inner).poll_write(cx, REQUEST_TIMEOUT_RESPONSE) {
+        if let Poll::Ready(Ok(n)) =
+            Pin::new(&mut self.inner).poll_write(cx, REQUEST_TIMEOUT_RESPONSE)
+        {
             self.bytes_out += n as u64;
             let _ = Pin::new(&mut self.inner).poll_flush(cx);
         }
@@ -100,14 +108,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ClientIo<S> {
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for ClientIo<S> {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
         let this = &mut *self;
         let busy = this.conn.in_flight.get() > 0 || this.conn.upgraded.load(Ordering::Relaxed);
         if busy {
             this.phase = Phase::Busy;
         } else if this.phase == Phase::Busy {
             this.phase = Phase::Idle;
-            this.timer.as_mut().reset(Instant::now() + this.idle_timeout);
+            this.timer
+                .as_mut()
+                .reset(Instant::now() + this.idle_timeout);
             this.flush_counters();
         }
         let before = buf.filled().len();
@@ -121,10 +135,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for ClientIo<S> {
                     }
                     if this.phase == Phase::Idle {
                         if this.is_h2 {
-                            this.timer.as_mut().reset(Instant::now() + this.idle_timeout);
+                            this.timer
+                                .as_mut()
+                                .reset(Instant::now() + this.idle_timeout);
                         } else {
                             this.phase = Phase::Head;
-                            this.timer.as_mut().reset(Instant::now() + this.header_read_timeout);
+                            this.timer
+                                .as_mut()
+                                .reset(Instant::now() + this.header_read_timeout);
                         }
                     }
                 }
@@ -137,7 +155,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for ClientIo<S> {
                     if this.phase == Phase::Head {
                         tracing::debug!(peer = %this.conn.peer, "request head not complete within header_read_timeout");
                         this.send_request_timeout(cx);
-                        return Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, "request head timeout")));
+                        return Poll::Ready(Err(io::Error::new(
+                            io::ErrorKind::TimedOut,
+                            "request head timeout",
+                        )));
                     }
                     // Idle for idle_timeout: end of stream, hyper closes quietly.
                     return Poll::Ready(Ok(()));
@@ -154,13 +175,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for ClientIo<S> {
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for ClientIo<S> {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
         let n = ready!(Pin::new(&mut self.inner).poll_write(cx, data))?;
         self.bytes_out += n as u64;
         Poll::Ready(Ok(n))
     }
 
-    fn poll_write_vectored(mut self: Pin<&mut Self>, cx: &mut Context<'_>, bufs: &[io::IoSlice<'_>]) -> Poll<io::Result<usize>> {
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
         let n = ready!(Pin::new(&mut self.inner).poll_write_vectored(cx, bufs))?;
         self.bytes_out += n as u64;
         Poll::Ready(Ok(n))

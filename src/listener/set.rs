@@ -47,7 +47,11 @@ fn identities(config: &Config) -> Vec<Identity> {
     config
         .listeners
         .iter()
-        .map(|l| Identity { name: l.name.clone(), bind: l.bind, protocol: l.protocol })
+        .map(|l| Identity {
+            name: l.name.clone(),
+            bind: l.bind,
+            protocol: l.protocol,
+        })
         .collect()
 }
 
@@ -63,7 +67,12 @@ impl ListenerSet {
             }
             let socket = match self.running.iter().find(|r| r.identity.bind == id.bind) {
                 Some(r) => r.socket.clone(),
-                None => Arc::new(bind(id.bind).map_err(|e| io::Error::new(e.kind(), format!("listener {:?}: cannot bind {}: {e}", id.name, id.bind)))?),
+                None => Arc::new(bind(id.bind).map_err(|e| {
+                    io::Error::new(
+                        e.kind(),
+                        format!("listener {:?}: cannot bind {}: {e}", id.name, id.bind),
+                    )
+                })?),
             };
             new.push((id, socket));
         }
@@ -72,7 +81,12 @@ impl ListenerSet {
 
     /// After the snapshot of `config` is live: starts the prepared listeners and
     /// stops those `config` no longer has. Returns the drains of the stopped ones.
-    pub fn commit(&mut self, config: &Config, prepared: Prepared, live: &Arc<Live>) -> Vec<JoinHandle<GracefulShutdown>> {
+    pub fn commit(
+        &mut self,
+        config: &Config,
+        prepared: Prepared,
+        live: &Arc<Live>,
+    ) -> Vec<JoinHandle<GracefulShutdown>> {
         let wanted = identities(config);
         let mut stopped = Vec::new();
         let mut kept = Vec::new();
@@ -90,8 +104,19 @@ impl ListenerSet {
             tracing::info!(listener = %identity.name, bind = %identity.bind, protocol = identity.protocol.as_str(), "listening");
             let name: Arc<str> = Arc::from(identity.name.as_str());
             let stop = Arc::new(Notify::new());
-            let task = tokio::spawn(accept_loop(name.clone(), socket.clone(), live.clone(), stop.clone()));
-            self.running.push(Running { identity, name, socket, stop, task });
+            let task = tokio::spawn(accept_loop(
+                name.clone(),
+                socket.clone(),
+                live.clone(),
+                stop.clone(),
+            ));
+            self.running.push(Running {
+                identity,
+                name,
+                socket,
+                stop,
+                task,
+            });
         }
         stopped
     }
@@ -104,7 +129,10 @@ impl ListenerSet {
 
     /// The address a listener is actually bound to (differs from its config for port 0).
     pub fn local_addr(&self, name: &str) -> Option<SocketAddr> {
-        self.running.iter().find(|r| r.identity.name == name).and_then(|r| r.socket.local_addr().ok())
+        self.running
+            .iter()
+            .find(|r| r.identity.name == name)
+            .and_then(|r| r.socket.local_addr().ok())
     }
 
     /// Stops every listener (sockets closed at once) and returns their drains.

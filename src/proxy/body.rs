@@ -2,12 +2,12 @@
 
 use crate::proxy::pool::TargetConn;
 use crate::runtime::target::OutstandingGuard;
+use atomic_waker::AtomicWaker;
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use std::pin::Pin;
 use std::sync::Arc;
-use atomic_waker::AtomicWaker;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::task::{Context, Poll};
 use std::time::Instant;
@@ -85,17 +85,27 @@ impl ProxyBody {
     /// A complete body (error pages, fixed responses, redirects).
     pub fn full(data: Bytes, in_flight: Option<InFlight>) -> Self {
         let data = (!data.is_empty()).then_some(data);
-        ProxyBody { kind: Kind::Full(data), _in_flight: in_flight }
+        ProxyBody {
+            kind: Kind::Full(data),
+            _in_flight: in_flight,
+        }
     }
 
     /// A target's body; `release` returns the connection to the pool when the
     /// body was read to its end (and only then: a body cut short closes it).
-    pub fn target(body: Incoming, release: Option<(TargetConn, OutstandingGuard, Instant)>, in_flight: Option<InFlight>) -> Self {
+    pub fn target(
+        body: Incoming,
+        release: Option<(TargetConn, OutstandingGuard, Instant)>,
+        in_flight: Option<InFlight>,
+    ) -> Self {
         let mut t = TargetBody { body, release };
         if t.body.is_end_stream() {
             t.finish();
         }
-        ProxyBody { kind: Kind::Target(t), _in_flight: in_flight }
+        ProxyBody {
+            kind: Kind::Target(t),
+            _in_flight: in_flight,
+        }
     }
 }
 
@@ -103,7 +113,10 @@ impl Body for ProxyBody {
     type Data = Bytes;
     type Error = hyper::Error;
 
-    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         match &mut self.get_mut().kind {
             Kind::Full(data) => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
             Kind::Target(t) => {

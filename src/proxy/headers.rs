@@ -34,11 +34,15 @@ static HOP_BY_HOP: [HeaderName; 8] = [
 pub fn wants_upgrade(headers: &HeaderMap, version: Version) -> bool {
     version == Version::HTTP_11
         && headers.contains_key(header::UPGRADE)
-        && headers.get_all(header::CONNECTION).iter().any(|v| has_token(v.as_bytes(), b"upgrade"))
+        && headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .any(|v| has_token(v.as_bytes(), b"upgrade"))
 }
 
 fn has_token(list: &[u8], token: &[u8]) -> bool {
-    list.split(|&b| b == b',').any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
+    list.split(|&b| b == b',')
+        .any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
 }
 
 /// Removes hop-by-hop headers, including those the `Connection` header names.
@@ -47,12 +51,18 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
     // Names listed in Connection are hop-by-hop too (rare: only allocate then).
     let mut named: Vec<HeaderName> = Vec::new();
     for v in headers.get_all(header::CONNECTION) {
-        if v.as_bytes().eq_ignore_ascii_case(b"keep-alive") || v.as_bytes().eq_ignore_ascii_case(b"close") {
+        if v.as_bytes().eq_ignore_ascii_case(b"keep-alive")
+            || v.as_bytes().eq_ignore_ascii_case(b"close")
+        {
             continue;
         }
         for token in v.as_bytes().split(|&b| b == b',') {
             let token = token.trim_ascii();
-            if token.eq_ignore_ascii_case(b"close") || token.eq_ignore_ascii_case(b"keep-alive") || token.eq_ignore_ascii_case(b"upgrade") || token.is_empty() {
+            if token.eq_ignore_ascii_case(b"close")
+                || token.eq_ignore_ascii_case(b"keep-alive")
+                || token.eq_ignore_ascii_case(b"upgrade")
+                || token.is_empty()
+            {
                 continue;
             }
             if let Ok(name) = HeaderName::from_bytes(token) {
@@ -85,7 +95,11 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
 
 /// Headers a client may not get removed by naming them in `Connection`.
 fn is_protected(name: &HeaderName) -> bool {
-    name == header::HOST || name == X_FORWARDED_FOR || name == X_FORWARDED_PROTO || name == X_FORWARDED_PORT || name == X_REQUEST_ID
+    name == header::HOST
+        || name == X_FORWARDED_FOR
+        || name == X_FORWARDED_PROTO
+        || name == X_FORWARDED_PORT
+        || name == X_REQUEST_ID
 }
 
 /// Per-connection values that go into every forwarded request.
@@ -106,16 +120,20 @@ pub fn prepare_request<B>(req: &mut Request<B>, fwd: &ForwardedFor, upgrade: boo
     *req.version_mut() = Version::HTTP_11;
     let authority = req.uri().authority().cloned();
     if req.uri().scheme().is_some() || authority.is_some() {
-        let pq = req.uri().path_and_query().cloned().unwrap_or_else(|| PathAndQuery::from_static("/"));
+        let pq = req
+            .uri()
+            .path_and_query()
+            .cloned()
+            .unwrap_or_else(|| PathAndQuery::from_static("/"));
         *req.uri_mut() = Uri::from(pq);
     }
     let headers = req.headers_mut();
-    if version != Version::HTTP_11 && version != Version::HTTP_10 || !headers.contains_key(header::HOST) {
-        if let Some(a) = authority {
-            if let Ok(v) = HeaderValue::from_str(a.as_str()) {
-                headers.insert(header::HOST, v);
-            }
-        }
+    if (version != Version::HTTP_11 && version != Version::HTTP_10
+        || !headers.contains_key(header::HOST))
+        && let Some(a) = authority
+        && let Ok(v) = HeaderValue::from_str(a.as_str())
+    {
+        headers.insert(header::HOST, v);
     }
     strip_hop_by_hop(headers, upgrade);
     append_forwarded_for(headers, &fwd.client_ip);
@@ -171,7 +189,11 @@ fn hex(mut v: u64, out: &mut [u8]) {
 fn random_u64() -> u64 {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos()));
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
     h.finish()
 }
 
@@ -222,13 +244,20 @@ mod tests {
             .body(())
             .unwrap();
         prepare_request(&mut req, &fwd(), false);
-        assert_eq!(req.headers()["x-forwarded-for"], "10.0.0.1, 10.0.0.2, 192.0.2.7");
+        assert_eq!(
+            req.headers()["x-forwarded-for"],
+            "10.0.0.1, 10.0.0.2, 192.0.2.7"
+        );
         assert_eq!(req.headers()["x-request-id"], "abc");
     }
 
     #[test]
     fn http2_request_becomes_origin_form_with_host() {
-        let mut req = Request::builder().version(Version::HTTP_2).uri("http://example.com:8080/p?q").body(()).unwrap();
+        let mut req = Request::builder()
+            .version(Version::HTTP_2)
+            .uri("http://example.com:8080/p?q")
+            .body(())
+            .unwrap();
         prepare_request(&mut req, &fwd(), false);
         assert_eq!(req.version(), Version::HTTP_11);
         assert_eq!(req.uri(), "/p?q");

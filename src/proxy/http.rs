@@ -4,12 +4,12 @@ use crate::listener::ClientConn;
 use crate::proxy::body::{InFlight, ProxyBody};
 use crate::proxy::headers::{prepare_request, strip_hop_by_hop, wants_upgrade};
 use crate::proxy::pool::{self, TargetConn};
-use hyper::client::conn::http1::SendRequest;
 use crate::proxy::respond::lb_error;
 use crate::route::{ForwardAction, RouteAction};
 use crate::runtime::target::OutstandingGuard;
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
+use hyper::client::conn::http1::SendRequest;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use std::sync::Arc;
@@ -22,11 +22,18 @@ const MAX_STALE_RETRIES: u32 = 3;
 
 /// Serves one request that arrived on `conn`.
 /// `in_flight` is taken by the caller as soon as the request head is parsed.
-pub async fn handle(conn: Arc<ClientConn>, req: Request<Incoming>, in_flight: InFlight) -> Response<ProxyBody> {
+pub async fn handle(
+    conn: Arc<ClientConn>,
+    req: Request<Incoming>,
+    in_flight: InFlight,
+) -> Response<ProxyBody> {
     let listener = conn.listener();
     let Some(listener) = listener else {
         // The listener was removed by a reload while this connection drains.
-        let mut resp = Response::new(ProxyBody::full(bytes::Bytes::from_static(b"503 Service Unavailable\n"), Some(in_flight)));
+        let mut resp = Response::new(ProxyBody::full(
+            bytes::Bytes::from_static(b"503 Service Unavailable\n"),
+            Some(in_flight),
+        ));
         *resp.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
         return resp;
     };
@@ -43,7 +50,12 @@ enum Conn {
     Upgradable(SendRequest<Incoming>),
 }
 
-async fn forward(conn: &ClientConn, action: &ForwardAction, mut req: Request<Incoming>, in_flight: InFlight) -> Response<ProxyBody> {
+async fn forward(
+    conn: &ClientConn,
+    action: &ForwardAction,
+    mut req: Request<Incoming>,
+    in_flight: InFlight,
+) -> Response<ProxyBody> {
     action.metrics.requests.inc();
     let group = &action.group;
     let upgrade = wants_upgrade(req.headers(), req.version());
@@ -58,14 +70,24 @@ async fn forward(conn: &ClientConn, action: &ForwardAction, mut req: Request<Inc
     loop {
         let target = &group.targets[choice];
         let mut sent_at = Instant::now();
-        let pooled = if upgrade || stale_retries >= MAX_STALE_RETRIES { None } else { target.shared.pool.checkout(sent_at) };
+        let pooled = if upgrade || stale_retries >= MAX_STALE_RETRIES {
+            None
+        } else {
+            target.shared.pool.checkout(sent_at)
+        };
         let reused = pooled.is_some();
         let connected = match pooled {
             Some(c) => Ok(Conn::Driven(c)),
             // Boxed: connecting is the rare path, and its future would otherwise
             // make every request's future (moved by hyper) much larger.
-            None if upgrade => Box::pin(pool::connect_upgradable(target.addr, group.connect_timeout)).await.map(Conn::Upgradable),
-            None => Box::pin(pool::connect(target.addr, group.connect_timeout)).await.map(Conn::Driven),
+            None if upgrade => {
+                Box::pin(pool::connect_upgradable(target.addr, group.connect_timeout))
+                    .await
+                    .map(Conn::Upgradable)
+            }
+            None => Box::pin(pool::connect(target.addr, group.connect_timeout))
+                .await
+                .map(Conn::Driven),
         };
         let mut target_conn = match connected {
             Ok(c) => c,
@@ -74,7 +96,10 @@ async fn forward(conn: &ClientConn, action: &ForwardAction, mut req: Request<Inc
                 tracing::warn!(target_group = %group.name, target = %target.address, "connect failed: {e}");
                 connect_failures += 1;
                 // Nothing was sent: always safe to try once more elsewhere.
-                match (connect_failures < 2).then(|| group.pick(Some(choice))).flatten() {
+                match (connect_failures < 2)
+                    .then(|| group.pick(Some(choice)))
+                    .flatten()
+                {
                     Some(next) => {
                         choice = next;
                         continue;
@@ -99,16 +124,30 @@ async fn forward(conn: &ClientConn, action: &ForwardAction, mut req: Request<Inc
                 return lb_error(StatusCode::GATEWAY_TIMEOUT, &action.metrics, in_flight);
             }
             Ok(Ok(resp)) => {
-                group.metrics.response_time.observe(sent_at.elapsed().as_secs_f64());
+                group
+                    .metrics
+                    .response_time
+                    .observe(sent_at.elapsed().as_secs_f64());
                 action.metrics.from_target.count(resp.status().as_u16());
                 return match (target_conn, client_upgrade) {
-                    (Conn::Upgradable(sender), Some(client_upgrade)) => switch_protocols(conn, resp, sender, outstanding, client_upgrade, in_flight),
+                    (Conn::Upgradable(sender), Some(client_upgrade)) => {
+                        switch_protocols(conn, resp, sender, outstanding, client_upgrade, in_flight)
+                    }
                     (Conn::Driven(c), _) => {
                         let (mut parts, body) = resp.into_parts();
                         strip_hop_by_hop(&mut parts.headers, false);
-                        Response::from_parts(parts, ProxyBody::target(body, Some((c, outstanding, sent_at)), Some(in_flight)))
+                        Response::from_parts(
+                            parts,
+                            ProxyBody::target(
+                                body,
+                                Some((c, outstanding, sent_at)),
+                                Some(in_flight),
+                            ),
+                        )
                     }
-                    (Conn::Upgradable(_), None) => unreachable!("upgradable connections serve upgrade requests only"),
+                    (Conn::Upgradable(_), None) => {
+                        unreachable!("upgradable connections serve upgrade requests only")
+                    }
                 };
             }
             Ok(Err(mut e)) => match e.take_message() {
@@ -153,4 +192,3 @@ fn switch_protocols(
     strip_hop_by_hop(&mut parts.headers, switching);
     Response::from_parts(parts, ProxyBody::target(body, None, Some(in_flight)))
 }
-

@@ -32,14 +32,15 @@ type Driver = http1::Connection<TokioIo<TcpStream>, Incoming>;
 /// state machine that moves their bytes, polled by the current user.
 pub struct TargetConn {
     sender: http1::SendRequest<Incoming>,
-    driver: Driver,
+    /// Boxed so that moving a connection in and out of the pool moves a pointer.
+    driver: Pin<Box<Driver>>,
     ended: bool,
 }
 
 impl TargetConn {
     /// Moves bytes on the connection; returns whether it has ended.
     pub fn poll_drive(&mut self, cx: &mut Context<'_>) -> bool {
-        if !self.ended && Pin::new(&mut self.driver).poll(cx).is_ready() {
+        if !self.ended && self.driver.as_mut().poll(cx).is_ready() {
             self.ended = true;
         }
         self.ended
@@ -47,7 +48,10 @@ impl TargetConn {
 
     /// Sends `req` and waits for the response head, driving the connection.
     /// An unsent request comes back in the error.
-    pub async fn send(&mut self, req: Request<Incoming>) -> Result<Response<Incoming>, TrySendError<Request<Incoming>>> {
+    pub async fn send(
+        &mut self,
+        req: Request<Incoming>,
+    ) -> Result<Response<Incoming>, TrySendError<Request<Incoming>>> {
         let mut response = pin!(self.sender.try_send_request(req));
         poll_fn(|cx| {
             let ended = self.poll_drive(cx);
@@ -159,12 +163,19 @@ pub async fn connect(addr: SocketAddr, timeout: Duration) -> Result<TargetConn, 
         .handshake(TokioIo::new(stream))
         .await
         .map_err(|e| ConnectError::Io(io::Error::other(e)))?;
-    Ok(TargetConn { sender, driver, ended: false })
+    Ok(TargetConn {
+        sender,
+        driver: Box::pin(driver),
+        ended: false,
+    })
 }
 
 /// Opens a connection for a request that asks to switch protocols: its driver
 /// runs in a task of its own so that it can hand the socket over on `101`.
-pub async fn connect_upgradable(addr: SocketAddr, timeout: Duration) -> Result<http1::SendRequest<Incoming>, ConnectError> {
+pub async fn connect_upgradable(
+    addr: SocketAddr,
+    timeout: Duration,
+) -> Result<http1::SendRequest<Incoming>, ConnectError> {
     let stream = connect_stream(addr, timeout).await?;
     let (sender, driver) = http1::Builder::new()
         .handshake(TokioIo::new(stream))

@@ -6,7 +6,11 @@ use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode, header};
 
 /// A plain-text response from the load balancer, counted with `source="lb"`.
-pub fn lb_error(status: StatusCode, metrics: &RouteMetrics, in_flight: InFlight) -> Response<ProxyBody> {
+pub fn lb_error(
+    status: StatusCode,
+    metrics: &RouteMetrics,
+    in_flight: InFlight,
+) -> Response<ProxyBody> {
     metrics.from_lb.count(status.as_u16());
     let text: &'static str = match status {
         StatusCode::BAD_REQUEST => "400 Bad Request\n",
@@ -15,8 +19,14 @@ pub fn lb_error(status: StatusCode, metrics: &RouteMetrics, in_flight: InFlight)
         StatusCode::GATEWAY_TIMEOUT => "504 Gateway Timeout\n",
         _ => "error\n",
     };
-    let mut resp = Response::new(ProxyBody::full(Bytes::from_static(text.as_bytes()), Some(in_flight)));
+    let mut resp = Response::new(ProxyBody::full(
+        Bytes::from_static(text.as_bytes()),
+        Some(in_flight),
+    ));
     *resp.status_mut() = status;
-    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
     resp
 }

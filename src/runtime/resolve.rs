@@ -21,14 +21,24 @@ pub async fn resolve_targets(config: &Config) -> Result<Resolved, String> {
                 Err(_) => {
                     let mut found = tokio::net::lookup_host((t.host.as_str(), t.port))
                         .await
-                        .map_err(|e| format!("target group {:?}: cannot resolve {}: {e}", group.name, t.address))?;
+                        .map_err(|e| {
+                            format!(
+                                "target group {:?}: cannot resolve {}: {e}",
+                                group.name, t.address
+                            )
+                        })?;
                     // Prefer IPv4 when a name has both, as most targets listen there.
                     let all: Vec<SocketAddr> = found.by_ref().collect();
                     all.iter()
                         .find(|a| a.is_ipv4())
                         .or(all.first())
                         .copied()
-                        .ok_or_else(|| format!("target group {:?}: {} resolves to no address", group.name, t.address))?
+                        .ok_or_else(|| {
+                            format!(
+                                "target group {:?}: {} resolves to no address",
+                                group.name, t.address
+                            )
+                        })?
                 }
             };
             out.insert(t.address.clone(), addr);

@@ -2,9 +2,9 @@
 //! reloads and shuts it down. Reloads are serialised; each either swaps a whole
 //! new snapshot in or changes nothing.
 
+use super::Live;
 use super::resolve::resolve_targets;
 use super::snapshot::build;
-use super::Live;
 use crate::admin::metrics::Metrics;
 use crate::config::{self, Config, ConfigError, Loaded};
 use crate::listener::{self, ListenerSet};
@@ -42,18 +42,41 @@ pub struct Server {
 
 /// Refuses what this build accepts in a file but does not implement.
 fn supported(loaded: Loaded) -> Result<Config, ConfigError> {
-    if loaded.unsupported.is_empty() { Ok(loaded.config) } else { Err(ConfigError { lines: loaded.unsupported }) }
+    if loaded.unsupported.is_empty() {
+        Ok(loaded.config)
+    } else {
+        Err(ConfigError {
+            lines: loaded.unsupported,
+        })
+    }
 }
 
 impl Server {
     /// Starts serving `loaded` (read from `config_path`): resolves targets,
     /// binds every listener, publishes generation 1.
-    pub async fn start(config_path: &Path, loaded: Loaded, metrics: Arc<Metrics>) -> Result<Arc<Server>, StartError> {
+    pub async fn start(
+        config_path: &Path,
+        loaded: Loaded,
+        metrics: Arc<Metrics>,
+    ) -> Result<Arc<Server>, StartError> {
         let config = Arc::new(supported(loaded).map_err(StartError::Config)?);
-        let resolved = resolve_targets(&config).await.map_err(|e| StartError::Config(ConfigError { lines: vec![format!("{}: {e}", config_path.display())] }))?;
+        let resolved = resolve_targets(&config).await.map_err(|e| {
+            StartError::Config(ConfigError {
+                lines: vec![format!("{}: {e}", config_path.display())],
+            })
+        })?;
         let mut set = ListenerSet::default();
-        let prepared = set.prepare(&config).map_err(|e| StartError::Runtime(e.to_string()))?;
-        let snapshot = build(config.clone(), 1, None, &resolved, &metrics, std::iter::empty());
+        let prepared = set
+            .prepare(&config)
+            .map_err(|e| StartError::Runtime(e.to_string()))?;
+        let snapshot = build(
+            config.clone(),
+            1,
+            None,
+            &resolved,
+            &metrics,
+            std::iter::empty(),
+        );
         let live = Arc::new(Live::from_pointee(snapshot));
         set.commit(&config, prepared, &live);
         metrics.config_generation.set(1);
@@ -62,7 +85,11 @@ impl Server {
             live,
             metrics,
             listeners: tokio::sync::Mutex::new(set),
-            last_reload: Mutex::new(ReloadStatus { time: SystemTime::now(), ok: true, error: None }),
+            last_reload: Mutex::new(ReloadStatus {
+                time: SystemTime::now(),
+                ok: true,
+                error: None,
+            }),
             started_with: config,
         }))
     }
@@ -74,8 +101,11 @@ impl Server {
         let mut set = self.listeners.lock().await;
         let result = self.try_reload(&mut set).await;
         self.metrics.reload_result(result.is_ok());
-        *self.last_reload.lock().unwrap_or_else(|e| e.into_inner()) =
-            ReloadStatus { time: SystemTime::now(), ok: result.is_ok(), error: result.as_ref().err().cloned() };
+        *self.last_reload.lock().unwrap_or_else(|e| e.into_inner()) = ReloadStatus {
+            time: SystemTime::now(),
+            ok: result.is_ok(),
+            error: result.as_ref().err().cloned(),
+        };
         match &result {
             Ok(generation) => tracing::info!(generation, "configuration reloaded"),
             Err(e) => tracing::error!("reload failed, the running configuration is kept:\n{e}"),
@@ -91,7 +121,14 @@ impl Server {
         let prepared = set.prepare(&config).map_err(|e| e.to_string())?;
         let previous = self.live.load_full();
         let generation = previous.generation + 1;
-        let snapshot = build(config.clone(), generation, Some(&previous), &resolved, &self.metrics, set.names());
+        let snapshot = build(
+            config.clone(),
+            generation,
+            Some(&previous),
+            &resolved,
+            &self.metrics,
+            set.names(),
+        );
         self.live.store(Arc::new(snapshot));
         let stopped = set.commit(&config, prepared, &self.live);
         if !stopped.is_empty() {
@@ -117,7 +154,10 @@ impl Server {
 
     /// The outcome of the last reload.
     pub fn last_reload(&self) -> ReloadStatus {
-        self.last_reload.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.last_reload
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// The address listener `name` is bound to.

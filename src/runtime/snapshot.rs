@@ -24,7 +24,10 @@ impl Snapshot {
     /// share their allocation, so the first comparison is usually a pointer test.
     #[inline]
     pub fn listener(&self, name: &Arc<str>) -> Option<&Arc<ListenerRuntime>> {
-        self.listeners.iter().find(|l| Arc::ptr_eq(&l.name, name)).or_else(|| self.listeners.iter().find(|l| l.name == *name))
+        self.listeners
+            .iter()
+            .find(|l| Arc::ptr_eq(&l.name, name))
+            .or_else(|| self.listeners.iter().find(|l| l.name == *name))
     }
 
     /// The target group called `name`.
@@ -36,7 +39,11 @@ impl Snapshot {
     fn shared_states(&self) -> HashMap<(&str, &str), &Arc<TargetShared>> {
         self.groups
             .iter()
-            .flat_map(|g| g.targets.iter().map(move |t| ((&*g.name, &*t.address), &t.shared)))
+            .flat_map(|g| {
+                g.targets
+                    .iter()
+                    .map(move |t| ((&*g.name, &*t.address), &t.shared))
+            })
             .collect()
     }
 }
@@ -61,7 +68,10 @@ pub fn build<'a>(
                 .targets
                 .iter()
                 .map(|t| {
-                    let shared = carried.get(&(g.name.as_str(), t.address.as_str())).map(|s| Arc::clone(s)).unwrap_or_default();
+                    let shared = carried
+                        .get(&(g.name.as_str(), t.address.as_str()))
+                        .map(|s| Arc::clone(s))
+                        .unwrap_or_default();
                     Target {
                         address: Arc::from(t.address.as_str()),
                         addr: resolved[&t.address],
@@ -79,15 +89,28 @@ pub fn build<'a>(
         .listeners
         .iter()
         .map(|l| {
-            let name = names.clone().find(|n| ***n == *l.name).cloned().unwrap_or_else(|| Arc::from(l.name.as_str()));
+            let name = names
+                .clone()
+                .find(|n| ***n == *l.name)
+                .cloned()
+                .unwrap_or_else(|| Arc::from(l.name.as_str()));
             let compile = |action: &Action| match action {
                 Action::Forward(f) => {
                     let (group, _) = &f.groups[0];
-                    RouteAction::Forward(ForwardAction { group: by_name[group.as_str()].clone(), metrics: metrics.route(&l.name, group) })
+                    RouteAction::Forward(ForwardAction {
+                        group: by_name[group.as_str()].clone(),
+                        metrics: metrics.route(&l.name, group),
+                    })
                 }
-                Action::Redirect(_) | Action::FixedResponse(_) => unreachable!("refused as not supported by this build"),
+                Action::Redirect(_) | Action::FixedResponse(_) => {
+                    unreachable!("refused as not supported by this build")
+                }
             };
-            let proto = if l.protocol == ListenerProtocol::Https { "https" } else { "http" };
+            let proto = if l.protocol == ListenerProtocol::Https {
+                "https"
+            } else {
+                "http"
+            };
             Arc::new(ListenerRuntime {
                 name,
                 protocol: l.protocol,
@@ -105,7 +128,12 @@ pub fn build<'a>(
             })
         })
         .collect();
-    let snapshot = Snapshot { generation, config, listeners, groups };
+    let snapshot = Snapshot {
+        generation,
+        config,
+        listeners,
+        groups,
+    };
     publish_health(&snapshot);
     snapshot
 }

@@ -93,7 +93,11 @@ impl GroupRuntime {
         let mut any_healthy = false;
         let healthy = |i: usize| {
             let t = &self.targets[i];
-            if t.shared.health.state() == HealthState::Healthy && Some(i) != exclude { t.weight } else { 0 }
+            if t.shared.health.state() == HealthState::Healthy && Some(i) != exclude {
+                t.weight
+            } else {
+                0
+            }
         };
         if let Some(i) = self.balancer.pick(n, healthy, outstanding) {
             return Some(i);
@@ -107,15 +111,28 @@ impl GroupRuntime {
         let open = |i: usize| {
             let t = &self.targets[i];
             let state = t.shared.health.state();
-            if state != HealthState::Draining && state != HealthState::Unused && Some(i) != exclude { t.weight } else { 0 }
+            if state != HealthState::Draining && state != HealthState::Unused && Some(i) != exclude
+            {
+                t.weight
+            } else {
+                0
+            }
         };
         self.balancer.pick(n, open, outstanding)
     }
 
     /// Counts of (healthy, unhealthy) targets.
     pub fn health_counts(&self) -> (usize, usize) {
-        let healthy = self.targets.iter().filter(|t| t.shared.health.state() == HealthState::Healthy).count();
-        let unhealthy = self.targets.iter().filter(|t| t.shared.health.state() == HealthState::Unhealthy).count();
+        let healthy = self
+            .targets
+            .iter()
+            .filter(|t| t.shared.health.state() == HealthState::Healthy)
+            .count();
+        let unhealthy = self
+            .targets
+            .iter()
+            .filter(|t| t.shared.health.state() == HealthState::Unhealthy)
+            .count();
         (healthy, unhealthy)
     }
 }

@@ -25,7 +25,11 @@ pub fn edgelb_bin() -> &'static str {
 
 /// A port that was free a moment ago on 127.0.0.1.
 pub fn free_port() -> u16 {
-    StdListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    StdListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// An address on 127.0.0.1 where nothing listens (connections are refused).
@@ -105,7 +109,8 @@ impl TestTarget {
                 let (seen, name, behaviour) = (seen2.clone(), name2.clone(), behaviour.clone());
                 tokio::spawn(async move {
                     let service = service_fn(move |req: Request<Incoming>| {
-                        let (seen, name, behaviour) = (seen.clone(), name.clone(), behaviour.clone());
+                        let (seen, name, behaviour) =
+                            (seen.clone(), name.clone(), behaviour.clone());
                         async move {
                             let (parts, mut body) = req.into_parts();
                             let mut body_len = 0u64;
@@ -132,11 +137,19 @@ impl TestTarget {
                             Ok::<_, Infallible>(hyper::Response::new(Full::new(body)))
                         }
                     });
-                    let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
                 });
             }
         });
-        TestTarget { addr, name: name.to_owned(), seen, connections, task }
+        TestTarget {
+            addr,
+            name: name.to_owned(),
+            seen,
+            connections,
+            task,
+        }
     }
 
     pub fn requests(&self) -> usize {
@@ -144,7 +157,12 @@ impl TestTarget {
     }
 
     pub fn last(&self) -> Seen {
-        self.seen.lock().unwrap().last().cloned().expect("the target saw a request")
+        self.seen
+            .lock()
+            .unwrap()
+            .last()
+            .cloned()
+            .expect("the target saw a request")
     }
 
     /// Stops accepting (open connections are cut when their tasks end).
@@ -185,7 +203,12 @@ impl Edgelb {
             .stderr(log)
             .spawn()
             .unwrap();
-        let mut e = Edgelb { child, dir, config_path, admin };
+        let mut e = Edgelb {
+            child,
+            dir,
+            config_path,
+            admin,
+        };
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             if let Ok(Some(status)) = e.child.try_wait() {
@@ -194,7 +217,11 @@ impl Edgelb {
             if TcpStream::connect(admin).await.is_ok() {
                 break;
             }
-            assert!(Instant::now() < deadline, "edgelb did not start:\n{}", e.log());
+            assert!(
+                Instant::now() < deadline,
+                "edgelb did not start:\n{}",
+                e.log()
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         e
@@ -209,13 +236,21 @@ impl Edgelb {
     }
 
     pub fn signal(&self, sig: &str) {
-        let ok = Command::new("kill").args([&format!("-{sig}"), &self.pid().to_string()]).status().unwrap().success();
+        let ok = Command::new("kill")
+            .args([&format!("-{sig}"), &self.pid().to_string()])
+            .status()
+            .unwrap()
+            .success();
         assert!(ok, "kill -{sig} failed");
     }
 
     /// Rewrites the config file (ADMIN replaced as at start).
     pub fn rewrite(&self, config: &str) {
-        std::fs::write(&self.config_path, config.replace("ADMIN", &self.admin.to_string())).unwrap();
+        std::fs::write(
+            &self.config_path,
+            config.replace("ADMIN", &self.admin.to_string()),
+        )
+        .unwrap();
     }
 
     /// Waits for the process to exit and returns its code.
@@ -225,7 +260,11 @@ impl Edgelb {
             if let Some(status) = self.child.try_wait().unwrap() {
                 return status.code().unwrap_or(-1);
             }
-            assert!(Instant::now() < deadline, "edgelb did not exit:\n{}", self.log());
+            assert!(
+                Instant::now() < deadline,
+                "edgelb did not exit:\n{}",
+                self.log()
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
@@ -244,7 +283,11 @@ impl Edgelb {
     pub async fn metric(&self, series: &str) -> f64 {
         let text = self.admin_get("/metrics").await.1;
         text.lines()
-            .find_map(|l| l.strip_prefix(series).and_then(|rest| rest.strip_prefix(' ')).map(|v| v.trim().parse().unwrap()))
+            .find_map(|l| {
+                l.strip_prefix(series)
+                    .and_then(|rest| rest.strip_prefix(' '))
+                    .map(|v| v.trim().parse().unwrap())
+            })
             .unwrap_or(0.0)
     }
 
@@ -283,7 +326,9 @@ pub struct H1 {
 impl H1 {
     pub async fn connect(addr: SocketAddr) -> Self {
         let stream = TcpStream::connect(addr).await.unwrap();
-        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.unwrap();
+        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .unwrap();
         tokio::spawn(conn);
         H1 { sender }
     }
@@ -293,11 +338,19 @@ impl H1 {
         let resp = self.sender.send_request(req).await?;
         let (parts, body) = resp.into_parts();
         let body = body.collect().await?.to_bytes();
-        Ok(Got { status: parts.status, version: parts.version, headers: parts.headers, body })
+        Ok(Got {
+            status: parts.status,
+            version: parts.version,
+            headers: parts.headers,
+            body,
+        })
     }
 
     pub async fn get(&mut self, path: &str) -> Got {
-        let req = Request::get(path).header("host", "test.local").body(Full::new(Bytes::new())).unwrap();
+        let req = Request::get(path)
+            .header("host", "test.local")
+            .body(Full::new(Bytes::new()))
+            .unwrap();
         self.send(req).await.unwrap()
     }
 }
@@ -316,7 +369,10 @@ pub struct H2 {
 impl H2 {
     pub async fn connect(addr: SocketAddr) -> Self {
         let stream = TcpStream::connect(addr).await.unwrap();
-        let (sender, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream)).await.unwrap();
+        let (sender, conn) =
+            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+                .await
+                .unwrap();
         tokio::spawn(conn);
         H2 { sender, addr }
     }
@@ -327,14 +383,26 @@ impl H2 {
         let resp = self.sender.send_request(req).await.unwrap();
         let (parts, body) = resp.into_parts();
         let body = body.collect().await.unwrap().to_bytes();
-        Got { status: parts.status, version: parts.version, headers: parts.headers, body }
+        Got {
+            status: parts.status,
+            version: parts.version,
+            headers: parts.headers,
+            body,
+        }
     }
 }
 
 /// A config with one http listener forwarding to group `web` with `targets`
 /// (address, weight), plus extra TOML appended to the group.
-pub fn one_group_config(listen: SocketAddr, targets: &[(SocketAddr, u32)], group_extra: &str) -> String {
-    let list: Vec<String> = targets.iter().map(|(a, w)| format!("{{ address = \"{a}\", weight = {w} }}")).collect();
+pub fn one_group_config(
+    listen: SocketAddr,
+    targets: &[(SocketAddr, u32)],
+    group_extra: &str,
+) -> String {
+    let list: Vec<String> = targets
+        .iter()
+        .map(|(a, w)| format!("{{ address = \"{a}\", weight = {w} }}"))
+        .collect();
     format!(
         r#"[global]
 drain_timeout = "10s"
