@@ -2,6 +2,7 @@
 //! targets only as indices with an effective weight (0 = not eligible now) and an
 //! outstanding-request count, so health, draining and slow start stay outside.
 
+pub mod cookie;
 mod least_outstanding;
 mod smooth_wrr;
 

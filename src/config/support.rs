@@ -3,7 +3,7 @@
 //! than silently ignore a key an operator relies on. Each later capability
 //! removes its lines here when it lands.
 
-use super::schema::{RawAction, RawConfig, RawForward};
+use super::schema::RawConfig;
 use super::span::{DocPath, Seg};
 
 /// `[global]`'s key `k`.
@@ -49,12 +49,6 @@ pub(super) fn unsupported_paths(raw: &RawConfig) -> Vec<(DocPath, String)> {
                 "proxy_protocol".into(),
             ));
         }
-        if !l.rules.is_empty() {
-            out.push((entry("listeners", i, "rules"), "rules".into()));
-        }
-        if let Some(a) = &l.default_action {
-            action(a, entry("listeners", i, "default_action"), &mut out);
-        }
     }
     for (i, g) in raw.target_groups.iter().enumerate() {
         if let Some(p) = g.protocol.as_deref().filter(|p| *p != "http") {
@@ -80,18 +74,4 @@ pub(super) fn unsupported_paths(raw: &RawConfig) -> Vec<(DocPath, String)> {
         }
     }
     out
-}
-
-fn action(a: &RawAction, at: DocPath, out: &mut Vec<(DocPath, String)>) {
-    let mut at = at;
-    if a.redirect.is_some() {
-        at.push(Seg::Key("redirect".into()));
-        out.push((at, "redirect actions".into()));
-    } else if a.fixed_response.is_some() {
-        at.push(Seg::Key("fixed_response".into()));
-        out.push((at, "fixed_response actions".into()));
-    } else if let Some(RawForward::Weighted(_)) = &a.forward {
-        at.push(Seg::Key("forward".into()));
-        out.push((at, "weighted forward to several target groups".into()));
-    }
 }

@@ -46,7 +46,8 @@ pub async fn accept_loop(
     let graceful = GracefulShutdown::new();
     let mut backoff = Duration::from_millis(10);
     // The real port (the configured one may be 0), for X-Forwarded-Port.
-    let port = HeaderValue::from(socket.local_addr().map_or(0, |a| a.port()));
+    let local_port = socket.local_addr().map_or(0, |a| a.port());
+    let port = HeaderValue::from(local_port);
     loop {
         let accepted = tokio::select! {
             biased;
@@ -89,6 +90,7 @@ pub async fn accept_loop(
             in_flight: Arc::default(),
             upgraded: AtomicBool::new(false),
             forwarded: runtime.forwarded_for(peer, &port),
+            local_port,
         });
         let watcher = graceful.watcher();
         runtime.metrics.active_connections.inc();

@@ -29,6 +29,8 @@ pub struct ClientConn {
     /// Switched protocols (WebSocket): no HTTP timers apply any more.
     pub upgraded: AtomicBool,
     pub forwarded: ForwardedFor,
+    /// The port the client connected to (`#{port}` of redirects).
+    pub local_port: u16,
 }
 
 impl ClientConn {

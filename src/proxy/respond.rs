@@ -1,6 +1,6 @@
 //! Responses edgelb writes itself (errors it answers as the load balancer).
 
-use crate::admin::metrics::RouteMetrics;
+use crate::admin::metrics::ClassCounters;
 use crate::proxy::body::{InFlight, ProxyBody};
 use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode, header};
@@ -8,10 +8,10 @@ use http::{HeaderValue, Response, StatusCode, header};
 /// A plain-text response from the load balancer, counted with `source="lb"`.
 pub fn lb_error(
     status: StatusCode,
-    metrics: &RouteMetrics,
+    counters: &ClassCounters,
     in_flight: InFlight,
 ) -> Response<ProxyBody> {
-    metrics.from_lb.count(status.as_u16());
+    counters.count(status.as_u16());
     let text: &'static str = match status {
         StatusCode::BAD_REQUEST => "400 Bad Request\n",
         StatusCode::BAD_GATEWAY => "502 Bad Gateway\n",

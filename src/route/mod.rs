@@ -1,18 +1,14 @@
-//! Routing: what a listener does with a request. This build has the default
-//! action of a listener; rules come with the rule engine.
+//! Routing: what a listener does with a request. Conditions and patterns are
+//! pure functions of a request head, unit-tested without sockets; the rule
+//! table is compiled once per snapshot.
 
-use crate::admin::metrics::RouteMetrics;
-use crate::runtime::target::GroupRuntime;
-use std::sync::Arc;
+pub mod action;
+pub mod conditions;
+pub mod pattern;
+pub mod redirect;
+pub mod request;
+pub mod table;
 
-/// A compiled action, ready for the hot path.
-pub enum RouteAction {
-    /// Forward to a target group.
-    Forward(ForwardAction),
-}
-
-/// Forward to one target group, with the metric handles of this listener × group.
-pub struct ForwardAction {
-    pub group: Arc<GroupRuntime>,
-    pub metrics: RouteMetrics,
-}
+pub use action::{FixedAction, ForwardAction, GroupChoice, RouteAction};
+pub use request::RequestView;
+pub use table::{CompiledRule, RuleTable, Selected};

@@ -3,7 +3,8 @@
 use crate::admin::metrics::{ListenerMetrics, UnroutedMetrics};
 use crate::config::ListenerProtocol;
 use crate::proxy::headers::ForwardedFor;
-use crate::route::RouteAction;
+use crate::balance::cookie::CookieKeys;
+use crate::route::RuleTable;
 use http::HeaderValue;
 use hyper_util::rt::TokioExecutor;
 use hyper_util::server::conn::auto;
@@ -22,7 +23,10 @@ pub struct ListenerRuntime {
     pub http2: bool,
     /// 0 = unlimited.
     pub max_connections: u32,
-    pub default_action: RouteAction,
+    /// Rules and default action.
+    pub routes: RuleTable,
+    /// Keys of the stickiness cookies.
+    pub cookie_keys: Arc<CookieKeys>,
     /// `X-Forwarded-Proto` of this listener.
     pub forwarded_proto: HeaderValue,
     pub metrics: ListenerMetrics,
@@ -33,6 +37,11 @@ pub struct ListenerRuntime {
 }
 
 impl ListenerRuntime {
+    /// `http` or `https`: what `#{protocol}` and X-Forwarded-Proto say.
+    pub fn protocol_name(&self) -> &'static str {
+        if self.protocol == ListenerProtocol::Https { "https" } else { "http" }
+    }
+
     /// The X-Forwarded-* values for a client at `peer` on local `port`.
     pub fn forwarded_for(&self, peer: SocketAddr, port: &HeaderValue) -> ForwardedFor {
         let ip = peer.ip().to_canonical().to_string();

@@ -6,6 +6,7 @@ use super::Live;
 use super::resolve::resolve_targets;
 use super::snapshot::build;
 use crate::admin::metrics::Metrics;
+use crate::balance::cookie::CookieKeys;
 use crate::config::{self, Config, ConfigError, Loaded};
 use crate::listener::{self, ListenerSet};
 use std::net::SocketAddr;
@@ -38,6 +39,8 @@ pub struct Server {
     last_reload: Mutex<ReloadStatus>,
     /// The configuration the process started with ([admin] and the start-only keys).
     pub started_with: Arc<Config>,
+    /// Stickiness cookie keys (random per process until key files are supported).
+    cookie_keys: Arc<CookieKeys>,
 }
 
 /// Refuses what this build accepts in a file but does not implement.
@@ -69,6 +72,7 @@ impl Server {
         let prepared = set
             .prepare(&config)
             .map_err(|e| StartError::Runtime(e.to_string()))?;
+        let cookie_keys = Arc::new(CookieKeys::random());
         let snapshot = build(
             config.clone(),
             1,
@@ -76,6 +80,7 @@ impl Server {
             &resolved,
             &metrics,
             std::iter::empty(),
+            &cookie_keys,
         );
         let live = Arc::new(Live::from_pointee(snapshot));
         set.commit(&config, prepared, &live);
@@ -91,6 +96,7 @@ impl Server {
                 error: None,
             }),
             started_with: config,
+            cookie_keys,
         }))
     }
 
@@ -128,6 +134,7 @@ impl Server {
             &resolved,
             &self.metrics,
             set.names(),
+            &self.cookie_keys,
         );
         self.live.store(Arc::new(snapshot));
         let stopped = set.commit(&config, prepared, &self.live);

@@ -6,7 +6,11 @@ use super::resolve::Resolved;
 use super::target::{GroupRuntime, Target, TargetShared};
 use crate::admin::metrics::Metrics;
 use crate::config::{Action, Config, ListenerProtocol};
-use crate::route::{ForwardAction, RouteAction};
+use crate::balance::cookie::CookieKeys;
+use crate::route::action::{GroupStickiness, cookie_attributes};
+use crate::route::conditions::Conditions;
+use crate::route::redirect::RedirectAction;
+use crate::route::{CompiledRule, FixedAction, ForwardAction, GroupChoice, RouteAction, RuleTable};
 use http::HeaderValue;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -58,6 +62,7 @@ pub fn build<'a>(
     resolved: &Resolved,
     metrics: &Metrics,
     names: impl Iterator<Item = &'a Arc<str>> + Clone,
+    cookie_keys: &Arc<CookieKeys>,
 ) -> Snapshot {
     let carried = previous.map(|p| p.shared_states()).unwrap_or_default();
     let groups: Vec<Arc<GroupRuntime>> = config
@@ -94,23 +99,39 @@ pub fn build<'a>(
                 .find(|n| ***n == *l.name)
                 .cloned()
                 .unwrap_or_else(|| Arc::from(l.name.as_str()));
-            let compile = |action: &Action| match action {
+            let https = l.protocol == ListenerProtocol::Https;
+            let compile = |action: &Action, scope: String| match action {
                 Action::Forward(f) => {
-                    let (group, _) = &f.groups[0];
-                    RouteAction::Forward(ForwardAction {
-                        group: by_name[group.as_str()].clone(),
-                        metrics: metrics.route(&l.name, group),
-                    })
+                    let choices = f
+                        .groups
+                        .iter()
+                        .map(|(group, weight)| GroupChoice {
+                            group: by_name[group.as_str()].clone(),
+                            weight: *weight,
+                            metrics: metrics.route(&l.name, group),
+                        })
+                        .collect();
+                    let stickiness = f.stickiness.map(|duration| GroupStickiness {
+                        duration,
+                        scope: scope.into_bytes().into(),
+                        attributes: cookie_attributes(duration, https),
+                    });
+                    RouteAction::Forward(ForwardAction::new(choices, stickiness))
                 }
-                Action::Redirect(_) | Action::FixedResponse(_) => {
-                    unreachable!("refused as not supported by this build")
-                }
+                Action::Redirect(r) => RouteAction::Redirect(RedirectAction::compile(r)),
+                Action::FixedResponse(f) => RouteAction::Fixed(FixedAction::compile(f)),
             };
-            let proto = if l.protocol == ListenerProtocol::Https {
-                "https"
-            } else {
-                "http"
-            };
+            let rules = l
+                .rules
+                .iter()
+                .map(|r| CompiledRule {
+                    priority: r.priority,
+                    conditions: Conditions::compile(&r.conditions),
+                    action: compile(&r.action, format!("{}/{}", l.name, r.priority)),
+                })
+                .collect();
+            let routes = RuleTable::new(rules, compile(&l.default_action, format!("{}/default", l.name)));
+            let proto = if https { "https" } else { "http" };
             Arc::new(ListenerRuntime {
                 name,
                 protocol: l.protocol,
@@ -120,7 +141,8 @@ pub fn build<'a>(
                 max_header_bytes: l.max_header_bytes,
                 http2: l.http2,
                 max_connections: l.max_connections,
-                default_action: compile(&l.default_action),
+                routes,
+                cookie_keys: cookie_keys.clone(),
                 forwarded_proto: HeaderValue::from_static(proto),
                 metrics: metrics.listener(&l.name),
                 http: crate::listener::http_builder(l),

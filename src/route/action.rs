@@ -1,0 +1,116 @@
+//! Compiled actions: forward (to one group or split among several, optionally
+//! sticky), redirect, fixed response.
+
+use super::redirect::RedirectAction;
+use crate::admin::metrics::RouteMetrics;
+use crate::balance::cookie::{CookieKeys, find_cookie};
+use crate::balance::{Pick, SmoothWeightedRoundRobin};
+use crate::runtime::target::GroupRuntime;
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, StatusCode};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// The cookie that keeps a client on the target group it was first sent to.
+pub const GROUP_COOKIE: &str = "EDGELBTG";
+
+/// A compiled action, ready for the hot path.
+pub enum RouteAction {
+    Forward(ForwardAction),
+    Redirect(RedirectAction),
+    Fixed(FixedAction),
+}
+
+/// One group a forward may send to.
+pub struct GroupChoice {
+    pub group: Arc<GroupRuntime>,
+    pub weight: u32,
+    /// Metric handles of this listener × group.
+    pub metrics: RouteMetrics,
+}
+
+/// Group stickiness of a weighted forward.
+pub struct GroupStickiness {
+    pub duration: Duration,
+    /// What the cookie is bound to (the listener and rule), so it cannot be
+    /// replayed onto another forward.
+    pub scope: Box<[u8]>,
+    /// `; Path=/; Max-Age=…; HttpOnly[; Secure; SameSite=None]`
+    pub attributes: String,
+}
+
+/// Forward to one of `choices`.
+pub struct ForwardAction {
+    pub choices: Vec<GroupChoice>,
+    split: SmoothWeightedRoundRobin,
+    pub stickiness: Option<GroupStickiness>,
+}
+
+/// The group a request goes to and, for sticky forwards, the cookie to set.
+pub struct GroupPick<'a> {
+    pub choice: &'a GroupChoice,
+    pub set_cookie: Option<HeaderValue>,
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+impl ForwardAction {
+    /// A forward over `choices` (weights as configured).
+    pub fn new(choices: Vec<GroupChoice>, stickiness: Option<GroupStickiness>) -> Self {
+        let split = SmoothWeightedRoundRobin::new(choices.len());
+        ForwardAction { choices, split, stickiness }
+    }
+
+    /// Picks the group: a valid `EDGELBTG` cookie naming a group of this forward
+    /// with a weight keeps the client there; otherwise smooth WRR over weights.
+    pub fn pick(&self, headers: &HeaderMap, keys: &CookieKeys) -> GroupPick<'_> {
+        if self.choices.len() == 1 {
+            return GroupPick { choice: &self.choices[0], set_cookie: None };
+        }
+        let Some(sticky) = &self.stickiness else {
+            return GroupPick { choice: &self.choices[self.split_pick()], set_cookie: None };
+        };
+        let now = unix_now();
+        let kept = find_cookie(headers, GROUP_COOKIE)
+            .and_then(|value| keys.open(GROUP_COOKIE, &sticky.scope, value, now))
+            .and_then(|name| self.choices.iter().position(|c| c.weight > 0 && c.group.name.as_bytes() == name.as_slice()));
+        let index = kept.unwrap_or_else(|| self.split_pick());
+        let choice = &self.choices[index];
+        let sealed = keys.seal(GROUP_COOKIE, &sticky.scope, choice.group.name.as_bytes(), now + sticky.duration.as_secs());
+        let cookie = format!("{GROUP_COOKIE}={sealed}{}", sticky.attributes);
+        GroupPick { choice, set_cookie: HeaderValue::from_str(&cookie).ok() }
+    }
+
+    fn split_pick(&self) -> usize {
+        self.split.pick(self.choices.len(), |i| self.choices[i].weight, |_| 0).unwrap_or(0)
+    }
+}
+
+/// `; Path=/; Max-Age=N; HttpOnly`, plus `; Secure; SameSite=None` on https.
+pub fn cookie_attributes(duration: Duration, https: bool) -> String {
+    let mut a = format!("; Path=/; Max-Age={}; HttpOnly", duration.as_secs());
+    if https {
+        a.push_str("; Secure; SameSite=None");
+    }
+    a
+}
+
+/// A response written by the load balancer itself.
+pub struct FixedAction {
+    pub status: StatusCode,
+    pub content_type: HeaderValue,
+    pub body: Bytes,
+}
+
+impl FixedAction {
+    /// Compiles a validated fixed response.
+    pub fn compile(f: &crate::config::FixedResponse) -> Self {
+        FixedAction {
+            status: StatusCode::from_u16(f.status).unwrap_or(StatusCode::OK),
+            content_type: HeaderValue::from_str(&f.content_type).unwrap_or(HeaderValue::from_static("text/plain")),
+            body: Bytes::from(f.body.clone()),
+        }
+    }
+}
