@@ -29,7 +29,9 @@ pub struct CookieKeys {
 
 impl std::fmt::Debug for CookieKeys {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CookieKeys").field("keys", &self.keys.len()).finish_non_exhaustive()
+        f.debug_struct("CookieKeys")
+            .field("keys", &self.keys.len())
+            .finish_non_exhaustive()
     }
 }
 
@@ -42,7 +44,9 @@ impl hkdf::KeyType for KeyLen {
 
 fn derive(secret: &[u8]) -> LessSafeKey {
     let prk = hkdf::Salt::new(hkdf::HKDF_SHA256, b"edgelb stickiness cookie").extract(secret);
-    let okm = prk.expand(&[b"aes-256-gcm v1"], KeyLen).expect("32 bytes is a valid HKDF length");
+    let okm = prk
+        .expand(&[b"aes-256-gcm v1"], KeyLen)
+        .expect("32 bytes is a valid HKDF length");
     let mut key = [0u8; 32];
     okm.fill(&mut key).expect("length matches");
     LessSafeKey::new(UnboundKey::new(&AES_256_GCM, &key).expect("32-byte AES key"))
@@ -53,14 +57,22 @@ impl CookieKeys {
     pub fn from_secrets(secrets: &[Vec<u8>]) -> Self {
         assert!(!secrets.is_empty(), "at least one secret");
         let mut prefix = [0u8; 4];
-        SystemRandom::new().fill(&mut prefix).expect("the OS random generator works");
-        CookieKeys { keys: secrets.iter().map(|s| derive(s)).collect(), nonce_prefix: u32::from_be_bytes(prefix), counter: AtomicU64::new(0) }
+        SystemRandom::new()
+            .fill(&mut prefix)
+            .expect("the OS random generator works");
+        CookieKeys {
+            keys: secrets.iter().map(|s| derive(s)).collect(),
+            nonce_prefix: u32::from_be_bytes(prefix),
+            counter: AtomicU64::new(0),
+        }
     }
 
     /// A random key for this process only.
     pub fn random() -> Self {
         let mut secret = vec![0u8; 32];
-        SystemRandom::new().fill(&mut secret).expect("the OS random generator works");
+        SystemRandom::new()
+            .fill(&mut secret)
+            .expect("the OS random generator works");
         Self::from_secrets(&[secret])
     }
 
@@ -84,7 +96,11 @@ impl CookieKeys {
         let mut aad = Vec::with_capacity(name.len() + 1 + scope.len());
         Self::aad(name, scope, &mut aad);
         let tag = self.keys[0]
-            .seal_in_place_separate_tag(Nonce::assume_unique_for_key(nonce), Aad::from(&aad[..]), &mut buf[NONCE_LEN..])
+            .seal_in_place_separate_tag(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from(&aad[..]),
+                &mut buf[NONCE_LEN..],
+            )
             .expect("sealing cannot fail for these sizes");
         buf.extend_from_slice(tag.as_ref());
         URL_SAFE_NO_PAD.encode(&buf)
@@ -141,8 +157,14 @@ mod tests {
     fn round_trip() {
         let k = keys(1);
         let v = k.seal("EDGELB", b"web", b"target-7", 1000);
-        assert_eq!(k.open("EDGELB", b"web", v.as_bytes(), 999).unwrap(), b"target-7");
-        assert_eq!(k.open("EDGELB", b"web", v.as_bytes(), 1000).unwrap(), b"target-7");
+        assert_eq!(
+            k.open("EDGELB", b"web", v.as_bytes(), 999).unwrap(),
+            b"target-7"
+        );
+        assert_eq!(
+            k.open("EDGELB", b"web", v.as_bytes(), 1000).unwrap(),
+            b"target-7"
+        );
     }
 
     #[test]
@@ -163,7 +185,11 @@ mod tests {
         let mut raw = URL_SAFE_NO_PAD.decode(&v).unwrap();
         for i in 0..raw.len() {
             raw[i] ^= 1;
-            assert!(k.open("EDGELB", b"web", URL_SAFE_NO_PAD.encode(&raw).as_bytes(), 0).is_none(), "byte {i}");
+            assert!(
+                k.open("EDGELB", b"web", URL_SAFE_NO_PAD.encode(&raw).as_bytes(), 0)
+                    .is_none(),
+                "byte {i}"
+            );
             raw[i] ^= 1;
         }
         assert!(k.open("EDGELB", b"web", b"not base64!", 0).is_none());
@@ -190,10 +216,20 @@ mod tests {
         let old = keys(1);
         let rotated = CookieKeys::from_secrets(&[vec![2; 32], vec![1; 32]]);
         let from_old = old.seal("EDGELB", b"web", b"t", 1000);
-        assert_eq!(rotated.open("EDGELB", b"web", from_old.as_bytes(), 0).unwrap(), b"t");
+        assert_eq!(
+            rotated
+                .open("EDGELB", b"web", from_old.as_bytes(), 0)
+                .unwrap(),
+            b"t"
+        );
         let from_new = rotated.seal("EDGELB", b"web", b"t", 1000);
         assert!(old.open("EDGELB", b"web", from_new.as_bytes(), 0).is_none());
-        assert_eq!(keys(2).open("EDGELB", b"web", from_new.as_bytes(), 0).unwrap(), b"t");
+        assert_eq!(
+            keys(2)
+                .open("EDGELB", b"web", from_new.as_bytes(), 0)
+                .unwrap(),
+            b"t"
+        );
     }
 
     #[test]

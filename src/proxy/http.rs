@@ -8,9 +8,9 @@ use crate::proxy::respond::lb_error;
 use crate::route::redirect::{BadRedirect, RedirectSource};
 use crate::route::request::strip_port;
 use crate::route::{GroupChoice, RequestView, RouteAction};
+use crate::runtime::target::OutstandingGuard;
 use bytes::Bytes;
 use http::header;
-use crate::runtime::target::OutstandingGuard;
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 use hyper::client::conn::http1::SendRequest;
@@ -26,19 +26,34 @@ const MAX_STALE_RETRIES: u32 = 3;
 
 /// Serves one request that arrived on `conn`.
 /// `in_flight` is taken by the caller as soon as the request head is parsed.
-pub async fn handle(conn: Arc<ClientConn>, req: Request<Incoming>, in_flight: InFlight) -> Response<ProxyBody> {
+pub async fn handle(
+    conn: Arc<ClientConn>,
+    req: Request<Incoming>,
+    in_flight: InFlight,
+) -> Response<ProxyBody> {
     let Some(listener) = conn.listener() else {
         // The listener was removed by a reload while this connection drains.
-        let mut resp = Response::new(ProxyBody::full(Bytes::from_static(b"503 Service Unavailable\n"), Some(in_flight)));
+        let mut resp = Response::new(ProxyBody::full(
+            Bytes::from_static(b"503 Service Unavailable\n"),
+            Some(in_flight),
+        ));
         *resp.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
         return resp;
     };
     let (parts, body) = req.into_parts();
-    let selected = listener.routes.select(&RequestView::new(&parts, conn.peer.ip()));
+    let selected = listener
+        .routes
+        .select(&RequestView::new(&parts, conn.peer.ip()));
     match selected.action {
         RouteAction::Forward(f) => {
             let pick = f.pick(&parts.headers, &listener.cookie_keys);
-            let mut resp = forward(&conn, pick.choice, Request::from_parts(parts, body), in_flight).await;
+            let mut resp = forward(
+                &conn,
+                pick.choice,
+                Request::from_parts(parts, body),
+                in_flight,
+            )
+            .await;
             if let Some(cookie) = pick.set_cookie {
                 resp.headers_mut().append(header::SET_COOKIE, cookie);
             }
@@ -48,7 +63,14 @@ pub async fn handle(conn: Arc<ClientConn>, req: Request<Incoming>, in_flight: In
             listener.unrouted.requests.inc();
             let source = RedirectSource {
                 protocol: listener.protocol_name(),
-                host: strip_port(parts.headers.get(header::HOST).map(|h| h.as_bytes()).or_else(|| parts.uri.authority().map(|a| a.as_str().as_bytes())).unwrap_or(b"")),
+                host: strip_port(
+                    parts
+                        .headers
+                        .get(header::HOST)
+                        .map(|h| h.as_bytes())
+                        .or_else(|| parts.uri.authority().map(|a| a.as_str().as_bytes()))
+                        .unwrap_or(b""),
+                ),
                 port: conn.local_port,
                 path: parts.uri.path().as_bytes(),
                 query: parts.uri.query().unwrap_or("").as_bytes(),
@@ -63,7 +85,11 @@ pub async fn handle(conn: Arc<ClientConn>, req: Request<Incoming>, in_flight: In
                 }
                 Err(BadRedirect(why)) => {
                     tracing::debug!(peer = %conn.peer, "redirect refused: {why}");
-                    lb_error(StatusCode::BAD_REQUEST, &listener.unrouted.from_lb, in_flight)
+                    lb_error(
+                        StatusCode::BAD_REQUEST,
+                        &listener.unrouted.from_lb,
+                        in_flight,
+                    )
                 }
             }
         }
@@ -72,7 +98,8 @@ pub async fn handle(conn: Arc<ClientConn>, req: Request<Incoming>, in_flight: In
             listener.unrouted.from_lb.count(f.status.as_u16());
             let mut resp = Response::new(ProxyBody::full(f.body.clone(), Some(in_flight)));
             *resp.status_mut() = f.status;
-            resp.headers_mut().insert(header::CONTENT_TYPE, f.content_type.clone());
+            resp.headers_mut()
+                .insert(header::CONTENT_TYPE, f.content_type.clone());
             resp
         }
     }
@@ -99,7 +126,11 @@ async fn forward(
     prepare_request(&mut req, &conn.forwarded, upgrade);
 
     let Some(mut choice) = group.pick(None) else {
-        return lb_error(StatusCode::SERVICE_UNAVAILABLE, &action.metrics.from_lb, in_flight);
+        return lb_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &action.metrics.from_lb,
+            in_flight,
+        );
     };
     let mut connect_failures = 0;
     let mut stale_retries = 0;
@@ -140,7 +171,13 @@ async fn forward(
                         choice = next;
                         continue;
                     }
-                    None => return lb_error(StatusCode::BAD_GATEWAY, &action.metrics.from_lb, in_flight),
+                    None => {
+                        return lb_error(
+                            StatusCode::BAD_GATEWAY,
+                            &action.metrics.from_lb,
+                            in_flight,
+                        );
+                    }
                 }
             }
         };
@@ -157,7 +194,11 @@ async fn forward(
         match tokio::time::timeout(group.request_timeout, exchange).await {
             Err(_elapsed) => {
                 tracing::warn!(target_group = %group.name, target = %target.address, "no response within request_timeout");
-                return lb_error(StatusCode::GATEWAY_TIMEOUT, &action.metrics.from_lb, in_flight);
+                return lb_error(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    &action.metrics.from_lb,
+                    in_flight,
+                );
             }
             Ok(Ok(resp)) => {
                 group

@@ -53,38 +53,64 @@ pub struct GroupPick<'a> {
 }
 
 fn unix_now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 impl ForwardAction {
     /// A forward over `choices` (weights as configured).
     pub fn new(choices: Vec<GroupChoice>, stickiness: Option<GroupStickiness>) -> Self {
         let split = SmoothWeightedRoundRobin::new(choices.len());
-        ForwardAction { choices, split, stickiness }
+        ForwardAction {
+            choices,
+            split,
+            stickiness,
+        }
     }
 
     /// Picks the group: a valid `EDGELBTG` cookie naming a group of this forward
     /// with a weight keeps the client there; otherwise smooth WRR over weights.
     pub fn pick(&self, headers: &HeaderMap, keys: &CookieKeys) -> GroupPick<'_> {
         if self.choices.len() == 1 {
-            return GroupPick { choice: &self.choices[0], set_cookie: None };
+            return GroupPick {
+                choice: &self.choices[0],
+                set_cookie: None,
+            };
         }
         let Some(sticky) = &self.stickiness else {
-            return GroupPick { choice: &self.choices[self.split_pick()], set_cookie: None };
+            return GroupPick {
+                choice: &self.choices[self.split_pick()],
+                set_cookie: None,
+            };
         };
         let now = unix_now();
         let kept = find_cookie(headers, GROUP_COOKIE)
             .and_then(|value| keys.open(GROUP_COOKIE, &sticky.scope, value, now))
-            .and_then(|name| self.choices.iter().position(|c| c.weight > 0 && c.group.name.as_bytes() == name.as_slice()));
+            .and_then(|name| {
+                self.choices
+                    .iter()
+                    .position(|c| c.weight > 0 && c.group.name.as_bytes() == name.as_slice())
+            });
         let index = kept.unwrap_or_else(|| self.split_pick());
         let choice = &self.choices[index];
-        let sealed = keys.seal(GROUP_COOKIE, &sticky.scope, choice.group.name.as_bytes(), now + sticky.duration.as_secs());
+        let sealed = keys.seal(
+            GROUP_COOKIE,
+            &sticky.scope,
+            choice.group.name.as_bytes(),
+            now + sticky.duration.as_secs(),
+        );
         let cookie = format!("{GROUP_COOKIE}={sealed}{}", sticky.attributes);
-        GroupPick { choice, set_cookie: HeaderValue::from_str(&cookie).ok() }
+        GroupPick {
+            choice,
+            set_cookie: HeaderValue::from_str(&cookie).ok(),
+        }
     }
 
     fn split_pick(&self) -> usize {
-        self.split.pick(self.choices.len(), |i| self.choices[i].weight, |_| 0).unwrap_or(0)
+        self.split
+            .pick(self.choices.len(), |i| self.choices[i].weight, |_| 0)
+            .unwrap_or(0)
     }
 }
 
@@ -109,7 +135,8 @@ impl FixedAction {
     pub fn compile(f: &crate::config::FixedResponse) -> Self {
         FixedAction {
             status: StatusCode::from_u16(f.status).unwrap_or(StatusCode::OK),
-            content_type: HeaderValue::from_str(&f.content_type).unwrap_or(HeaderValue::from_static("text/plain")),
+            content_type: HeaderValue::from_str(&f.content_type)
+                .unwrap_or(HeaderValue::from_static("text/plain")),
             body: Bytes::from(f.body.clone()),
         }
     }

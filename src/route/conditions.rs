@@ -22,10 +22,15 @@ impl Conditions {
     /// Compiles validated conditions.
     pub fn compile(c: &config::Conditions) -> Self {
         let patterns = |list: &Option<Vec<String>>, ignore_case: bool| {
-            list.as_ref().map(|l| l.iter().map(|p| Pattern::new(p, ignore_case)).collect())
+            list.as_ref()
+                .map(|l| l.iter().map(|p| Pattern::new(p, ignore_case)).collect())
         };
         Conditions {
-            method: c.method.as_ref().map(|l| l.iter().filter_map(|m| Method::from_bytes(m.as_bytes()).ok()).collect()),
+            method: c.method.as_ref().map(|l| {
+                l.iter()
+                    .filter_map(|m| Method::from_bytes(m.as_bytes()).ok())
+                    .collect()
+            }),
             source_ip: c.source_ip.clone(),
             host: patterns(&c.host, true),
             path: patterns(&c.path, false),
@@ -38,7 +43,10 @@ impl Conditions {
                 })
                 .collect(),
             query: c.query.as_ref().map(|pairs| {
-                pairs.iter().map(|(k, v)| (k.as_bytes().into(), Pattern::new(v, true))).collect()
+                pairs
+                    .iter()
+                    .map(|(k, v)| (k.as_bytes().into(), Pattern::new(v, true)))
+                    .collect()
             }),
         }
     }
@@ -66,7 +74,11 @@ impl Conditions {
             return false;
         }
         for (name, patterns) in &self.headers {
-            let any = r.headers.get_all(name).iter().any(|v| patterns.iter().any(|p| p.matches(v.as_bytes())));
+            let any = r
+                .headers
+                .get_all(name)
+                .iter()
+                .any(|v| patterns.iter().any(|p| p.matches(v.as_bytes())));
             if !any {
                 return false;
             }
@@ -87,7 +99,9 @@ fn query_matches(query: &[u8], pairs: &[(Box<[u8]>, Pattern)]) -> bool {
             Some(eq) => (&pair[..eq], &pair[eq + 1..]),
             None => (pair, &b""[..]),
         };
-        pairs.iter().any(|(key, pattern)| **key == *k && pattern.matches(v))
+        pairs
+            .iter()
+            .any(|(key, pattern)| **key == *k && pattern.matches(v))
     })
 }
 
@@ -109,7 +123,10 @@ mod tests {
     }
 
     fn get(uri: &str, host: &str) -> http::Request<()> {
-        http::Request::get(uri).header("host", host).body(()).unwrap()
+        http::Request::get(uri)
+            .header("host", host)
+            .body(())
+            .unwrap()
     }
 
     #[test]
@@ -118,7 +135,11 @@ mod tests {
         assert!(check(&c, get("/", "API.Example.com:8443"), "10.0.0.1"));
         assert!(check(&c, get("/", "v2.api.example.com"), "10.0.0.1"));
         assert!(!check(&c, get("/", "example.com"), "10.0.0.1"));
-        assert!(!check(&c, http::Request::get("/").body(()).unwrap(), "10.0.0.1"));
+        assert!(!check(
+            &c,
+            http::Request::get("/").body(()).unwrap(),
+            "10.0.0.1"
+        ));
     }
 
     #[test]
@@ -138,16 +159,26 @@ mod tests {
     fn method_headers_query() {
         let c = cond(|c| c.method = Some(vec!["GET".into(), "HEAD".into()]));
         assert!(check(&c, get("/", "h"), "10.0.0.1"));
-        assert!(!check(&c, http::Request::post("/").body(()).unwrap(), "10.0.0.1"));
+        assert!(!check(
+            &c,
+            http::Request::post("/").body(()).unwrap(),
+            "10.0.0.1"
+        ));
 
         let c = cond(|c| c.headers = vec![("x-canary".into(), vec!["1".into(), "y*".into()])]);
-        let with = |v: &str| http::Request::get("/").header("X-Canary", v).body(()).unwrap();
+        let with = |v: &str| {
+            http::Request::get("/")
+                .header("X-Canary", v)
+                .body(())
+                .unwrap()
+        };
         assert!(check(&c, with("1"), "10.0.0.1"));
         assert!(check(&c, with("YES"), "10.0.0.1"));
         assert!(!check(&c, with("0"), "10.0.0.1"));
         assert!(!check(&c, get("/", "h"), "10.0.0.1"));
 
-        let c = cond(|c| c.query = Some(vec![("v".into(), "2".into()), ("beta".into(), "on".into())]));
+        let c =
+            cond(|c| c.query = Some(vec![("v".into(), "2".into()), ("beta".into(), "on".into())]));
         assert!(check(&c, get("/?a=1&v=2", "h"), "10.0.0.1"));
         assert!(check(&c, get("/?beta=ON", "h"), "10.0.0.1"));
         assert!(!check(&c, get("/?v=3", "h"), "10.0.0.1"));
@@ -157,14 +188,22 @@ mod tests {
 
     #[test]
     fn source_ip_v4_v6_and_mapped() {
-        let c = cond(|c| c.source_ip = Some(vec!["10.0.0.0/8".parse().unwrap(), "2001:db8::/32".parse().unwrap()]));
+        let c = cond(|c| {
+            c.source_ip = Some(vec![
+                "10.0.0.0/8".parse().unwrap(),
+                "2001:db8::/32".parse().unwrap(),
+            ])
+        });
         assert!(check(&c, get("/", "h"), "10.1.2.3"));
         assert!(check(&c, get("/", "h"), "::ffff:10.1.2.3"));
         assert!(check(&c, get("/", "h"), "2001:db8::7"));
         assert!(!check(&c, get("/", "h"), "192.168.1.1"));
         assert!(!check(&c, get("/", "h"), "2001:db9::1"));
         // X-Forwarded-For is never looked at.
-        let spoof = http::Request::get("/").header("x-forwarded-for", "10.0.0.1").body(()).unwrap();
+        let spoof = http::Request::get("/")
+            .header("x-forwarded-for", "10.0.0.1")
+            .body(())
+            .unwrap();
         assert!(!check(&c, spoof, "192.168.1.1"));
     }
 

@@ -23,13 +23,21 @@ enum Kind {
 }
 
 fn eq_bytes(a: &[u8], b: &[u8], ignore_case: bool) -> bool {
-    if ignore_case { a.eq_ignore_ascii_case(b) } else { a == b }
+    if ignore_case {
+        a.eq_ignore_ascii_case(b)
+    } else {
+        a == b
+    }
 }
 
 impl Pattern {
     /// Compiles `text`; with `ignore_case`, matching ignores ASCII case.
     pub fn new(text: &str, ignore_case: bool) -> Self {
-        let bytes: Box<[u8]> = if ignore_case { text.to_ascii_lowercase().into_bytes().into() } else { text.as_bytes().into() };
+        let bytes: Box<[u8]> = if ignore_case {
+            text.to_ascii_lowercase().into_bytes().into()
+        } else {
+            text.as_bytes().into()
+        };
         let wild = |b: &u8| *b == b'*' || *b == b'?';
         let kind = if bytes.iter().all(|b| *b == b'*') && !bytes.is_empty() {
             Kind::Any
@@ -61,7 +69,9 @@ impl Pattern {
             Kind::Any => true,
             Kind::Exact(p) => eq_bytes(p, input, ic),
             Kind::Prefix(p) => input.len() >= p.len() && eq_bytes(p, &input[..p.len()], ic),
-            Kind::Suffix(p) => input.len() >= p.len() && eq_bytes(p, &input[input.len() - p.len()..], ic),
+            Kind::Suffix(p) => {
+                input.len() >= p.len() && eq_bytes(p, &input[input.len() - p.len()..], ic)
+            }
             Kind::General(p) => wildcard_match(p, input, ic),
         }
     }
@@ -71,7 +81,14 @@ impl Pattern {
 /// one character further; each `*` only remembers the latest star, so the work
 /// is bounded by pattern length × input length.
 fn wildcard_match(pattern: &[u8], input: &[u8], ignore_case: bool) -> bool {
-    let same = |p: u8, c: u8| p == b'?' || if ignore_case { p == c.to_ascii_lowercase() } else { p == c };
+    let same = |p: u8, c: u8| {
+        p == b'?'
+            || if ignore_case {
+                p == c.to_ascii_lowercase()
+            } else {
+                p == c
+            }
+    };
     let (mut p, mut i) = (0usize, 0usize);
     let mut star: Option<(usize, usize)> = None;
     while i < input.len() {
@@ -106,7 +123,10 @@ mod tests {
         assert!(matches!(Pattern::new("/a", false).kind, Kind::Exact(_)));
         assert!(matches!(Pattern::new("/a/*", false).kind, Kind::Prefix(_)));
         assert!(matches!(Pattern::new("*.jpg", false).kind, Kind::Suffix(_)));
-        assert!(matches!(Pattern::new("/a/*/b", false).kind, Kind::General(_)));
+        assert!(matches!(
+            Pattern::new("/a/*/b", false).kind,
+            Kind::General(_)
+        ));
         assert!(matches!(Pattern::new("/a?", false).kind, Kind::General(_)));
     }
 

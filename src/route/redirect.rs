@@ -25,9 +25,15 @@ impl Template {
         let mut pieces = Vec::new();
         let mut rest = text;
         while let Some(start) = rest.find("#{") {
-            let placeholder = [("#{protocol}", Piece::Protocol), ("#{host}", Piece::Host), ("#{port}", Piece::Port), ("#{path}", Piece::Path), ("#{query}", Piece::Query)]
-                .into_iter()
-                .find(|(p, _)| rest[start..].starts_with(p));
+            let placeholder = [
+                ("#{protocol}", Piece::Protocol),
+                ("#{host}", Piece::Host),
+                ("#{port}", Piece::Port),
+                ("#{path}", Piece::Path),
+                ("#{query}", Piece::Query),
+            ]
+            .into_iter()
+            .find(|(p, _)| rest[start..].starts_with(p));
             match placeholder {
                 Some((p, piece)) => {
                     if start > 0 {
@@ -99,10 +105,15 @@ pub fn valid_host(host: &[u8]) -> bool {
     }
     if host[0] == b'[' {
         return host.last() == Some(&b']')
-            && std::str::from_utf8(&host[1..host.len() - 1]).is_ok_and(|s| s.parse::<std::net::Ipv6Addr>().is_ok());
+            && std::str::from_utf8(&host[1..host.len() - 1])
+                .is_ok_and(|s| s.parse::<std::net::Ipv6Addr>().is_ok());
     }
     host.split(|b| *b == b'.').all(|label| {
-        !label.is_empty() && label.len() <= 63 && label.iter().all(|b| b.is_ascii_alphanumeric() || *b == b'-' || *b == b'_')
+        !label.is_empty()
+            && label.len() <= 63
+            && label
+                .iter()
+                .all(|b| b.is_ascii_alphanumeric() || *b == b'-' || *b == b'_')
     })
 }
 
@@ -116,7 +127,8 @@ impl RedirectAction {
             port: t(&r.port, "#{port}"),
             path: t(&r.path, "/#{path}"),
             query: t(&r.query, "#{query}"),
-            status: http::StatusCode::from_u16(r.status).unwrap_or(http::StatusCode::MOVED_PERMANENTLY),
+            status: http::StatusCode::from_u16(r.status)
+                .unwrap_or(http::StatusCode::MOVED_PERMANENTLY),
         }
     }
 
@@ -141,7 +153,11 @@ impl RedirectAction {
         }
         let mut port = Vec::with_capacity(5);
         self.port.render(source, &mut port);
-        let port: u16 = std::str::from_utf8(&port).ok().and_then(|p| p.parse().ok()).filter(|p| *p > 0).ok_or(BadRedirect("redirect port is not a port"))?;
+        let port: u16 = std::str::from_utf8(&port)
+            .ok()
+            .and_then(|p| p.parse().ok())
+            .filter(|p| *p > 0)
+            .ok_or(BadRedirect("redirect port is not a port"))?;
         let mut url = Vec::with_capacity(64 + source.path.len() + source.query.len());
         url.extend_from_slice(scheme.as_bytes());
         url.extend_from_slice(b"://");
@@ -166,7 +182,8 @@ impl RedirectAction {
         if url.iter().any(|b| b.is_ascii_control() || *b == b' ') {
             return Err(BadRedirect("redirect target holds a control character"));
         }
-        HeaderValue::from_bytes(&url).map_err(|_| BadRedirect("redirect target is not a valid header value"))
+        HeaderValue::from_bytes(&url)
+            .map_err(|_| BadRedirect("redirect target is not a valid header value"))
     }
 }
 
@@ -175,13 +192,26 @@ mod tests {
     use super::*;
 
     fn redirect(f: impl FnOnce(&mut config::Redirect)) -> RedirectAction {
-        let mut r = config::Redirect { protocol: None, host: None, port: None, path: None, query: None, status: 301 };
+        let mut r = config::Redirect {
+            protocol: None,
+            host: None,
+            port: None,
+            path: None,
+            query: None,
+            status: 301,
+        };
         f(&mut r);
         RedirectAction::compile(&r)
     }
 
     fn src<'a>(host: &'a str, path: &'a str, query: &'a str) -> RedirectSource<'a> {
-        RedirectSource { protocol: "http", host: host.as_bytes(), port: 80, path: path.as_bytes(), query: query.as_bytes() }
+        RedirectSource {
+            protocol: "http",
+            host: host.as_bytes(),
+            port: 80,
+            path: path.as_bytes(),
+            query: query.as_bytes(),
+        }
     }
 
     fn loc(r: &RedirectAction, s: &RedirectSource) -> String {
@@ -194,8 +224,14 @@ mod tests {
             r.protocol = Some("https".into());
             r.port = Some("443".into());
         });
-        assert_eq!(loc(&r, &src("example.com", "/a/b", "x=1")), "https://example.com/a/b?x=1");
-        assert_eq!(loc(&r, &src("example.com", "/", "")), "https://example.com/");
+        assert_eq!(
+            loc(&r, &src("example.com", "/a/b", "x=1")),
+            "https://example.com/a/b?x=1"
+        );
+        assert_eq!(
+            loc(&r, &src("example.com", "/", "")),
+            "https://example.com/"
+        );
     }
 
     #[test]
@@ -206,7 +242,10 @@ mod tests {
             r.query = Some("from=#{protocol}&#{query}".into());
             r.port = Some("8080".into());
         });
-        assert_eq!(loc(&r, &src("example.com", "/old/x", "q=1")), "http://new.example.com:8080/new/old/x?from=http&q=1");
+        assert_eq!(
+            loc(&r, &src("example.com", "/old/x", "q=1")),
+            "http://new.example.com:8080/new/old/x?from=http&q=1"
+        );
     }
 
     #[test]
@@ -221,7 +260,15 @@ mod tests {
     #[test]
     fn hostile_hosts_are_refused() {
         let r = redirect(|r| r.path = Some("/moved".into()));
-        for bad in ["evil.com/x", "a b", "a\r\nSet-Cookie: x=1", "", "user@evil.com", "[::1", "[nothost]"] {
+        for bad in [
+            "evil.com/x",
+            "a b",
+            "a\r\nSet-Cookie: x=1",
+            "",
+            "user@evil.com",
+            "[::1",
+            "[nothost]",
+        ] {
             assert!(r.location(&src(bad, "/", "")).is_err(), "{bad:?}");
         }
         assert_eq!(loc(&r, &src("[::1]", "/", "")), "http://[::1]/moved");
@@ -231,11 +278,21 @@ mod tests {
     #[test]
     fn path_cannot_become_an_authority() {
         let r = redirect(|r| r.path = Some("/#{path}".into()));
-        assert!(r.location(&src("example.com", "//evil.example/x", "")).is_err());
+        assert!(
+            r.location(&src("example.com", "//evil.example/x", ""))
+                .is_err()
+        );
     }
 
     #[test]
     fn unknown_placeholders_stay_text() {
-        assert_eq!(Template::parse("a#{nope}b#{host}").0, vec![Piece::Text("a#{".into()), Piece::Text("nope}b".into()), Piece::Host]);
+        assert_eq!(
+            Template::parse("a#{nope}b#{host}").0,
+            vec![
+                Piece::Text("a#{".into()),
+                Piece::Text("nope}b".into()),
+                Piece::Host
+            ]
+        );
     }
 }

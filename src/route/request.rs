@@ -55,7 +55,9 @@ pub fn strip_port(authority: &[u8]) -> &[u8] {
 
 /// RFC 3986 §5.2.4 on a path; borrowed unless there is a dot-segment.
 pub fn remove_dot_segments(path: &[u8]) -> Cow<'_, [u8]> {
-    let has_dots = path.split(|b| *b == b'/').any(|seg| seg == b"." || seg == b"..");
+    let has_dots = path
+        .split(|b| *b == b'/')
+        .any(|seg| seg == b"." || seg == b"..");
     if !has_dots {
         return Cow::Borrowed(path);
     }
@@ -104,7 +106,10 @@ mod tests {
         assert_eq!(dots("/../../x"), "/x");
         assert_eq!(dots("/.."), "/");
         assert_eq!(dots("/a/%2e%2e/b"), "/a/%2e%2e/b");
-        assert!(matches!(remove_dot_segments(b"/plain/path"), Cow::Borrowed(_)));
+        assert!(matches!(
+            remove_dot_segments(b"/plain/path"),
+            Cow::Borrowed(_)
+        ));
     }
 
     #[test]

@@ -46,7 +46,11 @@ impl RuleTable {
         let mut by_host: HashMap<Box<[u8]>, Vec<u32>> = HashMap::new();
         let mut any_host = Vec::new();
         for (i, rule) in rules.iter().enumerate() {
-            let exact: Option<Vec<&[u8]>> = rule.conditions.host.as_ref().and_then(|hosts| hosts.iter().map(|p| p.exact()).collect());
+            let exact: Option<Vec<&[u8]>> = rule
+                .conditions
+                .host
+                .as_ref()
+                .and_then(|hosts| hosts.iter().map(|p| p.exact()).collect());
             match exact {
                 Some(hosts) => {
                     for h in hosts {
@@ -59,13 +63,21 @@ impl RuleTable {
                 None => any_host.push(i as u32),
             }
         }
-        RuleTable { rules, by_host, any_host, default }
+        RuleTable {
+            rules,
+            by_host,
+            any_host,
+            default,
+        }
     }
 
     /// The action for a request.
     pub fn select(&self, request: &RequestView) -> Selected<'_> {
         if self.rules.is_empty() {
-            return Selected { action: &self.default, priority: None };
+            return Selected {
+                action: &self.default,
+                priority: None,
+            };
         }
         let mut lower = [0u8; MAX_HOST];
         let for_host: &[u32] = if !self.by_host.is_empty() && request.host.len() <= MAX_HOST {
@@ -96,14 +108,23 @@ impl RuleTable {
             };
             let rule = &self.rules[next as usize];
             if rule.conditions.matches(request) {
-                return Selected { action: &rule.action, priority: Some(rule.priority) };
+                return Selected {
+                    action: &rule.action,
+                    priority: Some(rule.priority),
+                };
             }
         }
-        Selected { action: &self.default, priority: None }
+        Selected {
+            action: &self.default,
+            priority: None,
+        }
     }
 
     /// Every action of the table (default last), for status and health views.
     pub fn actions(&self) -> impl Iterator<Item = &RouteAction> {
-        self.rules.iter().map(|r| &r.action).chain(std::iter::once(&self.default))
+        self.rules
+            .iter()
+            .map(|r| &r.action)
+            .chain(std::iter::once(&self.default))
     }
 }

@@ -1,9 +1,9 @@
 //! A listener as one snapshot sees it: its settings, its routing, its handles.
 
 use crate::admin::metrics::{ListenerMetrics, UnroutedMetrics};
+use crate::balance::cookie::CookieKeys;
 use crate::config::ListenerProtocol;
 use crate::proxy::headers::ForwardedFor;
-use crate::balance::cookie::CookieKeys;
 use crate::route::RuleTable;
 use http::HeaderValue;
 use hyper_util::rt::TokioExecutor;
@@ -39,7 +39,11 @@ pub struct ListenerRuntime {
 impl ListenerRuntime {
     /// `http` or `https`: what `#{protocol}` and X-Forwarded-Proto say.
     pub fn protocol_name(&self) -> &'static str {
-        if self.protocol == ListenerProtocol::Https { "https" } else { "http" }
+        if self.protocol == ListenerProtocol::Https {
+            "https"
+        } else {
+            "http"
+        }
     }
 
     /// The X-Forwarded-* values for a client at `peer` on local `port`.

@@ -5,8 +5,8 @@ use super::listener::ListenerRuntime;
 use super::resolve::Resolved;
 use super::target::{GroupRuntime, Target, TargetShared};
 use crate::admin::metrics::Metrics;
-use crate::config::{Action, Config, ListenerProtocol};
 use crate::balance::cookie::CookieKeys;
+use crate::config::{Action, Config, ListenerProtocol};
 use crate::route::action::{GroupStickiness, cookie_attributes};
 use crate::route::conditions::Conditions;
 use crate::route::redirect::RedirectAction;
@@ -130,7 +130,10 @@ pub fn build<'a>(
                     action: compile(&r.action, format!("{}/{}", l.name, r.priority)),
                 })
                 .collect();
-            let routes = RuleTable::new(rules, compile(&l.default_action, format!("{}/default", l.name)));
+            let routes = RuleTable::new(
+                rules,
+                compile(&l.default_action, format!("{}/default", l.name)),
+            );
             let proto = if https { "https" } else { "http" };
             Arc::new(ListenerRuntime {
                 name,
