@@ -113,22 +113,42 @@ async fn target_connections_are_pooled() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn refused_connection_is_retried_on_another_target() {
+async fn a_dead_target_from_the_start_costs_no_request() {
     let t = TestTarget::start("alive").await;
-    let dead = dead_addr();
     let listen = listen_addr();
-    let lb = Edgelb::start(&one_group_config(listen, &[(dead, 1), (t.addr, 1)], "")).await;
+    let lb = Edgelb::start(&one_group_config(listen, &[(dead_addr(), 1), (t.addr, 1)], "")).await;
     let mut client = H1::connect(listen).await;
     for _ in 0..10 {
         let got = client.get("/").await;
         assert_eq!((got.status, got.text().as_str()), (StatusCode::OK, "alive"));
     }
     assert_eq!(t.requests(), 10);
-    assert!(
-        lb.metric("edgelb_target_connection_errors_total{target_group=\"web\"}")
-            .await
-            >= 5.0
-    );
+    drop(lb);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_connection_is_retried_on_another_target() {
+    let alive = TestTarget::start("alive").await;
+    let doomed = TestTarget::start("doomed").await;
+    let listen = listen_addr();
+    let lb = Edgelb::start(&one_group_config(listen, &[(doomed.addr, 1), (alive.addr, 1)], "")).await;
+    wait_for(Duration::from_secs(5), "both targets healthy", || async {
+        lb.metric("edgelb_healthy_targets{target_group=\"web\"}").await == 2.0
+    })
+    .await;
+    let mut client = H1::connect(listen).await;
+    for _ in 0..4 {
+        client.get("/").await;
+    }
+    assert!(doomed.requests() > 0, "the doomed target served before it died");
+    // Killed: its pooled connections are cut, its port refuses.
+    doomed.stop().await;
+    for _ in 0..20 {
+        let got = client.get("/").await;
+        assert_eq!((got.status, got.text().as_str()), (StatusCode::OK, "alive"));
+    }
+    let status = lb.status_json().await;
+    assert_eq!(status["target_groups"][0]["targets"][0]["state"], "unhealthy");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -394,33 +414,37 @@ async fn idle_keep_alive_connection_is_closed_after_idle_timeout() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn websocket_style_upgrade_works_end_to_end() {
-    // A target that accepts an Upgrade and then echoes raw bytes.
+    // A target that accepts an Upgrade and then echoes raw bytes (and answers
+    // edgelb's health checks on other connections).
     let socket = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let target = socket.local_addr().unwrap();
     tokio::spawn(async move {
-        let (mut s, _) = socket.accept().await.unwrap();
-        let mut buf = vec![0u8; 4096];
-        let mut head = Vec::new();
-        while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-            let n = s.read(&mut buf).await.unwrap();
-            head.extend_from_slice(&buf[..n]);
-        }
-        let head = String::from_utf8_lossy(&head).to_lowercase();
-        assert!(
-            head.contains("upgrade: echo") && head.contains("connection: upgrade"),
-            "{head}"
-        );
-        s.write_all(
-            b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n",
-        )
-        .await
-        .unwrap();
-        loop {
-            let n = s.read(&mut buf).await.unwrap();
-            if n == 0 {
-                break;
-            }
-            s.write_all(&buf[..n]).await.unwrap();
+        while let Ok((mut s, _)) = socket.accept().await {
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 4096];
+                let mut head = Vec::new();
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    let n = s.read(&mut buf).await.unwrap();
+                    if n == 0 {
+                        return;
+                    }
+                    head.extend_from_slice(&buf[..n]);
+                }
+                let head = String::from_utf8_lossy(&head).to_lowercase();
+                if head.contains("edgelb-health-check") {
+                    let _ = s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n").await;
+                    return;
+                }
+                assert!(head.contains("upgrade: echo") && head.contains("connection: upgrade"), "{head}");
+                s.write_all(b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n").await.unwrap();
+                loop {
+                    let n = s.read(&mut buf).await.unwrap();
+                    if n == 0 {
+                        break;
+                    }
+                    s.write_all(&buf[..n]).await.unwrap();
+                }
+            });
         }
     });
     let listen = listen_addr();

@@ -218,6 +218,11 @@ async fn admin_views() {
     let config = one_group_config(listen, &[(a.addr, 4)], "")
         + "\n[[target_groups]]\nname = \"spare\"\nprotocol = \"http\"\ntargets = []\n";
     let lb = Edgelb::start(&config).await;
+    // The first health check runs at once; the target is in service after it.
+    wait_for(Duration::from_secs(5), "the target to be healthy", || async {
+        lb.admin_get("/healthz").await.0 == StatusCode::OK
+    })
+    .await;
     let (status, body) = lb.admin_get("/healthz").await;
     assert_eq!(
         (status, body.as_str()),
@@ -377,7 +382,7 @@ async fn bind_failure_at_start_exits_2() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unsupported_keys_are_refused_by_run_but_pass_check() {
-    let config = one_group_config(listen_addr(), &[], "slow_start = \"60s\"")
+    let config = one_group_config(listen_addr(), &[], "stickiness = { type = \"lb_cookie\" }")
         .replace("ADMIN", &format!("127.0.0.1:{}", free_port()));
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("edgelb.toml");
@@ -389,21 +394,32 @@ async fn unsupported_keys_are_refused_by_run_but_pass_check() {
         .unwrap();
     assert_eq!(check.status.code(), Some(0));
     assert_eq!(String::from_utf8_lossy(&check.stdout), "configuration ok\n");
-    let run = std::process::Command::new(edgelb_bin())
+    let mut child = std::process::Command::new(edgelb_bin())
         .args(["run", "--config"])
         .arg(&path)
-        .output()
+        .stderr(std::process::Stdio::piped())
+        .spawn()
         .unwrap();
+    // Bounded: a build that wrongly accepts the file must not hang the suite.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("edgelb run did not refuse the file");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let run = child.wait_with_output().unwrap();
     assert_eq!(run.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&run.stderr);
     let line = config
         .lines()
-        .position(|l| l.starts_with("slow_start"))
+        .position(|l| l.starts_with("stickiness"))
         .unwrap()
         + 1;
     assert!(
         stderr.contains(&format!(
-            "edgelb.toml:{line}:1: not supported yet: slow_start"
+            "edgelb.toml:{line}:1: not supported yet: stickiness"
         )),
         "{stderr}"
     );

@@ -4,7 +4,7 @@ use crate::admin::rfc3339;
 use crate::runtime::target::GroupRuntime;
 use crate::runtime::{ReloadStatus, Snapshot};
 use serde_json::{Value, json};
-use std::collections::HashSet;
+use std::time::{Duration, UNIX_EPOCH};
 
 /// One group's targets as DescribeTargetHealth shows them.
 pub fn targets_json(group: &GroupRuntime) -> Vec<Value> {
@@ -12,12 +12,19 @@ pub fn targets_json(group: &GroupRuntime) -> Vec<Value> {
         .targets
         .iter()
         .map(|t| {
+            let health = &t.shared.health;
+            let last = health.last_check();
+            let (successes, failures) = health.counts();
             json!({
                 "address": &*t.address,
                 "weight": t.weight,
-                "state": t.shared.health.state().as_str(),
-                "reason": t.shared.health.reason(),
-                "last_check": Value::Null,
+                "state": health.state().as_str(),
+                "reason": health.reason(),
+                "last_check": last.map(|l| rfc3339(UNIX_EPOCH + Duration::from_millis(l.at_ms))),
+                "last_check_result": last.map(|l| if l.ok { "success" } else { "failure" }),
+                "last_check_latency_ms": last.map(|l| l.latency_us as f64 / 1000.0),
+                "consecutive_successes": successes,
+                "consecutive_failures": failures,
             })
         })
         .collect()
@@ -57,17 +64,7 @@ pub fn status_json(snapshot: &Snapshot, last_reload: &ReloadStatus) -> Value {
 
 /// The groups some listener forwards to that have no healthy target.
 pub fn unhealthy_groups(snapshot: &Snapshot) -> Vec<String> {
-    let used: HashSet<&str> = snapshot
-        .config
-        .listeners
-        .iter()
-        .flat_map(|l| std::iter::once(&l.default_action).chain(l.rules.iter().map(|r| &r.action)))
-        .filter_map(|a| match a {
-            crate::config::Action::Forward(f) => Some(f.groups.iter().map(|(g, _)| g.as_str())),
-            _ => None,
-        })
-        .flatten()
-        .collect();
+    let used = crate::runtime::used_groups(&snapshot.config);
     snapshot
         .groups
         .iter()

@@ -60,17 +60,12 @@ pub(super) fn unsupported_paths(raw: &RawConfig) -> Vec<(DocPath, String)> {
         if g.stickiness.is_some() {
             out.push((entry("target_groups", i, "stickiness"), "stickiness".into()));
         }
-        if g.slow_start
-            .as_deref()
-            .is_some_and(|s| s != "0s" && s != "0ms")
+        if let Some(hc) = &g.health_check
+            && hc.protocol.as_deref() == Some("https")
         {
-            out.push((entry("target_groups", i, "slow_start"), "slow_start".into()));
-        }
-        if g.health_check.is_some() {
-            out.push((
-                entry("target_groups", i, "health_check"),
-                "health_check".into(),
-            ));
+            let mut at = entry("target_groups", i, "health_check");
+            at.push(Seg::Key("protocol".into()));
+            out.push((at, "health_check.protocol = \"https\"".into()));
         }
     }
     out

@@ -1,9 +1,10 @@
 //! Forwarding one HTTP request to a target of a group, and its response back.
 
 use crate::listener::ClientConn;
-use crate::proxy::body::{InFlight, ProxyBody};
+use crate::proxy::body::{InFlight, ProxyBody, RequestBody};
 use crate::proxy::headers::{prepare_request, strip_hop_by_hop, wants_upgrade};
-use crate::proxy::pool::{self, TargetConn};
+use crate::health::{Outcome, Reason};
+use crate::proxy::pool::{self, ConnectError, TargetConn};
 use crate::proxy::respond::lb_error;
 use crate::route::redirect::{BadRedirect, RedirectSource};
 use crate::route::request::strip_port;
@@ -11,7 +12,8 @@ use crate::route::{GroupChoice, RequestView, RouteAction};
 use crate::runtime::target::OutstandingGuard;
 use bytes::Bytes;
 use http::header;
-use http::{Request, Response, StatusCode};
+use http::{Method, Request, Response, StatusCode};
+use http_body::Body;
 use hyper::body::Incoming;
 use hyper::client::conn::http1::SendRequest;
 use hyper::upgrade::OnUpgrade;
@@ -110,80 +112,79 @@ enum Conn {
     /// A pooled (or new) connection driven by this request.
     Driven(TargetConn),
     /// A connection for a protocol switch, driven by its own task.
-    Upgradable(SendRequest<Incoming>),
+    Upgradable(SendRequest<RequestBody>),
 }
 
-async fn forward(
-    conn: &ClientConn,
-    action: &GroupChoice,
-    mut req: Request<Incoming>,
-    in_flight: InFlight,
-) -> Response<ProxyBody> {
+/// A copy of a request head that can be sent again: only for idempotent
+/// requests without a body (nothing of theirs can be lost in a replay).
+fn replayable_copy(req: &Request<RequestBody>) -> Option<Request<RequestBody>> {
+    let idempotent = matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE);
+    if !idempotent || !req.body().is_end_stream() {
+        return None;
+    }
+    let mut copy = Request::new(RequestBody::Empty);
+    *copy.method_mut() = req.method().clone();
+    *copy.uri_mut() = req.uri().clone();
+    *copy.version_mut() = req.version();
+    *copy.headers_mut() = req.headers().clone();
+    Some(copy)
+}
+
+async fn forward(conn: &ClientConn, action: &GroupChoice, req: Request<Incoming>, in_flight: InFlight) -> Response<ProxyBody> {
     action.metrics.requests.inc();
     let group = &action.group;
+    let (parts, body) = req.into_parts();
+    let mut req = Request::from_parts(parts, RequestBody::Client(body));
     let upgrade = wants_upgrade(req.headers(), req.version());
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
     prepare_request(&mut req, &conn.forwarded, upgrade);
 
     let Some(mut choice) = group.pick(None) else {
-        return lb_error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            &action.metrics.from_lb,
-            in_flight,
-        );
+        return lb_error(StatusCode::SERVICE_UNAVAILABLE, &action.metrics.from_lb, in_flight);
     };
-    let mut connect_failures = 0;
+    // Each of these is allowed once: a failed connect (nothing was sent), and a
+    // failed exchange on a reused connection for a replayable request.
+    let mut connect_failed = false;
+    let mut replayed = false;
     let mut stale_retries = 0;
     loop {
         let target = &group.targets[choice];
         let mut sent_at = Instant::now();
-        let pooled = if upgrade || stale_retries >= MAX_STALE_RETRIES {
-            None
-        } else {
-            target.shared.pool.checkout(sent_at)
-        };
+        let pooled = if upgrade || stale_retries >= MAX_STALE_RETRIES { None } else { target.shared.pool.checkout(sent_at) };
         let reused = pooled.is_some();
         let connected = match pooled {
             Some(c) => Ok(Conn::Driven(c)),
             // Boxed: connecting is the rare path, and its future would otherwise
             // make every request's future (moved by hyper) much larger.
-            None if upgrade => {
-                Box::pin(pool::connect_upgradable(target.addr, group.connect_timeout))
-                    .await
-                    .map(Conn::Upgradable)
-            }
-            None => Box::pin(pool::connect(target.addr, group.connect_timeout))
-                .await
-                .map(Conn::Driven),
+            None if upgrade => Box::pin(pool::connect_upgradable(target.addr, group.connect_timeout)).await.map(Conn::Upgradable),
+            None => Box::pin(pool::connect(target.addr, group.connect_timeout)).await.map(Conn::Driven),
         };
         let mut target_conn = match connected {
             Ok(c) => c,
             Err(e) => {
                 group.metrics.connection_errors.inc();
                 tracing::warn!(target_group = %group.name, target = %target.address, "connect failed: {e}");
-                connect_failures += 1;
+                // Passive health: a refused or unanswered connect is a failed check.
+                let reason = match e {
+                    ConnectError::Timeout => Reason::Timeout,
+                    ConnectError::Io(_) => Reason::FailedHealthChecks,
+                };
+                group.record(choice, Outcome::Failure(reason));
                 // Nothing was sent: always safe to try once more elsewhere.
-                match (connect_failures < 2)
-                    .then(|| group.pick(Some(choice)))
-                    .flatten()
-                {
+                match (!connect_failed).then(|| group.pick(Some(choice))).flatten() {
                     Some(next) => {
+                        connect_failed = true;
                         choice = next;
                         continue;
                     }
-                    None => {
-                        return lb_error(
-                            StatusCode::BAD_GATEWAY,
-                            &action.metrics.from_lb,
-                            in_flight,
-                        );
-                    }
+                    None => return lb_error(StatusCode::BAD_GATEWAY, &action.metrics.from_lb, in_flight),
                 }
             }
         };
         if !reused {
             sent_at = Instant::now();
         }
+        let replay = if reused && !replayed { replayable_copy(&req) } else { None };
         let outstanding = target.start_request();
         let exchange = async {
             match &mut target_conn {
@@ -194,47 +195,41 @@ async fn forward(
         match tokio::time::timeout(group.request_timeout, exchange).await {
             Err(_elapsed) => {
                 tracing::warn!(target_group = %group.name, target = %target.address, "no response within request_timeout");
-                return lb_error(
-                    StatusCode::GATEWAY_TIMEOUT,
-                    &action.metrics.from_lb,
-                    in_flight,
-                );
+                return lb_error(StatusCode::GATEWAY_TIMEOUT, &action.metrics.from_lb, in_flight);
             }
             Ok(Ok(resp)) => {
-                group
-                    .metrics
-                    .response_time
-                    .observe(sent_at.elapsed().as_secs_f64());
+                group.metrics.response_time.observe(sent_at.elapsed().as_secs_f64());
                 action.metrics.from_target.count(resp.status().as_u16());
                 return match (target_conn, client_upgrade) {
-                    (Conn::Upgradable(sender), Some(client_upgrade)) => {
-                        switch_protocols(conn, resp, sender, outstanding, client_upgrade, in_flight)
-                    }
+                    (Conn::Upgradable(sender), Some(client_upgrade)) => switch_protocols(conn, resp, sender, outstanding, client_upgrade, in_flight),
                     (Conn::Driven(c), _) => {
                         let (mut parts, body) = resp.into_parts();
                         strip_hop_by_hop(&mut parts.headers, false);
-                        Response::from_parts(
-                            parts,
-                            ProxyBody::target(
-                                body,
-                                Some((c, outstanding, sent_at)),
-                                Some(in_flight),
-                            ),
-                        )
+                        Response::from_parts(parts, ProxyBody::target(body, Some((c, outstanding, sent_at)), Some(in_flight)))
                     }
-                    (Conn::Upgradable(_), None) => {
-                        unreachable!("upgradable connections serve upgrade requests only")
-                    }
+                    (Conn::Upgradable(_), None) => unreachable!("upgradable connections serve upgrade requests only"),
                 };
             }
-            Ok(Err(mut e)) => match e.take_message() {
+            Ok(Err(mut e)) => match (e.take_message(), replay) {
                 // A reused connection the target had closed: the request is back, unsent.
-                Some(unsent) if reused => {
+                (Some(unsent), _) if reused => {
                     req = unsent;
                     stale_retries += 1;
                 }
+                // The target went away under a reused connection (reset, closed):
+                // a body-less idempotent request is sent again, elsewhere if possible.
+                (None, Some(copy)) => {
+                    tracing::warn!(target_group = %group.name, target = %target.address, "target failed, request replayed: {}", e.into_error());
+                    group.record(choice, Outcome::Failure(Reason::FailedHealthChecks));
+                    req = copy;
+                    replayed = true;
+                    stale_retries = MAX_STALE_RETRIES;
+                    choice = group.pick(Some(choice)).unwrap_or(choice);
+                }
                 _ => {
                     tracing::warn!(target_group = %group.name, target = %target.address, "target failed: {}", e.into_error());
+                    // A reset or broken exchange is a failed check too.
+                    group.record(choice, Outcome::Failure(Reason::FailedHealthChecks));
                     return lb_error(StatusCode::BAD_GATEWAY, &action.metrics.from_lb, in_flight);
                 }
             },
@@ -247,7 +242,7 @@ async fn forward(
 fn switch_protocols(
     conn: &ClientConn,
     mut resp: Response<Incoming>,
-    sender: SendRequest<Incoming>,
+    sender: SendRequest<RequestBody>,
     outstanding: OutstandingGuard,
     client_upgrade: OnUpgrade,
     in_flight: InFlight,

@@ -7,6 +7,7 @@
 //! learn whether the target closed it meanwhile.
 
 use http::{Request, Response};
+use crate::proxy::body::RequestBody;
 use hyper::body::Incoming;
 use hyper::client::conn::{TrySendError, http1};
 use hyper_util::rt::TokioIo;
@@ -26,12 +27,12 @@ const MAX_IDLE: usize = 512;
 /// close theirs after 60–75 s, and reusing one they are closing loses a request.
 const IDLE_TTL: Duration = Duration::from_secs(55);
 
-type Driver = http1::Connection<TokioIo<TcpStream>, Incoming>;
+type Driver = http1::Connection<TokioIo<TcpStream>, RequestBody>;
 
 /// One HTTP/1.1 connection to a target: the handle requests go through and the
 /// state machine that moves their bytes, polled by the current user.
 pub struct TargetConn {
-    sender: http1::SendRequest<Incoming>,
+    sender: http1::SendRequest<RequestBody>,
     /// Boxed so that moving a connection in and out of the pool moves a pointer.
     driver: Pin<Box<Driver>>,
     ended: bool,
@@ -50,8 +51,8 @@ impl TargetConn {
     /// An unsent request comes back in the error.
     pub async fn send(
         &mut self,
-        req: Request<Incoming>,
-    ) -> Result<Response<Incoming>, TrySendError<Request<Incoming>>> {
+        req: Request<RequestBody>,
+    ) -> Result<Response<Incoming>, TrySendError<Request<RequestBody>>> {
         let mut response = pin!(self.sender.try_send_request(req));
         poll_fn(|cx| {
             let ended = self.poll_drive(cx);
@@ -175,7 +176,7 @@ pub async fn connect(addr: SocketAddr, timeout: Duration) -> Result<TargetConn, 
 pub async fn connect_upgradable(
     addr: SocketAddr,
     timeout: Duration,
-) -> Result<http1::SendRequest<Incoming>, ConnectError> {
+) -> Result<http1::SendRequest<RequestBody>, ConnectError> {
     let stream = connect_stream(addr, timeout).await?;
     let (sender, driver) = http1::Builder::new()
         .handshake(TokioIo::new(stream))

@@ -8,7 +8,7 @@ mod snapshot;
 pub mod target;
 
 pub use server::{ReloadStatus, Server, StartError};
-pub use snapshot::Snapshot;
+pub use snapshot::{Snapshot, used_groups};
 
 /// The live snapshot: loaded once per request or connection, stored once per reload.
 pub type Live = arc_swap::ArcSwap<Snapshot>;

@@ -4,7 +4,8 @@
 
 use super::Live;
 use super::resolve::resolve_targets;
-use super::snapshot::build;
+use super::snapshot::{Snapshot, build, used_groups};
+use crate::health::checker::Checkers;
 use crate::admin::metrics::Metrics;
 use crate::balance::cookie::CookieKeys;
 use crate::config::{self, Config, ConfigError, Loaded};
@@ -41,6 +42,14 @@ pub struct Server {
     pub started_with: Arc<Config>,
     /// Stickiness cookie keys (random per process until key files are supported).
     cookie_keys: Arc<CookieKeys>,
+    /// The live snapshot's health checkers.
+    checkers: Mutex<Checkers>,
+}
+
+/// Starts the checkers of every target of every group a listener uses.
+fn start_checkers(snapshot: &Snapshot) -> Checkers {
+    let used = used_groups(&snapshot.config);
+    Checkers::start(snapshot.groups.iter().filter(|g| used.contains(&*g.name)))
 }
 
 /// Refuses what this build accepts in a file but does not implement.
@@ -83,6 +92,7 @@ impl Server {
             &cookie_keys,
         );
         let live = Arc::new(Live::from_pointee(snapshot));
+        let checkers = Mutex::new(start_checkers(&live.load()));
         set.commit(&config, prepared, &live);
         metrics.config_generation.set(1);
         Ok(Arc::new(Server {
@@ -97,6 +107,7 @@ impl Server {
             }),
             started_with: config,
             cookie_keys,
+            checkers,
         }))
     }
 
@@ -137,6 +148,8 @@ impl Server {
             &self.cookie_keys,
         );
         self.live.store(Arc::new(snapshot));
+        // The old snapshot's checkers stop as the new ones start.
+        *self.checkers.lock().unwrap_or_else(|e| e.into_inner()) = start_checkers(&self.live.load());
         let stopped = set.commit(&config, prepared, &self.live);
         if !stopped.is_empty() {
             let timeout = config.global.drain_timeout;

@@ -4,6 +4,7 @@
 use super::listener::ListenerRuntime;
 use super::resolve::Resolved;
 use super::target::{GroupRuntime, Target, TargetShared};
+use crate::health::HealthState;
 use crate::admin::metrics::Metrics;
 use crate::balance::cookie::CookieKeys;
 use crate::config::{Action, Config, ListenerProtocol};
@@ -12,7 +13,7 @@ use crate::route::conditions::Conditions;
 use crate::route::redirect::RedirectAction;
 use crate::route::{CompiledRule, FixedAction, ForwardAction, GroupChoice, RouteAction, RuleTable};
 use http::HeaderValue;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 /// Everything a request needs to be routed, immutable once built.
@@ -65,6 +66,7 @@ pub fn build<'a>(
     cookie_keys: &Arc<CookieKeys>,
 ) -> Snapshot {
     let carried = previous.map(|p| p.shared_states()).unwrap_or_default();
+    let used = used_groups(&config);
     let groups: Vec<Arc<GroupRuntime>> = config
         .target_groups
         .iter()
@@ -76,7 +78,19 @@ pub fn build<'a>(
                     let shared = carried
                         .get(&(g.name.as_str(), t.address.as_str()))
                         .map(|s| Arc::clone(s))
-                        .unwrap_or_default();
+                        .unwrap_or_else(|| {
+                            // New at start: checked at once. New in a reload: also
+                            // ramped up under slow start once healthy.
+                            Arc::new(if previous.is_some() { TargetShared::late() } else { TargetShared::default() })
+                        });
+                    // A group no listener uses is not checked; one that becomes
+                    // used starts checking its targets afresh.
+                    let state = shared.health.state();
+                    if !used.contains(g.name.as_str()) {
+                        shared.health.force(HealthState::Unused);
+                    } else if state == HealthState::Unused {
+                        shared.health.force(HealthState::Initial);
+                    }
                     Target {
                         address: Arc::from(t.address.as_str()),
                         addr: resolved[&t.address],
@@ -166,11 +180,20 @@ pub fn build<'a>(
 /// Sets the health gauges of every group and target to the snapshot's state.
 pub fn publish_health(snapshot: &Snapshot) {
     for g in &snapshot.groups {
-        let (healthy, unhealthy) = g.health_counts();
-        g.metrics.healthy_targets.set(healthy as i64);
-        g.metrics.unhealthy_targets.set(unhealthy as i64);
-        for t in &g.targets {
-            t.up.set((t.shared.health.state() == crate::health::HealthState::Healthy) as i64);
-        }
+        g.publish_health();
     }
+}
+
+/// Names of the target groups some listener forwards to.
+pub fn used_groups(config: &Config) -> HashSet<&str> {
+    config
+        .listeners
+        .iter()
+        .flat_map(|l| std::iter::once(&l.default_action).chain(l.rules.iter().map(|r| &r.action)))
+        .filter_map(|a| match a {
+            Action::Forward(f) => Some(f.groups.iter().map(|(g, _)| g.as_str())),
+            _ => None,
+        })
+        .flatten()
+        .collect()
 }

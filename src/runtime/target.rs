@@ -3,7 +3,7 @@
 use crate::admin::metrics::GroupMetrics;
 use crate::balance::{Balancer, Pick};
 use crate::config::{self, GroupProtocol};
-use crate::health::{HealthState, TargetHealth};
+use crate::health::{Change, HealthState, Outcome, TargetHealth, Thresholds};
 use crate::proxy::pool::ConnPool;
 use prometheus::IntGauge;
 use std::net::SocketAddr;
@@ -19,7 +19,27 @@ pub struct TargetShared {
     pub pool: ConnPool,
     /// Requests (or TCP connections) in flight to this target.
     pub outstanding: AtomicU32,
+    /// Registered after the process started (by a reload or the API): its first
+    /// success ramps it up under slow start, as for a recovered target.
+    pub late: bool,
 }
+
+impl TargetShared {
+    /// State for a target that appears in a reload (not at start).
+    pub fn late() -> Self {
+        TargetShared { late: true, ..Default::default() }
+    }
+}
+
+/// Milliseconds on a monotonic clock private to this process (never 0).
+pub fn process_ms() -> u64 {
+    static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    START.get_or_init(std::time::Instant::now).elapsed().as_millis() as u64 + 1
+}
+
+/// Weights are scaled by this in groups with slow start, so that a ramp from
+/// 10% of a weight of 1 still has integer steps.
+const SLOW_START_SCALE: u32 = 100;
 
 /// A target in one snapshot.
 pub struct Target {
@@ -64,6 +84,10 @@ pub struct GroupRuntime {
     pub connect_timeout: Duration,
     pub request_timeout: Duration,
     pub fail_open: bool,
+    /// 0 = off.
+    pub slow_start: Duration,
+    pub health_check: config::HealthCheck,
+    thresholds: Thresholds,
     pub targets: Vec<Target>,
     balancer: Balancer,
     pub metrics: GroupMetrics,
@@ -78,6 +102,12 @@ impl GroupRuntime {
             connect_timeout: config.connect_timeout,
             request_timeout: config.request_timeout,
             fail_open: config.fail_open,
+            slow_start: config.slow_start,
+            health_check: config.health_check.clone(),
+            thresholds: Thresholds {
+                healthy: config.health_check.healthy_threshold,
+                unhealthy: config.health_check.unhealthy_threshold,
+            },
             balancer: Balancer::new(config.algorithm, targets.len()),
             targets,
             metrics,
@@ -90,11 +120,11 @@ impl GroupRuntime {
     pub fn pick(&self, exclude: Option<usize>) -> Option<usize> {
         let n = self.targets.len();
         let outstanding = |i: usize| self.targets[i].shared.outstanding.load(Ordering::Relaxed);
-        let mut any_healthy = false;
+        let now_ms = if self.slow_start.is_zero() { 0 } else { process_ms() };
         let healthy = |i: usize| {
             let t = &self.targets[i];
             if t.shared.health.state() == HealthState::Healthy && Some(i) != exclude {
-                t.weight
+                self.effective_weight(t, now_ms)
             } else {
                 0
             }
@@ -102,23 +132,82 @@ impl GroupRuntime {
         if let Some(i) = self.balancer.pick(n, healthy, outstanding) {
             return Some(i);
         }
-        for t in &self.targets {
-            any_healthy |= t.shared.health.state() == HealthState::Healthy && t.weight > 0;
-        }
+        let any_healthy = self
+            .targets
+            .iter()
+            .any(|t| t.shared.health.state() == HealthState::Healthy && t.weight > 0);
         if any_healthy || !self.fail_open {
             return None;
         }
         let open = |i: usize| {
             let t = &self.targets[i];
             let state = t.shared.health.state();
-            if state != HealthState::Draining && state != HealthState::Unused && Some(i) != exclude
-            {
-                t.weight
+            if state != HealthState::Draining && state != HealthState::Unused && Some(i) != exclude {
+                self.effective_weight(t, now_ms)
             } else {
                 0
             }
         };
         self.balancer.pick(n, open, outstanding)
+    }
+
+    /// A target's weight now: its configured weight, ramped linearly from 10%
+    /// during slow start (SPEC: weight × max(0.1, elapsed / slow_start)).
+    fn effective_weight(&self, t: &Target, now_ms: u64) -> u32 {
+        if self.slow_start.is_zero() {
+            return t.weight;
+        }
+        let full = t.weight * SLOW_START_SCALE;
+        let start = t.shared.health.ramp_start_ms();
+        if start == 0 || full == 0 {
+            return full;
+        }
+        let ramp = self.slow_start.as_millis() as u64;
+        let elapsed = now_ms.saturating_sub(start);
+        if elapsed >= ramp {
+            t.shared.health.end_ramp();
+            return full;
+        }
+        slow_start_weight(full, elapsed, ramp)
+    }
+
+    /// Applies a check's outcome (active or passive) to target `index`; a change
+    /// of state is logged once and published to the gauges.
+    pub fn record(&self, index: usize, outcome: Outcome) {
+        let t = &self.targets[index];
+        let before = t.shared.health.state();
+        let others_healthy = self
+            .targets
+            .iter()
+            .enumerate()
+            .any(|(i, o)| i != index && o.shared.health.state() == HealthState::Healthy);
+        let ramps = !self.slow_start.is_zero()
+            && others_healthy
+            && (before == HealthState::Unhealthy || t.shared.late);
+        if let Some(change) = t.shared.health.apply(outcome, self.thresholds, ramps.then(process_ms)) {
+            self.log_change(t, change);
+            self.publish_health();
+        }
+    }
+
+    /// Logs a change of a target's state, with its reason.
+    pub fn log_change(&self, t: &Target, change: Change) {
+        let reason = change.reason.code().unwrap_or("-");
+        if change.to == HealthState::Unhealthy {
+            tracing::warn!(target_group = %self.name, target = %t.address, from = change.from.as_str(), to = change.to.as_str(), reason, "target health changed");
+        } else {
+            tracing::info!(target_group = %self.name, target = %t.address, from = change.from.as_str(), to = change.to.as_str(), reason, "target health changed");
+        }
+    }
+
+    /// Sets the group's health gauges and every target's `edgelb_target_up`.
+    pub fn publish_health(&self) {
+        let (healthy, unhealthy) = self.health_counts();
+        self.metrics.healthy_targets.set(healthy as i64);
+        self.metrics.unhealthy_targets.set(unhealthy as i64);
+        for t in &self.targets {
+            t.up.set((t.shared.health.state() == HealthState::Healthy) as i64);
+        }
     }
 
     /// Counts of (healthy, unhealthy) targets.
@@ -134,5 +223,29 @@ impl GroupRuntime {
             .filter(|t| t.shared.health.state() == HealthState::Unhealthy)
             .count();
         (healthy, unhealthy)
+    }
+}
+
+/// `full` ramped linearly from 10% over `ramp` ms, at least 1.
+pub fn slow_start_weight(full: u32, elapsed_ms: u64, ramp_ms: u64) -> u32 {
+    let share = (elapsed_ms as f64 / ramp_ms as f64).max(0.1);
+    ((full as f64 * share) as u32).clamp(1, full)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slow_start_ramp_values() {
+        // weight 3 (scaled ×100), 60 s ramp
+        assert_eq!(slow_start_weight(300, 0, 60_000), 30);
+        assert_eq!(slow_start_weight(300, 3_000, 60_000), 30);
+        assert_eq!(slow_start_weight(300, 6_000, 60_000), 30);
+        assert_eq!(slow_start_weight(300, 15_000, 60_000), 75);
+        assert_eq!(slow_start_weight(300, 30_000, 60_000), 150);
+        assert_eq!(slow_start_weight(300, 59_999, 60_000), 299);
+        assert_eq!(slow_start_weight(100, 0, 30_000), 10);
+        assert_eq!(slow_start_weight(1, 0, 30_000), 1);
     }
 }

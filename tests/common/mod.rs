@@ -72,14 +72,64 @@ pub struct Behaviour {
     pub body_bytes: Option<u64>,
 }
 
+/// What a test target's connections share.
+struct TargetState {
+    name: String,
+    behaviour: Behaviour,
+    seen: Arc<Mutex<Vec<Seen>>>,
+    connections: Arc<AtomicUsize>,
+    health_checks: Arc<AtomicUsize>,
+}
+
+impl TargetState {
+    async fn answer(&self, req: Request<Incoming>, counted: &std::sync::atomic::AtomicBool) -> hyper::Response<Full<Bytes>> {
+        let is_check = req.headers().get("user-agent").is_some_and(|ua| ua.as_bytes().starts_with(b"edgelb-health-check"));
+        if is_check {
+            self.health_checks.fetch_add(1, Ordering::SeqCst);
+            return hyper::Response::new(Full::new(Bytes::from_static(b"ok")));
+        }
+        if !counted.swap(true, Ordering::SeqCst) {
+            self.connections.fetch_add(1, Ordering::SeqCst);
+        }
+        let (parts, mut body) = req.into_parts();
+        let mut body_len = 0u64;
+        while let Some(frame) = body.frame().await {
+            if let Ok(data) = frame.map(|f| f.into_data()) {
+                body_len += data.map_or(0, |d| d.len() as u64);
+            }
+        }
+        self.seen.lock().unwrap().push(Seen {
+            method: parts.method.to_string(),
+            uri: parts.uri.to_string(),
+            version: parts.version,
+            headers: parts.headers.clone(),
+            body_len,
+        });
+        if let Some(d) = self.behaviour.delay {
+            tokio::time::sleep(d).await;
+        }
+        let body = match self.behaviour.body_bytes {
+            Some(n) => Bytes::from(vec![b'x'; n as usize]),
+            None if body_len > 0 => Bytes::from(format!("{} {body_len}", self.name)),
+            None => Bytes::from(self.name.clone()),
+        };
+        hyper::Response::new(Full::new(body))
+    }
+}
+
 /// A real HTTP/1.1 server on 127.0.0.1 answering `name` to every request
 /// (after reading the request body to its end), and recording what it saw.
 pub struct TestTarget {
     pub addr: SocketAddr,
     pub name: String,
     pub seen: Arc<Mutex<Vec<Seen>>>,
+    /// Connections that carried requests other than edgelb's health checks.
     pub connections: Arc<AtomicUsize>,
+    /// edgelb's health checks (kept out of `seen`).
+    pub health_checks: Arc<AtomicUsize>,
     task: tokio::task::JoinHandle<()>,
+    /// Open connections, cut by `stop`.
+    open: Arc<Mutex<Vec<tokio::task::AbortHandle>>>,
 }
 
 impl TestTarget {
@@ -102,54 +152,26 @@ impl TestTarget {
         let addr = socket.local_addr().unwrap();
         let seen = Arc::new(Mutex::new(Vec::new()));
         let connections = Arc::new(AtomicUsize::new(0));
-        let (seen2, conns2, name2) = (seen.clone(), connections.clone(), name.to_owned());
+        let health_checks = Arc::new(AtomicUsize::new(0));
+        let state = Arc::new(TargetState { name: name.to_owned(), behaviour, seen: seen.clone(), connections: connections.clone(), health_checks: health_checks.clone() });
+        let open: Arc<Mutex<Vec<tokio::task::AbortHandle>>> = Arc::default();
+        let open2 = open.clone();
         let task = tokio::spawn(async move {
             while let Ok((stream, _)) = socket.accept().await {
-                conns2.fetch_add(1, Ordering::SeqCst);
-                let (seen, name, behaviour) = (seen2.clone(), name2.clone(), behaviour.clone());
-                tokio::spawn(async move {
+                let state = state.clone();
+                let mut open = open2.lock().unwrap();
+                open.retain(|h| !h.is_finished());
+                open.push(tokio::spawn(async move {
+                    let counted = Arc::new(std::sync::atomic::AtomicBool::new(false));
                     let service = service_fn(move |req: Request<Incoming>| {
-                        let (seen, name, behaviour) =
-                            (seen.clone(), name.clone(), behaviour.clone());
-                        async move {
-                            let (parts, mut body) = req.into_parts();
-                            let mut body_len = 0u64;
-                            while let Some(frame) = body.frame().await {
-                                if let Ok(data) = frame.map(|f| f.into_data()) {
-                                    body_len += data.map_or(0, |d| d.len() as u64);
-                                }
-                            }
-                            seen.lock().unwrap().push(Seen {
-                                method: parts.method.to_string(),
-                                uri: parts.uri.to_string(),
-                                version: parts.version,
-                                headers: parts.headers.clone(),
-                                body_len,
-                            });
-                            if let Some(d) = behaviour.delay {
-                                tokio::time::sleep(d).await;
-                            }
-                            let body = match behaviour.body_bytes {
-                                Some(n) => Bytes::from(vec![b'x'; n as usize]),
-                                None if body_len > 0 => Bytes::from(format!("{name} {body_len}")),
-                                None => Bytes::from(name.clone()),
-                            };
-                            Ok::<_, Infallible>(hyper::Response::new(Full::new(body)))
-                        }
+                        let (state, counted) = (state.clone(), counted.clone());
+                        async move { Ok::<_, Infallible>(state.answer(req, &counted).await) }
                     });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
-                });
+                    let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+                }).abort_handle());
             }
         });
-        TestTarget {
-            addr,
-            name: name.to_owned(),
-            seen,
-            connections,
-            task,
-        }
+        TestTarget { addr, name: name.to_owned(), seen, connections, health_checks, task, open }
     }
 
     pub fn requests(&self) -> usize {
@@ -165,9 +187,18 @@ impl TestTarget {
             .expect("the target saw a request")
     }
 
-    /// Stops accepting (open connections are cut when their tasks end).
-    pub fn stop(&self) {
+    /// Stops like a killed process: no more accepts, open connections cut.
+    pub async fn stop(&self) {
         self.task.abort();
+        for h in self.open.lock().unwrap().drain(..) {
+            h.abort();
+        }
+        // Wait until the listening socket is really closed.
+        let addr = self.addr;
+        wait_for(Duration::from_secs(5), "the stopped target's port to refuse", || async move {
+            TcpStream::connect(addr).await.is_err()
+        })
+        .await;
     }
 }
 
