@@ -116,7 +116,12 @@ async fn target_connections_are_pooled() {
 async fn a_dead_target_from_the_start_costs_no_request() {
     let t = TestTarget::start("alive").await;
     let listen = listen_addr();
-    let lb = Edgelb::start(&one_group_config(listen, &[(dead_addr(), 1), (t.addr, 1)], "")).await;
+    let lb = Edgelb::start(&one_group_config(
+        listen,
+        &[(dead_addr(), 1), (t.addr, 1)],
+        "",
+    ))
+    .await;
     let mut client = H1::connect(listen).await;
     for _ in 0..10 {
         let got = client.get("/").await;
@@ -131,16 +136,26 @@ async fn refused_connection_is_retried_on_another_target() {
     let alive = TestTarget::start("alive").await;
     let doomed = TestTarget::start("doomed").await;
     let listen = listen_addr();
-    let lb = Edgelb::start(&one_group_config(listen, &[(doomed.addr, 1), (alive.addr, 1)], "")).await;
+    let lb = Edgelb::start(&one_group_config(
+        listen,
+        &[(doomed.addr, 1), (alive.addr, 1)],
+        "",
+    ))
+    .await;
     wait_for(Duration::from_secs(5), "both targets healthy", || async {
-        lb.metric("edgelb_healthy_targets{target_group=\"web\"}").await == 2.0
+        lb.metric("edgelb_healthy_targets{target_group=\"web\"}")
+            .await
+            == 2.0
     })
     .await;
     let mut client = H1::connect(listen).await;
     for _ in 0..4 {
         client.get("/").await;
     }
-    assert!(doomed.requests() > 0, "the doomed target served before it died");
+    assert!(
+        doomed.requests() > 0,
+        "the doomed target served before it died"
+    );
     // Killed: its pooled connections are cut, its port refuses.
     doomed.stop().await;
     for _ in 0..20 {
@@ -148,7 +163,10 @@ async fn refused_connection_is_retried_on_another_target() {
         assert_eq!((got.status, got.text().as_str()), (StatusCode::OK, "alive"));
     }
     let status = lb.status_json().await;
-    assert_eq!(status["target_groups"][0]["targets"][0]["state"], "unhealthy");
+    assert_eq!(
+        status["target_groups"][0]["targets"][0]["state"],
+        "unhealthy"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -432,10 +450,17 @@ async fn websocket_style_upgrade_works_end_to_end() {
                 }
                 let head = String::from_utf8_lossy(&head).to_lowercase();
                 if head.contains("edgelb-health-check") {
-                    let _ = s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n").await;
+                    let _ = s
+                        .write_all(
+                            b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+                        )
+                        .await;
                     return;
                 }
-                assert!(head.contains("upgrade: echo") && head.contains("connection: upgrade"), "{head}");
+                assert!(
+                    head.contains("upgrade: echo") && head.contains("connection: upgrade"),
+                    "{head}"
+                );
                 s.write_all(b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n").await.unwrap();
                 loop {
                     let n = s.read(&mut buf).await.unwrap();

@@ -219,9 +219,11 @@ async fn admin_views() {
         + "\n[[target_groups]]\nname = \"spare\"\nprotocol = \"http\"\ntargets = []\n";
     let lb = Edgelb::start(&config).await;
     // The first health check runs at once; the target is in service after it.
-    wait_for(Duration::from_secs(5), "the target to be healthy", || async {
-        lb.admin_get("/healthz").await.0 == StatusCode::OK
-    })
+    wait_for(
+        Duration::from_secs(5),
+        "the target to be healthy",
+        || async { lb.admin_get("/healthz").await.0 == StatusCode::OK },
+    )
     .await;
     let (status, body) = lb.admin_get("/healthz").await;
     assert_eq!(

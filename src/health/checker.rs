@@ -60,11 +60,16 @@ fn spec(group: &GroupRuntime, index: usize) -> ProbeSpec {
         GroupProtocol::Tcp => None,
         GroupProtocol::Http | GroupProtocol::Https => Some(HttpProbe {
             path: hc.path.clone(),
-            host: HeaderValue::from_str(&target.address).unwrap_or(HeaderValue::from_static("localhost")),
+            host: HeaderValue::from_str(&target.address)
+                .unwrap_or(HeaderValue::from_static("localhost")),
             matcher: hc.matcher.clone(),
         }),
     };
-    ProbeSpec { addr: SocketAddr::new(target.addr.ip(), port), http, timeout: hc.timeout }
+    ProbeSpec {
+        addr: SocketAddr::new(target.addr.ip(), port),
+        http,
+        timeout: hc.timeout,
+    }
 }
 
 /// A small per-task random source for jitter.
@@ -89,13 +94,28 @@ async fn check_loop(group: Arc<GroupRuntime>, index: usize) {
         let started = Instant::now();
         let outcome = probe(&spec).await;
         let latency_us = started.elapsed().as_micros().min(u32::MAX as u128) as u32;
-        let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+        let now_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
         let ok = outcome == Outcome::Success;
-        group.targets[index].shared.health.note_check(now_ms, ok, latency_us);
-        if ok { &group.metrics.checks_success } else { &group.metrics.checks_failure }.inc();
+        group.targets[index]
+            .shared
+            .health
+            .note_check(now_ms, ok, latency_us);
+        if ok {
+            &group.metrics.checks_success
+        } else {
+            &group.metrics.checks_failure
+        }
+        .inc();
         group.record(index, outcome);
         // Up to 10% jitter so that checks of many targets do not fire in lockstep.
         let jitter = interval.mul_f64((next_random(&mut random) % 1000) as f64 / 10_000.0);
-        tokio::time::sleep(interval.saturating_sub(jitter).max(Duration::from_millis(10))).await;
+        tokio::time::sleep(
+            interval
+                .saturating_sub(jitter)
+                .max(Duration::from_millis(10)),
+        )
+        .await;
     }
 }

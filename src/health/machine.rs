@@ -68,7 +68,12 @@ pub struct Record {
 impl Record {
     /// A newly registered target.
     pub fn initial() -> Self {
-        Record { state: HealthState::Initial, reason: Reason::InitialHealthChecking, successes: 0, failures: 0 }
+        Record {
+            state: HealthState::Initial,
+            reason: Reason::InitialHealthChecking,
+            successes: 0,
+            failures: 0,
+        }
     }
 
     /// The record after `outcome`. Draining and unused targets do not change.
@@ -85,19 +90,37 @@ impl Record {
                     _ => successes >= t.healthy,
                 };
                 if healthy {
-                    Record { state: HealthState::Healthy, reason: Reason::None, successes, failures: 0 }
+                    Record {
+                        state: HealthState::Healthy,
+                        reason: Reason::None,
+                        successes,
+                        failures: 0,
+                    }
                 } else {
-                    Record { successes, failures: 0, ..self }
+                    Record {
+                        successes,
+                        failures: 0,
+                        ..self
+                    }
                 }
             }
             Outcome::Failure(reason) => {
                 let failures = self.failures.saturating_add(1);
-                let state = if failures >= t.unhealthy { HealthState::Unhealthy } else { self.state };
+                let state = if failures >= t.unhealthy {
+                    HealthState::Unhealthy
+                } else {
+                    self.state
+                };
                 let reason = match state {
                     HealthState::Unhealthy => reason,
                     _ => self.reason,
                 };
-                Record { state, reason, successes: 0, failures }
+                Record {
+                    state,
+                    reason,
+                    successes: 0,
+                    failures,
+                }
             }
         }
     }
@@ -107,7 +130,10 @@ impl Record {
 mod tests {
     use super::*;
 
-    const T: Thresholds = Thresholds { healthy: 3, unhealthy: 2 };
+    const T: Thresholds = Thresholds {
+        healthy: 3,
+        unhealthy: 2,
+    };
     const FAIL: Outcome = Outcome::Failure(Reason::FailedHealthChecks);
 
     fn run(mut r: Record, outcomes: &[Outcome]) -> Record {
@@ -126,15 +152,27 @@ mod tests {
     #[test]
     fn unhealthy_after_threshold_failures_from_initial_or_healthy() {
         let r = Record::initial().apply(FAIL, T);
-        assert_eq!((r.state, r.reason), (HealthState::Initial, Reason::InitialHealthChecking));
+        assert_eq!(
+            (r.state, r.reason),
+            (HealthState::Initial, Reason::InitialHealthChecking)
+        );
         let r = r.apply(Outcome::Failure(Reason::Timeout), T);
-        assert_eq!((r.state, r.reason), (HealthState::Unhealthy, Reason::Timeout));
+        assert_eq!(
+            (r.state, r.reason),
+            (HealthState::Unhealthy, Reason::Timeout)
+        );
 
         let healthy = Record::initial().apply(Outcome::Success, T);
         let r = run(healthy, &[FAIL]);
         assert_eq!(r.state, HealthState::Healthy);
-        let r = run(healthy, &[FAIL, Outcome::Failure(Reason::ResponseCodeMismatch)]);
-        assert_eq!((r.state, r.reason), (HealthState::Unhealthy, Reason::ResponseCodeMismatch));
+        let r = run(
+            healthy,
+            &[FAIL, Outcome::Failure(Reason::ResponseCodeMismatch)],
+        );
+        assert_eq!(
+            (r.state, r.reason),
+            (HealthState::Unhealthy, Reason::ResponseCodeMismatch)
+        );
     }
 
     #[test]
@@ -151,8 +189,21 @@ mod tests {
         let r = run(down, &[Outcome::Success, Outcome::Success]);
         assert_eq!((r.state, r.successes), (HealthState::Unhealthy, 2));
         assert_eq!(r.reason, Reason::FailedHealthChecks);
-        let r = run(down, &[Outcome::Success, Outcome::Success, FAIL, Outcome::Success, Outcome::Success]);
-        assert_eq!(r.state, HealthState::Unhealthy, "a failure restarts the count");
+        let r = run(
+            down,
+            &[
+                Outcome::Success,
+                Outcome::Success,
+                FAIL,
+                Outcome::Success,
+                Outcome::Success,
+            ],
+        );
+        assert_eq!(
+            r.state,
+            HealthState::Unhealthy,
+            "a failure restarts the count"
+        );
         let r = run(down, &[Outcome::Success; 3]);
         assert_eq!((r.state, r.reason), (HealthState::Healthy, Reason::None));
     }
@@ -160,7 +211,12 @@ mod tests {
     #[test]
     fn draining_and_unused_ignore_checks() {
         for state in [HealthState::Draining, HealthState::Unused] {
-            let r = Record { state, reason: Reason::None, successes: 0, failures: 0 };
+            let r = Record {
+                state,
+                reason: Reason::None,
+                successes: 0,
+                failures: 0,
+            };
             assert_eq!(run(r, &[FAIL, FAIL, FAIL]), r);
             assert_eq!(run(r, &[Outcome::Success]), r);
         }
@@ -168,7 +224,10 @@ mod tests {
 
     #[test]
     fn thresholds_of_one() {
-        let t = Thresholds { healthy: 1, unhealthy: 1 };
+        let t = Thresholds {
+            healthy: 1,
+            unhealthy: 1,
+        };
         let r = Record::initial().apply(FAIL, t);
         assert_eq!(r.state, HealthState::Unhealthy);
         assert_eq!(r.apply(Outcome::Success, t).state, HealthState::Healthy);

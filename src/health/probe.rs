@@ -44,13 +44,18 @@ async fn attempt(spec: &ProbeSpec) -> Outcome {
         return Outcome::Success;
     };
     let _ = stream.set_nodelay(true);
-    let Ok((mut sender, conn)) = hyper::client::conn::http1::handshake::<_, Empty<Bytes>>(TokioIo::new(stream)).await else {
+    let Ok((mut sender, conn)) =
+        hyper::client::conn::http1::handshake::<_, Empty<Bytes>>(TokioIo::new(stream)).await
+    else {
         return Outcome::Failure(Reason::FailedHealthChecks);
     };
     let driver = tokio::spawn(conn);
     let request = Request::get(http.path.as_str())
         .header(header::HOST, http.host.clone())
-        .header(header::USER_AGENT, concat!("edgelb-health-check/", env!("CARGO_PKG_VERSION")))
+        .header(
+            header::USER_AGENT,
+            concat!("edgelb-health-check/", env!("CARGO_PKG_VERSION")),
+        )
         .header(header::CONNECTION, "close")
         .body(Empty::new());
     let outcome = match request {
@@ -59,7 +64,11 @@ async fn attempt(spec: &ProbeSpec) -> Outcome {
             Err(_) => Outcome::Failure(Reason::FailedHealthChecks),
             Ok(resp) => {
                 let status = resp.status().as_u16();
-                if http.matcher.iter().any(|(lo, hi)| (*lo..=*hi).contains(&status)) {
+                if http
+                    .matcher
+                    .iter()
+                    .any(|(lo, hi)| (*lo..=*hi).contains(&status))
+                {
                     Outcome::Success
                 } else {
                     Outcome::Failure(Reason::ResponseCodeMismatch)

@@ -88,7 +88,11 @@ impl Default for TargetHealth {
 impl TargetHealth {
     /// A target in `state` (`initial` for a new one).
     pub fn new(state: HealthState) -> Self {
-        let reason = if state == HealthState::Initial { Reason::InitialHealthChecking } else { Reason::None };
+        let reason = if state == HealthState::Initial {
+            Reason::InitialHealthChecking
+        } else {
+            Reason::None
+        };
         TargetHealth {
             state: AtomicU8::new(state as u8),
             reason: AtomicU8::new(reason as u8),
@@ -115,7 +119,10 @@ impl TargetHealth {
 
     /// Consecutive (successes, failures).
     pub fn counts(&self) -> (u32, u32) {
-        (self.successes.load(Ordering::Relaxed), self.failures.load(Ordering::Relaxed))
+        (
+            self.successes.load(Ordering::Relaxed),
+            self.failures.load(Ordering::Relaxed),
+        )
     }
 
     /// The last active check, if there was one.
@@ -157,7 +164,12 @@ impl TargetHealth {
 
     /// Applies a check's outcome; `ramp_from_ms` starts a slow-start ramp if the
     /// target becomes healthy now. Returns the change of state, if any.
-    pub fn apply(&self, outcome: Outcome, t: Thresholds, ramp_from_ms: Option<u64>) -> Option<Change> {
+    pub fn apply(
+        &self,
+        outcome: Outcome,
+        t: Thresholds,
+        ramp_from_ms: Option<u64>,
+    ) -> Option<Change> {
         let _guard = self.update.lock().unwrap_or_else(|e| e.into_inner());
         let before = self.record();
         let after = before.apply(outcome, t);
@@ -165,10 +177,15 @@ impl TargetHealth {
             return None;
         }
         if after.state == HealthState::Healthy && before.state != HealthState::Healthy {
-            self.ramp_start_ms.store(ramp_from_ms.unwrap_or(0), Ordering::Relaxed);
+            self.ramp_start_ms
+                .store(ramp_from_ms.unwrap_or(0), Ordering::Relaxed);
         }
         self.store(after);
-        (before.state != after.state).then_some(Change { from: before.state, to: after.state, reason: after.reason })
+        (before.state != after.state).then_some(Change {
+            from: before.state,
+            to: after.state,
+            reason: after.reason,
+        })
     }
 
     /// Records when an active check ran, whether it passed and how long it took.
@@ -190,7 +207,16 @@ impl TargetHealth {
             HealthState::Draining => Reason::DeregistrationInProgress,
             _ => Reason::None,
         };
-        self.store(Record { state, reason, successes: 0, failures: 0 });
-        Some(Change { from: before, to: state, reason })
+        self.store(Record {
+            state,
+            reason,
+            successes: 0,
+            failures: 0,
+        });
+        Some(Change {
+            from: before,
+            to: state,
+            reason,
+        })
     }
 }

@@ -162,7 +162,10 @@ impl Body for RequestBody {
     type Error = hyper::Error;
 
     #[inline]
-    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         match self.get_mut() {
             RequestBody::Client(body) => Pin::new(body).poll_frame(cx),
             RequestBody::Empty => Poll::Ready(None),

@@ -1,9 +1,9 @@
 //! Forwarding one HTTP request to a target of a group, and its response back.
 
+use crate::health::{Outcome, Reason};
 use crate::listener::ClientConn;
 use crate::proxy::body::{InFlight, ProxyBody, RequestBody};
 use crate::proxy::headers::{prepare_request, strip_hop_by_hop, wants_upgrade};
-use crate::health::{Outcome, Reason};
 use crate::proxy::pool::{self, ConnectError, TargetConn};
 use crate::proxy::respond::lb_error;
 use crate::route::redirect::{BadRedirect, RedirectSource};
@@ -118,7 +118,10 @@ enum Conn {
 /// A copy of a request head that can be sent again: only for idempotent
 /// requests without a body (nothing of theirs can be lost in a replay).
 fn replayable_copy(req: &Request<RequestBody>) -> Option<Request<RequestBody>> {
-    let idempotent = matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE);
+    let idempotent = matches!(
+        *req.method(),
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
+    );
     if !idempotent || !req.body().is_end_stream() {
         return None;
     }
@@ -130,7 +133,12 @@ fn replayable_copy(req: &Request<RequestBody>) -> Option<Request<RequestBody>> {
     Some(copy)
 }
 
-async fn forward(conn: &ClientConn, action: &GroupChoice, req: Request<Incoming>, in_flight: InFlight) -> Response<ProxyBody> {
+async fn forward(
+    conn: &ClientConn,
+    action: &GroupChoice,
+    req: Request<Incoming>,
+    in_flight: InFlight,
+) -> Response<ProxyBody> {
     action.metrics.requests.inc();
     let group = &action.group;
     let (parts, body) = req.into_parts();
@@ -140,7 +148,11 @@ async fn forward(conn: &ClientConn, action: &GroupChoice, req: Request<Incoming>
     prepare_request(&mut req, &conn.forwarded, upgrade);
 
     let Some(mut choice) = group.pick(None) else {
-        return lb_error(StatusCode::SERVICE_UNAVAILABLE, &action.metrics.from_lb, in_flight);
+        return lb_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &action.metrics.from_lb,
+            in_flight,
+        );
     };
     // Each of these is allowed once: a failed connect (nothing was sent), and a
     // failed exchange on a reused connection for a replayable request.
@@ -150,14 +162,24 @@ async fn forward(conn: &ClientConn, action: &GroupChoice, req: Request<Incoming>
     loop {
         let target = &group.targets[choice];
         let mut sent_at = Instant::now();
-        let pooled = if upgrade || stale_retries >= MAX_STALE_RETRIES { None } else { target.shared.pool.checkout(sent_at) };
+        let pooled = if upgrade || stale_retries >= MAX_STALE_RETRIES {
+            None
+        } else {
+            target.shared.pool.checkout(sent_at)
+        };
         let reused = pooled.is_some();
         let connected = match pooled {
             Some(c) => Ok(Conn::Driven(c)),
             // Boxed: connecting is the rare path, and its future would otherwise
             // make every request's future (moved by hyper) much larger.
-            None if upgrade => Box::pin(pool::connect_upgradable(target.addr, group.connect_timeout)).await.map(Conn::Upgradable),
-            None => Box::pin(pool::connect(target.addr, group.connect_timeout)).await.map(Conn::Driven),
+            None if upgrade => {
+                Box::pin(pool::connect_upgradable(target.addr, group.connect_timeout))
+                    .await
+                    .map(Conn::Upgradable)
+            }
+            None => Box::pin(pool::connect(target.addr, group.connect_timeout))
+                .await
+                .map(Conn::Driven),
         };
         let mut target_conn = match connected {
             Ok(c) => c,
@@ -171,20 +193,33 @@ async fn forward(conn: &ClientConn, action: &GroupChoice, req: Request<Incoming>
                 };
                 group.record(choice, Outcome::Failure(reason));
                 // Nothing was sent: always safe to try once more elsewhere.
-                match (!connect_failed).then(|| group.pick(Some(choice))).flatten() {
+                match (!connect_failed)
+                    .then(|| group.pick(Some(choice)))
+                    .flatten()
+                {
                     Some(next) => {
                         connect_failed = true;
                         choice = next;
                         continue;
                     }
-                    None => return lb_error(StatusCode::BAD_GATEWAY, &action.metrics.from_lb, in_flight),
+                    None => {
+                        return lb_error(
+                            StatusCode::BAD_GATEWAY,
+                            &action.metrics.from_lb,
+                            in_flight,
+                        );
+                    }
                 }
             }
         };
         if !reused {
             sent_at = Instant::now();
         }
-        let replay = if reused && !replayed { replayable_copy(&req) } else { None };
+        let replay = if reused && !replayed {
+            replayable_copy(&req)
+        } else {
+            None
+        };
         let outstanding = target.start_request();
         let exchange = async {
             match &mut target_conn {
@@ -195,19 +230,37 @@ async fn forward(conn: &ClientConn, action: &GroupChoice, req: Request<Incoming>
         match tokio::time::timeout(group.request_timeout, exchange).await {
             Err(_elapsed) => {
                 tracing::warn!(target_group = %group.name, target = %target.address, "no response within request_timeout");
-                return lb_error(StatusCode::GATEWAY_TIMEOUT, &action.metrics.from_lb, in_flight);
+                return lb_error(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    &action.metrics.from_lb,
+                    in_flight,
+                );
             }
             Ok(Ok(resp)) => {
-                group.metrics.response_time.observe(sent_at.elapsed().as_secs_f64());
+                group
+                    .metrics
+                    .response_time
+                    .observe(sent_at.elapsed().as_secs_f64());
                 action.metrics.from_target.count(resp.status().as_u16());
                 return match (target_conn, client_upgrade) {
-                    (Conn::Upgradable(sender), Some(client_upgrade)) => switch_protocols(conn, resp, sender, outstanding, client_upgrade, in_flight),
+                    (Conn::Upgradable(sender), Some(client_upgrade)) => {
+                        switch_protocols(conn, resp, sender, outstanding, client_upgrade, in_flight)
+                    }
                     (Conn::Driven(c), _) => {
                         let (mut parts, body) = resp.into_parts();
                         strip_hop_by_hop(&mut parts.headers, false);
-                        Response::from_parts(parts, ProxyBody::target(body, Some((c, outstanding, sent_at)), Some(in_flight)))
+                        Response::from_parts(
+                            parts,
+                            ProxyBody::target(
+                                body,
+                                Some((c, outstanding, sent_at)),
+                                Some(in_flight),
+                            ),
+                        )
                     }
-                    (Conn::Upgradable(_), None) => unreachable!("upgradable connections serve upgrade requests only"),
+                    (Conn::Upgradable(_), None) => {
+                        unreachable!("upgradable connections serve upgrade requests only")
+                    }
                 };
             }
             Ok(Err(mut e)) => match (e.take_message(), replay) {

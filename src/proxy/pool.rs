@@ -6,8 +6,8 @@
 //! connection sits in its target's pool undriven; taking it out drives it once to
 //! learn whether the target closed it meanwhile.
 
-use http::{Request, Response};
 use crate::proxy::body::RequestBody;
+use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper::client::conn::{TrySendError, http1};
 use hyper_util::rt::TokioIo;

@@ -5,10 +5,10 @@
 use super::Live;
 use super::resolve::resolve_targets;
 use super::snapshot::{Snapshot, build, used_groups};
-use crate::health::checker::Checkers;
 use crate::admin::metrics::Metrics;
 use crate::balance::cookie::CookieKeys;
 use crate::config::{self, Config, ConfigError, Loaded};
+use crate::health::checker::Checkers;
 use crate::listener::{self, ListenerSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -149,7 +149,8 @@ impl Server {
         );
         self.live.store(Arc::new(snapshot));
         // The old snapshot's checkers stop as the new ones start.
-        *self.checkers.lock().unwrap_or_else(|e| e.into_inner()) = start_checkers(&self.live.load());
+        *self.checkers.lock().unwrap_or_else(|e| e.into_inner()) =
+            start_checkers(&self.live.load());
         let stopped = set.commit(&config, prepared, &self.live);
         if !stopped.is_empty() {
             let timeout = config.global.drain_timeout;

@@ -4,10 +4,10 @@
 use super::listener::ListenerRuntime;
 use super::resolve::Resolved;
 use super::target::{GroupRuntime, Target, TargetShared};
-use crate::health::HealthState;
 use crate::admin::metrics::Metrics;
 use crate::balance::cookie::CookieKeys;
 use crate::config::{Action, Config, ListenerProtocol};
+use crate::health::HealthState;
 use crate::route::action::{GroupStickiness, cookie_attributes};
 use crate::route::conditions::Conditions;
 use crate::route::redirect::RedirectAction;
@@ -81,7 +81,11 @@ pub fn build<'a>(
                         .unwrap_or_else(|| {
                             // New at start: checked at once. New in a reload: also
                             // ramped up under slow start once healthy.
-                            Arc::new(if previous.is_some() { TargetShared::late() } else { TargetShared::default() })
+                            Arc::new(if previous.is_some() {
+                                TargetShared::late()
+                            } else {
+                                TargetShared::default()
+                            })
                         });
                     // A group no listener uses is not checked; one that becomes
                     // used starts checking its targets afresh.

@@ -27,14 +27,21 @@ pub struct TargetShared {
 impl TargetShared {
     /// State for a target that appears in a reload (not at start).
     pub fn late() -> Self {
-        TargetShared { late: true, ..Default::default() }
+        TargetShared {
+            late: true,
+            ..Default::default()
+        }
     }
 }
 
 /// Milliseconds on a monotonic clock private to this process (never 0).
 pub fn process_ms() -> u64 {
     static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
-    START.get_or_init(std::time::Instant::now).elapsed().as_millis() as u64 + 1
+    START
+        .get_or_init(std::time::Instant::now)
+        .elapsed()
+        .as_millis() as u64
+        + 1
 }
 
 /// Weights are scaled by this in groups with slow start, so that a ramp from
@@ -120,7 +127,11 @@ impl GroupRuntime {
     pub fn pick(&self, exclude: Option<usize>) -> Option<usize> {
         let n = self.targets.len();
         let outstanding = |i: usize| self.targets[i].shared.outstanding.load(Ordering::Relaxed);
-        let now_ms = if self.slow_start.is_zero() { 0 } else { process_ms() };
+        let now_ms = if self.slow_start.is_zero() {
+            0
+        } else {
+            process_ms()
+        };
         let healthy = |i: usize| {
             let t = &self.targets[i];
             if t.shared.health.state() == HealthState::Healthy && Some(i) != exclude {
@@ -142,7 +153,8 @@ impl GroupRuntime {
         let open = |i: usize| {
             let t = &self.targets[i];
             let state = t.shared.health.state();
-            if state != HealthState::Draining && state != HealthState::Unused && Some(i) != exclude {
+            if state != HealthState::Draining && state != HealthState::Unused && Some(i) != exclude
+            {
                 self.effective_weight(t, now_ms)
             } else {
                 0
@@ -184,7 +196,11 @@ impl GroupRuntime {
         let ramps = !self.slow_start.is_zero()
             && others_healthy
             && (before == HealthState::Unhealthy || t.shared.late);
-        if let Some(change) = t.shared.health.apply(outcome, self.thresholds, ramps.then(process_ms)) {
+        if let Some(change) =
+            t.shared
+                .health
+                .apply(outcome, self.thresholds, ramps.then(process_ms))
+        {
             self.log_change(t, change);
             self.publish_health();
         }

@@ -75,6 +75,10 @@ pub struct Behaviour {
 /// What a test target's connections share.
 struct TargetState {
     name: String,
+    /// Status of health-check answers (200 unless a test says otherwise).
+    health_status: Arc<std::sync::atomic::AtomicU16>,
+    /// Health checks get no answer at all while set.
+    health_hang: Arc<std::sync::atomic::AtomicBool>,
     behaviour: Behaviour,
     seen: Arc<Mutex<Vec<Seen>>>,
     connections: Arc<AtomicUsize>,
@@ -82,11 +86,24 @@ struct TargetState {
 }
 
 impl TargetState {
-    async fn answer(&self, req: Request<Incoming>, counted: &std::sync::atomic::AtomicBool) -> hyper::Response<Full<Bytes>> {
-        let is_check = req.headers().get("user-agent").is_some_and(|ua| ua.as_bytes().starts_with(b"edgelb-health-check"));
+    async fn answer(
+        &self,
+        req: Request<Incoming>,
+        counted: &std::sync::atomic::AtomicBool,
+    ) -> hyper::Response<Full<Bytes>> {
+        let is_check = req
+            .headers()
+            .get("user-agent")
+            .is_some_and(|ua| ua.as_bytes().starts_with(b"edgelb-health-check"));
         if is_check {
             self.health_checks.fetch_add(1, Ordering::SeqCst);
-            return hyper::Response::new(Full::new(Bytes::from_static(b"ok")));
+            if self.health_hang.load(Ordering::SeqCst) {
+                std::future::pending::<()>().await;
+            }
+            let mut resp = hyper::Response::new(Full::new(Bytes::from_static(b"ok")));
+            *resp.status_mut() =
+                StatusCode::from_u16(self.health_status.load(Ordering::SeqCst)).unwrap();
+            return resp;
         }
         if !counted.swap(true, Ordering::SeqCst) {
             self.connections.fetch_add(1, Ordering::SeqCst);
@@ -130,6 +147,8 @@ pub struct TestTarget {
     task: tokio::task::JoinHandle<()>,
     /// Open connections, cut by `stop`.
     open: Arc<Mutex<Vec<tokio::task::AbortHandle>>>,
+    health_status: Arc<std::sync::atomic::AtomicU16>,
+    health_hang: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl TestTarget {
@@ -153,7 +172,17 @@ impl TestTarget {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let connections = Arc::new(AtomicUsize::new(0));
         let health_checks = Arc::new(AtomicUsize::new(0));
-        let state = Arc::new(TargetState { name: name.to_owned(), behaviour, seen: seen.clone(), connections: connections.clone(), health_checks: health_checks.clone() });
+        let health_status = Arc::new(std::sync::atomic::AtomicU16::new(200));
+        let health_hang = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let state = Arc::new(TargetState {
+            name: name.to_owned(),
+            health_status: health_status.clone(),
+            health_hang: health_hang.clone(),
+            behaviour,
+            seen: seen.clone(),
+            connections: connections.clone(),
+            health_checks: health_checks.clone(),
+        });
         let open: Arc<Mutex<Vec<tokio::task::AbortHandle>>> = Arc::default();
         let open2 = open.clone();
         let task = tokio::spawn(async move {
@@ -161,17 +190,42 @@ impl TestTarget {
                 let state = state.clone();
                 let mut open = open2.lock().unwrap();
                 open.retain(|h| !h.is_finished());
-                open.push(tokio::spawn(async move {
-                    let counted = Arc::new(std::sync::atomic::AtomicBool::new(false));
-                    let service = service_fn(move |req: Request<Incoming>| {
-                        let (state, counted) = (state.clone(), counted.clone());
-                        async move { Ok::<_, Infallible>(state.answer(req, &counted).await) }
-                    });
-                    let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
-                }).abort_handle());
+                open.push(
+                    tokio::spawn(async move {
+                        let counted = Arc::new(std::sync::atomic::AtomicBool::new(false));
+                        let service = service_fn(move |req: Request<Incoming>| {
+                            let (state, counted) = (state.clone(), counted.clone());
+                            async move { Ok::<_, Infallible>(state.answer(req, &counted).await) }
+                        });
+                        let _ = hyper::server::conn::http1::Builder::new()
+                            .serve_connection(TokioIo::new(stream), service)
+                            .await;
+                    })
+                    .abort_handle(),
+                );
             }
         });
-        TestTarget { addr, name: name.to_owned(), seen, connections, health_checks, task, open }
+        TestTarget {
+            addr,
+            name: name.to_owned(),
+            seen,
+            connections,
+            health_checks,
+            task,
+            open,
+            health_status,
+            health_hang,
+        }
+    }
+
+    /// Answers health checks with `status` from now on.
+    pub fn set_health_status(&self, status: u16) {
+        self.health_status.store(status, Ordering::SeqCst);
+    }
+
+    /// Leaves health checks unanswered (or answers them again).
+    pub fn set_health_hang(&self, hang: bool) {
+        self.health_hang.store(hang, Ordering::SeqCst);
     }
 
     pub fn requests(&self) -> usize {
@@ -195,9 +249,11 @@ impl TestTarget {
         }
         // Wait until the listening socket is really closed.
         let addr = self.addr;
-        wait_for(Duration::from_secs(5), "the stopped target's port to refuse", || async move {
-            TcpStream::connect(addr).await.is_err()
-        })
+        wait_for(
+            Duration::from_secs(5),
+            "the stopped target's port to refuse",
+            || async move { TcpStream::connect(addr).await.is_err() },
+        )
         .await;
     }
 }
