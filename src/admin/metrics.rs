@@ -30,6 +30,7 @@ pub struct Metrics {
     target_connection_errors: IntCounterVec,
     tls_handshake_errors: IntCounterVec,
     health_checks: IntCounterVec,
+    sticky_rejected: IntCounterVec,
     config_reloads: IntCounterVec,
     /// The generation of the live configuration.
     pub config_generation: IntGauge,
@@ -138,6 +139,12 @@ impl Metrics {
             "Health checks by result.",
             &["target_group", "result"],
         );
+        let sticky_rejected = counter(
+            &r,
+            "edgelb_stickiness_cookies_rejected_total",
+            "Stickiness cookies that did not open (forged, expired, another key or group); ignored like absent ones.",
+            &["target_group"],
+        );
         let config_reloads = counter(
             &r,
             "edgelb_config_reloads_total",
@@ -178,6 +185,7 @@ impl Metrics {
             target_connection_errors,
             tls_handshake_errors,
             health_checks,
+            sticky_rejected,
             config_reloads,
             config_generation,
         }
@@ -245,6 +253,7 @@ impl Metrics {
             unhealthy_targets: self.unhealthy_targets.with_label_values(&[group]),
             checks_success: self.health_checks.with_label_values(&[group, "success"]),
             checks_failure: self.health_checks.with_label_values(&[group, "failure"]),
+            sticky_rejected: self.sticky_rejected.with_label_values(&[group]),
         }
     }
 
@@ -312,4 +321,5 @@ pub struct GroupMetrics {
     pub unhealthy_targets: IntGauge,
     pub checks_success: IntCounter,
     pub checks_failure: IntCounter,
+    pub sticky_rejected: IntCounter,
 }

@@ -11,7 +11,8 @@ mod validate;
 pub use duration::{format_duration, parse_duration};
 pub use model::*;
 pub use validate::{
-    DEFAULT_ADMIN_BIND, MAX_FIXED_BODY, MAX_PATTERN_LEN, parse_matcher, split_host_port,
+    DEFAULT_ADMIN_BIND, MAX_FIXED_BODY, MAX_PATTERN_LEN, MIN_KEY_BYTES, parse_matcher,
+    read_key_file, split_host_port,
 };
 
 use schema::RawConfig;

@@ -20,12 +20,6 @@ fn entry(list: &str, i: usize, k: &str) -> DocPath {
 pub(super) fn unsupported_paths(raw: &RawConfig) -> Vec<(DocPath, String)> {
     let mut out = Vec::new();
     if let Some(g) = &raw.global {
-        if g.stickiness_key_file.is_some() {
-            out.push((
-                global("stickiness_key_file"),
-                "global.stickiness_key_file".into(),
-            ));
-        }
         if g.access_log.as_deref().is_some_and(|a| a != "off") {
             out.push((global("access_log"), "global.access_log".into()));
         }
@@ -56,9 +50,6 @@ pub(super) fn unsupported_paths(raw: &RawConfig) -> Vec<(DocPath, String)> {
                 entry("target_groups", i, "protocol"),
                 format!("protocol = {p:?}"),
             ));
-        }
-        if g.stickiness.is_some() {
-            out.push((entry("target_groups", i, "stickiness"), "stickiness".into()));
         }
         if let Some(hc) = &g.health_check
             && hc.protocol.as_deref() == Some("https")

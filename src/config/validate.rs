@@ -121,6 +121,14 @@ impl Validator<'_> {
         }
     }
 
+    fn key_file(&mut self, text: &str, at: DocPath) -> PathBuf {
+        let p = self.path(text);
+        if let Err(e) = read_key_file(&p) {
+            self.err(at, e);
+        }
+        p
+    }
+
     fn readable_file(&mut self, text: &str, at: DocPath) -> PathBuf {
         let p = self.path(text);
         if let Err(e) = std::fs::File::open(&p) {
@@ -128,6 +136,24 @@ impl Validator<'_> {
         }
         p
     }
+}
+
+/// Smallest stickiness key, in bytes, after surrounding whitespace is removed.
+pub const MIN_KEY_BYTES: usize = 32;
+
+/// Reads a stickiness key file: its content without surrounding whitespace,
+/// at least [`MIN_KEY_BYTES`] long (`openssl rand -hex 32` makes one).
+pub fn read_key_file(path: &Path) -> Result<Vec<u8>, String> {
+    let raw = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let key = raw.trim_ascii();
+    if key.len() < MIN_KEY_BYTES {
+        return Err(format!(
+            "{} holds {} bytes; a stickiness key needs at least {MIN_KEY_BYTES} (openssl rand -hex 32)",
+            path.display(),
+            key.len()
+        ));
+    }
+    Ok(key.to_vec())
 }
 
 /// Validates `raw`; relative paths are resolved against `base_dir`.
@@ -183,7 +209,7 @@ fn global(v: &mut Validator, raw: Option<&RawGlobal>) -> Global {
     );
     let stickiness_key_files = match &raw.stickiness_key_file {
         None => Vec::new(),
-        Some(OneOrMany::One(p)) => vec![v.readable_file(p, key(&at, "stickiness_key_file"))],
+        Some(OneOrMany::One(p)) => vec![v.key_file(p, key(&at, "stickiness_key_file"))],
         Some(OneOrMany::Many(ps)) => {
             if ps.is_empty() {
                 v.err(
@@ -194,7 +220,7 @@ fn global(v: &mut Validator, raw: Option<&RawGlobal>) -> Global {
             let at = key(&at, "stickiness_key_file");
             ps.iter()
                 .enumerate()
-                .map(|(i, p)| v.readable_file(p, idx(&at, i)))
+                .map(|(i, p)| v.key_file(p, idx(&at, i)))
                 .collect()
         }
     };

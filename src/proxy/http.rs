@@ -9,6 +9,7 @@ use crate::proxy::respond::lb_error;
 use crate::route::redirect::{BadRedirect, RedirectSource};
 use crate::route::request::strip_port;
 use crate::route::{GroupChoice, RequestView, RouteAction};
+use crate::runtime::sticky::Bound;
 use crate::runtime::target::OutstandingGuard;
 use bytes::Bytes;
 use http::header;
@@ -147,7 +148,27 @@ async fn forward(
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
     prepare_request(&mut req, &conn.forwarded, upgrade);
 
-    let Some(mut choice) = group.pick(None) else {
+    // Target stickiness first: a valid cookie naming a target that can take
+    // the request keeps the client there; anything else is a fresh pick.
+    let bound = match &group.stickiness {
+        None => Bound::None,
+        Some(s) => s.bound(group, req.headers(), &group.cookie_keys),
+    };
+    let mut rebound = false;
+    let first = match bound {
+        Bound::Target(i) => Some(i),
+        Bound::None => group.pick(None),
+        Bound::Rejected => {
+            group.metrics.sticky_rejected.inc();
+            rebound = true;
+            group.pick(None)
+        }
+        Bound::Unavailable => {
+            rebound = true;
+            group.pick(None)
+        }
+    };
+    let Some(mut choice) = first else {
         return lb_error(
             StatusCode::SERVICE_UNAVAILABLE,
             &action.metrics.from_lb,
@@ -249,6 +270,22 @@ async fn forward(
                     (Conn::Driven(c), _) => {
                         let (mut parts, body) = resp.into_parts();
                         strip_hop_by_hop(&mut parts.headers, false);
+                        if let Some(sticky) = &group.stickiness {
+                            let https = conn.forwarded.proto.as_bytes() == b"https";
+                            // A retry moved the request: the binding changes too.
+                            let rebound =
+                                rebound || matches!(bound, Bound::Target(i) if i != choice);
+                            if let Some(cookie) = sticky.set_cookie(
+                                group,
+                                target,
+                                &parts.headers,
+                                rebound,
+                                https,
+                                &group.cookie_keys,
+                            ) {
+                                parts.headers.append(header::SET_COOKIE, cookie);
+                            }
+                        }
                         Response::from_parts(
                             parts,
                             ProxyBody::target(

@@ -5,6 +5,7 @@ pub mod listener;
 mod resolve;
 mod server;
 mod snapshot;
+pub mod sticky;
 pub mod target;
 
 pub use server::{ReloadStatus, Server, StartError};

@@ -40,10 +40,36 @@ pub struct Server {
     last_reload: Mutex<ReloadStatus>,
     /// The configuration the process started with ([admin] and the start-only keys).
     pub started_with: Arc<Config>,
-    /// Stickiness cookie keys (random per process until key files are supported).
-    cookie_keys: Arc<CookieKeys>,
+    /// This process's random cookie key, used while no key file is configured
+    /// (kept across reloads so cookies stay valid).
+    random_keys: Arc<CookieKeys>,
     /// The live snapshot's health checkers.
     checkers: Mutex<Checkers>,
+}
+
+/// The stickiness keys of `config`: its key files (re-read on every reload; the
+/// first seals, all open), or the process's random key.
+fn cookie_keys(config: &Config, random: &Arc<CookieKeys>) -> Result<Arc<CookieKeys>, String> {
+    if config.global.stickiness_key_files.is_empty() {
+        return Ok(random.clone());
+    }
+    let secrets = config
+        .global
+        .stickiness_key_files
+        .iter()
+        .map(|p| config::read_key_file(p))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Arc::new(CookieKeys::from_secrets(&secrets)))
+}
+
+/// Whether any group or forward uses stickiness.
+fn uses_stickiness(config: &Config) -> bool {
+    config.target_groups.iter().any(|g| g.stickiness.is_some())
+        || config.listeners.iter().any(|l| {
+            std::iter::once(&l.default_action)
+                .chain(l.rules.iter().map(|r| &r.action))
+                .any(|a| matches!(a, config::Action::Forward(f) if f.stickiness.is_some()))
+        })
 }
 
 /// Starts the checkers of every target of every group a listener uses.
@@ -81,7 +107,15 @@ impl Server {
         let prepared = set
             .prepare(&config)
             .map_err(|e| StartError::Runtime(e.to_string()))?;
-        let cookie_keys = Arc::new(CookieKeys::random());
+        let random_keys = Arc::new(CookieKeys::random());
+        let cookie_keys = cookie_keys(&config, &random_keys)
+            .map_err(|e| StartError::Config(ConfigError { lines: vec![e] }))?;
+        if config.global.stickiness_key_files.is_empty() && uses_stickiness(&config) {
+            tracing::warn!(
+                "no global.stickiness_key_file: stickiness cookies are sealed with a random key of this process; \
+                 other nodes and restarts will not honour them"
+            );
+        }
         let snapshot = build(
             config.clone(),
             1,
@@ -106,7 +140,7 @@ impl Server {
                 error: None,
             }),
             started_with: config,
-            cookie_keys,
+            random_keys,
             checkers,
         }))
     }
@@ -135,6 +169,7 @@ impl Server {
         let config = Arc::new(supported(loaded).map_err(|e| e.to_string())?);
         self.warn_start_only_changes(&config);
         let resolved = resolve_targets(&config).await?;
+        let cookie_keys = cookie_keys(&config, &self.random_keys)?;
         let prepared = set.prepare(&config).map_err(|e| e.to_string())?;
         let previous = self.live.load_full();
         let generation = previous.generation + 1;
@@ -145,7 +180,7 @@ impl Server {
             &resolved,
             &self.metrics,
             set.names(),
-            &self.cookie_keys,
+            &cookie_keys,
         );
         self.live.store(Arc::new(snapshot));
         // The old snapshot's checkers stop as the new ones start.

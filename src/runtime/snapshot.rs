@@ -104,7 +104,12 @@ pub fn build<'a>(
                     }
                 })
                 .collect();
-            Arc::new(GroupRuntime::new(g, targets, metrics.group(&g.name)))
+            Arc::new(GroupRuntime::new(
+                g,
+                targets,
+                metrics.group(&g.name),
+                cookie_keys.clone(),
+            ))
         })
         .collect();
     let by_name: HashMap<&str, &Arc<GroupRuntime>> = groups.iter().map(|g| (&*g.name, g)).collect();

@@ -1,6 +1,8 @@
 //! Targets and target groups as one snapshot sees them.
 
+use super::sticky::TargetStickiness;
 use crate::admin::metrics::GroupMetrics;
+use crate::balance::cookie::CookieKeys;
 use crate::balance::{Balancer, Pick};
 use crate::config::{self, GroupProtocol};
 use crate::health::{Change, HealthState, Outcome, TargetHealth, Thresholds};
@@ -95,6 +97,10 @@ pub struct GroupRuntime {
     pub slow_start: Duration,
     pub health_check: config::HealthCheck,
     thresholds: Thresholds,
+    /// Target stickiness, if the group has it.
+    pub stickiness: Option<TargetStickiness>,
+    /// Keys of the stickiness cookies.
+    pub cookie_keys: Arc<CookieKeys>,
     pub targets: Vec<Target>,
     balancer: Balancer,
     pub metrics: GroupMetrics,
@@ -102,7 +108,12 @@ pub struct GroupRuntime {
 
 impl GroupRuntime {
     /// A group over `targets` with a fresh balancer.
-    pub fn new(config: &config::TargetGroup, targets: Vec<Target>, metrics: GroupMetrics) -> Self {
+    pub fn new(
+        config: &config::TargetGroup,
+        targets: Vec<Target>,
+        metrics: GroupMetrics,
+        cookie_keys: Arc<CookieKeys>,
+    ) -> Self {
         GroupRuntime {
             name: Arc::from(config.name.as_str()),
             protocol: config.protocol,
@@ -111,6 +122,8 @@ impl GroupRuntime {
             fail_open: config.fail_open,
             slow_start: config.slow_start,
             health_check: config.health_check.clone(),
+            stickiness: config.stickiness.as_ref().map(TargetStickiness::new),
+            cookie_keys,
             thresholds: Thresholds {
                 healthy: config.health_check.healthy_threshold,
                 unhealthy: config.health_check.unhealthy_threshold,
@@ -161,6 +174,22 @@ impl GroupRuntime {
             }
         };
         self.balancer.pick(n, open, outstanding)
+    }
+
+    /// Whether target `index` may take a new request now: healthy with a
+    /// weight, or — when the group fails open with nothing healthy — not draining.
+    pub fn can_take(&self, index: usize) -> bool {
+        let t = &self.targets[index];
+        if t.weight == 0 {
+            return false;
+        }
+        match t.shared.health.state() {
+            HealthState::Healthy => true,
+            HealthState::Draining | HealthState::Unused => false,
+            HealthState::Initial | HealthState::Unhealthy => {
+                self.fail_open && self.health_counts().0 == 0
+            }
+        }
     }
 
     /// A target's weight now: its configured weight, ramped linearly from 10%

@@ -70,6 +70,8 @@ pub struct Behaviour {
     pub delay: Option<Duration>,
     /// Answer with this many bytes of body instead of the name.
     pub body_bytes: Option<u64>,
+    /// A `Set-Cookie` header on every answer.
+    pub set_cookie: Option<String>,
 }
 
 /// What a test target's connections share.
@@ -130,7 +132,11 @@ impl TargetState {
             None if body_len > 0 => Bytes::from(format!("{} {body_len}", self.name)),
             None => Bytes::from(self.name.clone()),
         };
-        hyper::Response::new(Full::new(body))
+        let mut resp = hyper::Response::new(Full::new(body));
+        if let Some(c) = &self.behaviour.set_cookie {
+            resp.headers_mut().insert("set-cookie", c.parse().unwrap());
+        }
+        resp
     }
 }
 
