@@ -10,3 +10,4 @@ pub mod listener;
 pub mod proxy;
 pub mod route;
 pub mod runtime;
+pub mod tls;

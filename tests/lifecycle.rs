@@ -384,7 +384,8 @@ async fn bind_failure_at_start_exits_2() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unsupported_keys_are_refused_by_run_but_pass_check() {
-    let config = one_group_config(listen_addr(), &[], "stickiness = { type = \"lb_cookie\" }")
+    let config = one_group_config(listen_addr(), &[], "")
+        .replace("[global]\n", "[global]\naccess_log = \"stdout\"\n")
         .replace("ADMIN", &format!("127.0.0.1:{}", free_port()));
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("edgelb.toml");
@@ -416,12 +417,12 @@ async fn unsupported_keys_are_refused_by_run_but_pass_check() {
     let stderr = String::from_utf8_lossy(&run.stderr);
     let line = config
         .lines()
-        .position(|l| l.starts_with("stickiness"))
+        .position(|l| l.starts_with("access_log"))
         .unwrap()
         + 1;
     assert!(
         stderr.contains(&format!(
-            "edgelb.toml:{line}:1: not supported yet: stickiness"
+            "edgelb.toml:{line}:1: not supported yet: global.access_log"
         )),
         "{stderr}"
     );

@@ -42,6 +42,9 @@ pub struct Loaded {
     pub config: Config,
     /// `PATH:LINE:COL: not supported yet: <key>` lines.
     pub unsupported: Vec<String>,
+    /// `PATH:LINE:COL: message` lines of problems that do not stop the file
+    /// (e.g. an expired certificate).
+    pub warnings: Vec<String>,
 }
 
 /// Reads, parses and validates the file at `path`.
@@ -92,7 +95,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Loaded, ConfigError> {
         format!("{shown}:{line}:{col}: {}", d.message)
     };
     match validate::validate(&raw, path, base_dir) {
-        Ok(config) if diagnostics.is_empty() => {
+        Ok((config, warnings)) if diagnostics.is_empty() => {
             let unsupported = support::unsupported_paths(&raw)
                 .into_iter()
                 .map(|(p, what)| {
@@ -106,6 +109,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Loaded, ConfigError> {
             Ok(Loaded {
                 config,
                 unsupported,
+                warnings: warnings.iter().map(render).collect(),
             })
         }
         Ok(_) => Err(ConfigError {

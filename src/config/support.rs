@@ -31,7 +31,11 @@ pub(super) fn unsupported_paths(raw: &RawConfig) -> Vec<(DocPath, String)> {
         }
     }
     for (i, l) in raw.listeners.iter().enumerate() {
-        if let Some(p) = l.protocol.as_deref().filter(|p| *p != "http") {
+        if let Some(p) = l
+            .protocol
+            .as_deref()
+            .filter(|p| *p != "http" && *p != "https")
+        {
             out.push((
                 entry("listeners", i, "protocol"),
                 format!("protocol = {p:?}"),

@@ -27,6 +27,8 @@ pub const MAX_FIXED_BODY: usize = 1024;
 struct Validator<'a> {
     base_dir: &'a Path,
     errors: Vec<Diagnostic>,
+    /// Problems that do not stop the file (an expired certificate).
+    warnings: Vec<Diagnostic>,
 }
 
 /// Builds a path from segments: `p(&["listeners"], 2, "name")`-style helpers.
@@ -44,6 +46,14 @@ fn idx(path: &[Seg], i: usize) -> DocPath {
 impl Validator<'_> {
     fn err(&mut self, path: DocPath, message: impl Into<String>) {
         self.errors.push(Diagnostic {
+            path,
+            anchor: Anchor::Value,
+            message: message.into(),
+        });
+    }
+
+    fn warn(&mut self, path: DocPath, message: impl Into<String>) {
+        self.warnings.push(Diagnostic {
             path,
             anchor: Anchor::Value,
             message: message.into(),
@@ -161,10 +171,11 @@ pub fn validate(
     raw: &RawConfig,
     source: &Path,
     base_dir: &Path,
-) -> Result<Config, Vec<Diagnostic>> {
+) -> Result<(Config, Vec<Diagnostic>), Vec<Diagnostic>> {
     let mut v = Validator {
         base_dir,
         errors: Vec::new(),
+        warnings: Vec::new(),
     };
     let global = global(&mut v, raw.global.as_ref());
     let admin = admin(&mut v, raw.admin.as_ref());
@@ -184,13 +195,14 @@ pub fn validate(
         );
     }
     if v.errors.is_empty() {
-        Ok(Config {
+        let config = Config {
             source: source.to_path_buf(),
             global,
             admin,
             listeners,
             target_groups: groups,
-        })
+        };
+        Ok((config, v.warnings))
     } else {
         Err(v.errors)
     }
@@ -450,8 +462,28 @@ fn certificates(
         let cert = v.required(&c.cert, &at, "cert").cloned();
         let key_file = v.required(&c.key, &at, "key").cloned();
         if let (Some(cert), Some(key_file)) = (cert, key_file) {
+            let before = v.errors.len();
             let cert = v.readable_file(&cert, key(&at, "cert"));
             let key_path = v.readable_file(&key_file, key(&at, "key"));
+            if v.errors.len() == before {
+                match crate::tls::load(&cert, &key_path) {
+                    Err(e) => v.err(at.clone(), e),
+                    Ok(loaded) => {
+                        let now = std::time::SystemTime::now()
+                            .duration_since(std::time::UNIX_EPOCH)
+                            .map_or(0, |d| d.as_secs() as i64);
+                        if let Some(end) = loaded.not_after.filter(|end| *end < now) {
+                            let date = crate::admin::rfc3339(
+                                std::time::UNIX_EPOCH + Duration::from_secs(end.max(0) as u64),
+                            );
+                            v.warn(
+                                key(&at, "cert"),
+                                format!("certificate {} expired on {date}", cert.display()),
+                            );
+                        }
+                    }
+                }
+            }
             out.push(CertificateFiles {
                 cert,
                 key: key_path,

@@ -69,6 +69,9 @@ pub fn main() -> ExitCode {
 fn check(path: &std::path::Path) -> u8 {
     match crate::config::load(path) {
         Ok(loaded) => {
+            for line in &loaded.warnings {
+                eprintln!("warning: {line}");
+            }
             for line in &loaded.unsupported {
                 eprintln!("warning: {line} (this build refuses it at run)");
             }

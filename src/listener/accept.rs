@@ -12,6 +12,9 @@ use std::time::Duration;
 use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::Notify;
 
+/// A client TLS handshake that takes longer is dropped.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Pending connections the kernel keeps for a listener.
 const BACKLOG: u32 = 4096;
 
@@ -96,7 +99,23 @@ pub async fn accept_loop(
         runtime.metrics.active_connections.inc();
         tokio::spawn(async move {
             let active = runtime.metrics.active_connections.clone();
-            super::http::serve(stream, conn, runtime, watcher).await;
+            match runtime.tls.clone() {
+                None => super::http::serve(stream, conn, runtime, watcher).await,
+                Some(tls) => {
+                    let handshake = tokio_rustls::TlsAcceptor::from(tls).accept(stream);
+                    match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, handshake).await {
+                        Ok(Ok(stream)) => super::http::serve(stream, conn, runtime, watcher).await,
+                        Ok(Err(e)) => {
+                            tracing::debug!(peer = %conn.peer, "TLS handshake failed: {e}");
+                            runtime.metrics.tls_handshake_errors.inc();
+                        }
+                        Err(_) => {
+                            tracing::debug!(peer = %conn.peer, "TLS handshake not finished within {TLS_HANDSHAKE_TIMEOUT:?}");
+                            runtime.metrics.tls_handshake_errors.inc();
+                        }
+                    }
+                }
+            }
             active.dec();
         });
     }

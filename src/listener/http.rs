@@ -12,7 +12,7 @@ use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::Watcher;
 use std::convert::Infallible;
 use std::sync::Arc;
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncWrite};
 
 /// Concurrent HTTP/2 streams per client connection.
 const H2_MAX_CONCURRENT_STREAMS: u32 = 128;
@@ -40,12 +40,14 @@ pub fn http_builder(listener: &Listener) -> auto::Builder<TokioExecutor> {
 
 /// Serves requests on `stream` until the client leaves, the connection idles
 /// out, or a graceful shutdown closes it.
-pub async fn serve(
-    stream: TcpStream,
+pub async fn serve<S>(
+    stream: S,
     conn: Arc<ClientConn>,
     runtime: Arc<ListenerRuntime>,
     watcher: Watcher,
-) {
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let io = ClientIo::new(
         stream,
         conn.clone(),

@@ -30,6 +30,8 @@ pub struct ListenerRuntime {
     /// `X-Forwarded-Proto` of this listener.
     pub forwarded_proto: HeaderValue,
     pub metrics: ListenerMetrics,
+    /// TLS settings of https and tls listeners (certificates of this snapshot).
+    pub tls: Option<Arc<rustls::ServerConfig>>,
     /// hyper's server settings for this listener.
     pub http: auto::Builder<TokioExecutor>,
     /// Responses not forwarded to any group (`target_group=""`).

@@ -4,12 +4,13 @@
 
 use super::Live;
 use super::resolve::resolve_targets;
-use super::snapshot::{Snapshot, build, used_groups};
+use super::snapshot::{BuildContext, Snapshot, build, used_groups};
 use crate::admin::metrics::Metrics;
 use crate::balance::cookie::CookieKeys;
 use crate::config::{self, Config, ConfigError, Loaded};
 use crate::health::checker::Checkers;
 use crate::listener::{self, ListenerSet};
+use crate::tls::server::SessionState;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -45,6 +46,8 @@ pub struct Server {
     random_keys: Arc<CookieKeys>,
     /// The live snapshot's health checkers.
     checkers: Mutex<Checkers>,
+    /// TLS session cache and ticket key, shared by every snapshot.
+    sessions: SessionState,
 }
 
 /// The stickiness keys of `config`: its key files (re-read on every reload; the
@@ -80,6 +83,9 @@ fn start_checkers(snapshot: &Snapshot) -> Checkers {
 
 /// Refuses what this build accepts in a file but does not implement.
 fn supported(loaded: Loaded) -> Result<Config, ConfigError> {
+    for w in &loaded.warnings {
+        tracing::warn!("{w}");
+    }
     if loaded.unsupported.is_empty() {
         Ok(loaded.config)
     } else {
@@ -108,6 +114,7 @@ impl Server {
             .prepare(&config)
             .map_err(|e| StartError::Runtime(e.to_string()))?;
         let random_keys = Arc::new(CookieKeys::random());
+        let sessions = SessionState::new().map_err(StartError::Runtime)?;
         let cookie_keys = cookie_keys(&config, &random_keys)
             .map_err(|e| StartError::Config(ConfigError { lines: vec![e] }))?;
         if config.global.stickiness_key_files.is_empty() && uses_stickiness(&config) {
@@ -116,15 +123,14 @@ impl Server {
                  other nodes and restarts will not honour them"
             );
         }
-        let snapshot = build(
-            config.clone(),
-            1,
-            None,
-            &resolved,
-            &metrics,
-            std::iter::empty(),
-            &cookie_keys,
-        );
+        let ctx = BuildContext {
+            resolved: &resolved,
+            metrics: &metrics,
+            cookie_keys: &cookie_keys,
+            sessions: &sessions,
+        };
+        let snapshot = build(config.clone(), 1, None, std::iter::empty(), &ctx)
+            .map_err(StartError::Runtime)?;
         let live = Arc::new(Live::from_pointee(snapshot));
         let checkers = Mutex::new(start_checkers(&live.load()));
         set.commit(&config, prepared, &live);
@@ -142,6 +148,7 @@ impl Server {
             started_with: config,
             random_keys,
             checkers,
+            sessions,
         }))
     }
 
@@ -173,15 +180,19 @@ impl Server {
         let prepared = set.prepare(&config).map_err(|e| e.to_string())?;
         let previous = self.live.load_full();
         let generation = previous.generation + 1;
+        let ctx = BuildContext {
+            resolved: &resolved,
+            metrics: &self.metrics,
+            cookie_keys: &cookie_keys,
+            sessions: &self.sessions,
+        };
         let snapshot = build(
             config.clone(),
             generation,
             Some(&previous),
-            &resolved,
-            &self.metrics,
             set.names(),
-            &cookie_keys,
-        );
+            &ctx,
+        )?;
         self.live.store(Arc::new(snapshot));
         // The old snapshot's checkers stop as the new ones start.
         *self.checkers.lock().unwrap_or_else(|e| e.into_inner()) =

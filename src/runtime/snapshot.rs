@@ -6,12 +6,13 @@ use super::resolve::Resolved;
 use super::target::{GroupRuntime, Target, TargetShared};
 use crate::admin::metrics::Metrics;
 use crate::balance::cookie::CookieKeys;
-use crate::config::{Action, Config, ListenerProtocol};
+use crate::config::{self, Action, Config, ListenerProtocol};
 use crate::health::HealthState;
 use crate::route::action::{GroupStickiness, cookie_attributes};
 use crate::route::conditions::Conditions;
 use crate::route::redirect::RedirectAction;
 use crate::route::{CompiledRule, FixedAction, ForwardAction, GroupChoice, RouteAction, RuleTable};
+use crate::tls::server::{SessionState, server_config};
 use http::HeaderValue;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -53,6 +54,15 @@ impl Snapshot {
     }
 }
 
+/// What every snapshot build needs from the server besides the config.
+#[derive(Clone, Copy)]
+pub struct BuildContext<'a> {
+    pub resolved: &'a Resolved,
+    pub metrics: &'a Metrics,
+    pub cookie_keys: &'a Arc<CookieKeys>,
+    pub sessions: &'a SessionState,
+}
+
 /// Builds the snapshot of `config`. Targets that `previous` has too (same group,
 /// same address) keep their shared state; `names` are the running listeners'
 /// names, reused so lookups compare pointers.
@@ -60,11 +70,15 @@ pub fn build<'a>(
     config: Arc<Config>,
     generation: u64,
     previous: Option<&Snapshot>,
-    resolved: &Resolved,
-    metrics: &Metrics,
     names: impl Iterator<Item = &'a Arc<str>> + Clone,
-    cookie_keys: &Arc<CookieKeys>,
-) -> Snapshot {
+    ctx: &BuildContext,
+) -> Result<Snapshot, String> {
+    let BuildContext {
+        resolved,
+        metrics,
+        cookie_keys,
+        sessions,
+    } = *ctx;
     let carried = previous.map(|p| p.shared_states()).unwrap_or_default();
     let used = used_groups(&config);
     let groups: Vec<Arc<GroupRuntime>> = config
@@ -158,7 +172,8 @@ pub fn build<'a>(
                 compile(&l.default_action, format!("{}/default", l.name)),
             );
             let proto = if https { "https" } else { "http" };
-            Arc::new(ListenerRuntime {
+            let tls = listener_tls(l, sessions)?;
+            Ok(Arc::new(ListenerRuntime {
                 name,
                 protocol: l.protocol,
                 bind: l.bind,
@@ -173,9 +188,10 @@ pub fn build<'a>(
                 metrics: metrics.listener(&l.name),
                 http: crate::listener::http_builder(l),
                 unrouted: metrics.unrouted(&l.name),
-            })
+                tls,
+            }))
         })
-        .collect();
+        .collect::<Result<Vec<_>, String>>()?;
     let snapshot = Snapshot {
         generation,
         config,
@@ -183,7 +199,27 @@ pub fn build<'a>(
         groups,
     };
     publish_health(&snapshot);
-    snapshot
+    Ok(snapshot)
+}
+
+/// The TLS configuration of `l`, certificates read from their files now.
+fn listener_tls(
+    l: &config::Listener,
+    sessions: &SessionState,
+) -> Result<Option<Arc<rustls::ServerConfig>>, String> {
+    let alpn: &[&[u8]] = match l.protocol {
+        ListenerProtocol::Http | ListenerProtocol::Tcp => return Ok(None),
+        ListenerProtocol::Tls => &[],
+        ListenerProtocol::Https if l.http2 => &[b"h2", b"http/1.1"],
+        ListenerProtocol::Https => &[b"http/1.1"],
+    };
+    let certs = l
+        .certificates
+        .iter()
+        .map(|c| crate::tls::load(&c.cert, &c.key))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("listener {:?}: {e}", l.name))?;
+    server_config(certs, l.tls_policy, alpn, sessions).map(Some)
 }
 
 /// Sets the health gauges of every group and target to the snapshot's state.

@@ -2,6 +2,8 @@
 //! real `edgelb` binary, and real HTTP/1.1 and HTTP/2 clients.
 #![allow(dead_code)]
 
+pub mod tls;
+
 use bytes::Bytes;
 use http::{HeaderMap, Request, StatusCode};
 use http_body_util::{BodyExt, Full};

@@ -1,0 +1,89 @@
+//! The server side of TLS: a certificate resolver choosing by SNI, and the
+//! rustls configuration of an https or tls listener.
+
+use super::certs::{LoadedCert, covers};
+use crate::config::TlsPolicy;
+use rustls::server::{ClientHello, ProducesTickets, ResolvesServerCert, StoresServerSessions};
+use rustls::sign::CertifiedKey;
+use rustls::{ServerConfig, version};
+use std::sync::Arc;
+
+/// Picks a listener's certificate by SNI: an exact name first, then a wildcard;
+/// no SNI or no match → the first certificate.
+#[derive(Debug)]
+pub struct SniResolver {
+    certs: Vec<LoadedCert>,
+}
+
+impl SniResolver {
+    /// A resolver over `certs` (the first is the default; at least one).
+    pub fn new(certs: Vec<LoadedCert>) -> Self {
+        SniResolver { certs }
+    }
+
+    /// The certificate for `server_name`.
+    pub fn choose(&self, server_name: Option<&str>) -> Option<&LoadedCert> {
+        if let Some(name) = server_name {
+            let name = name.trim_end_matches('.').to_ascii_lowercase();
+            for wildcard in [false, true] {
+                if let Some(c) = self
+                    .certs
+                    .iter()
+                    .find(|c| covers(&c.names, &name, wildcard))
+                {
+                    return Some(c);
+                }
+            }
+        }
+        self.certs.first()
+    }
+}
+
+impl ResolvesServerCert for SniResolver {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        self.choose(hello.server_name()).map(|c| c.key.clone())
+    }
+}
+
+/// What TLS listeners share across reloads, so sessions resume after one.
+#[derive(Debug, Clone)]
+pub struct SessionState {
+    pub storage: Arc<dyn StoresServerSessions>,
+    pub ticketer: Arc<dyn ProducesTickets>,
+}
+
+impl SessionState {
+    /// A session cache and a ticket key for this process.
+    pub fn new() -> Result<Self, String> {
+        Ok(SessionState {
+            storage: rustls::server::ServerSessionMemoryCache::new(16 * 1024),
+            ticketer: rustls::crypto::ring::Ticketer::new()
+                .map_err(|e| format!("TLS ticket key: {e}"))?,
+        })
+    }
+}
+
+/// The rustls configuration of a listener: versions by `policy` (never below
+/// TLS 1.2), ring's AEAD forward-secret suites, ALPN `h2` + `http/1.1` (only
+/// `http/1.1` without `http2`, nothing for `tls` listeners).
+pub fn server_config(
+    certs: Vec<LoadedCert>,
+    policy: TlsPolicy,
+    alpn: &[&[u8]],
+    sessions: &SessionState,
+) -> Result<Arc<ServerConfig>, String> {
+    let versions: &[&rustls::SupportedProtocolVersion] = match policy {
+        TlsPolicy::Tls13Only => &[&version::TLS13],
+        TlsPolicy::Tls13Tls12 => &[&version::TLS13, &version::TLS12],
+    };
+    let mut config =
+        ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_protocol_versions(versions)
+            .map_err(|e| format!("TLS configuration: {e}"))?
+            .with_no_client_auth()
+            .with_cert_resolver(Arc::new(SniResolver::new(certs)));
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    config.session_storage = sessions.storage.clone();
+    config.ticketer = sessions.ticketer.clone();
+    Ok(Arc::new(config))
+}
