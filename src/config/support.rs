@@ -30,26 +30,8 @@ pub(super) fn unsupported_paths(raw: &RawConfig) -> Vec<(DocPath, String)> {
             out.push((global("watch_config"), "global.watch_config".into()));
         }
     }
-    for (i, l) in raw.listeners.iter().enumerate() {
-        if let Some(p) = l
-            .protocol
-            .as_deref()
-            .filter(|p| *p != "http" && *p != "https")
-        {
-            out.push((
-                entry("listeners", i, "protocol"),
-                format!("protocol = {p:?}"),
-            ));
-        }
-        if l.proxy_protocol == Some(true) {
-            out.push((
-                entry("listeners", i, "proxy_protocol"),
-                "proxy_protocol".into(),
-            ));
-        }
-    }
     for (i, g) in raw.target_groups.iter().enumerate() {
-        if let Some(p) = g.protocol.as_deref().filter(|p| *p != "http") {
+        if let Some(p) = g.protocol.as_deref().filter(|p| *p == "https") {
             out.push((
                 entry("target_groups", i, "protocol"),
                 format!("protocol = {p:?}"),

@@ -2,13 +2,16 @@
 
 use crate::listener::ClientConn;
 use crate::runtime::Live;
+use crate::runtime::listener::ListenerRuntime;
 use http::HeaderValue;
 use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::server::graceful::Watcher;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::Notify;
 
@@ -49,7 +52,10 @@ pub async fn accept_loop(
     let graceful = GracefulShutdown::new();
     let mut backoff = Duration::from_millis(10);
     // The real port (the configured one may be 0), for X-Forwarded-Port.
-    let local_port = socket.local_addr().map_or(0, |a| a.port());
+    let bound = socket
+        .local_addr()
+        .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+    let local_port = bound.port();
     let port = HeaderValue::from(local_port);
     loop {
         let accepted = tokio::select! {
@@ -97,14 +103,20 @@ pub async fn accept_loop(
         });
         let watcher = graceful.watcher();
         runtime.metrics.active_connections.inc();
+        // The PROXY header names the address this connection really reached.
+        let local = if runtime.proxy_protocol {
+            stream.local_addr().unwrap_or(bound)
+        } else {
+            bound
+        };
         tokio::spawn(async move {
             let active = runtime.metrics.active_connections.clone();
             match runtime.tls.clone() {
-                None => super::http::serve(stream, conn, runtime, watcher).await,
+                None => serve_stream(stream, conn, runtime, watcher, local).await,
                 Some(tls) => {
                     let handshake = tokio_rustls::TlsAcceptor::from(tls).accept(stream);
                     match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, handshake).await {
-                        Ok(Ok(stream)) => super::http::serve(stream, conn, runtime, watcher).await,
+                        Ok(Ok(stream)) => serve_stream(stream, conn, runtime, watcher, local).await,
                         Ok(Err(e)) => {
                             tracing::debug!(peer = %conn.peer, "TLS handshake failed: {e}");
                             runtime.metrics.tls_handshake_errors.inc();
@@ -120,4 +132,22 @@ pub async fn accept_loop(
         });
     }
     graceful
+}
+
+/// Serves an accepted (and, for https/tls, decrypted) connection by the
+/// listener's protocol: HTTP requests, or a byte stream to a tcp group.
+async fn serve_stream<S>(
+    stream: S,
+    conn: Arc<ClientConn>,
+    runtime: Arc<ListenerRuntime>,
+    watcher: Watcher,
+    local: SocketAddr,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    if runtime.protocol.is_http() {
+        super::http::serve(stream, conn, runtime, watcher).await;
+    } else {
+        crate::proxy::tcp::serve(stream, conn.peer, local, runtime).await;
+    }
 }

@@ -1,7 +1,9 @@
-//! Forwarding: L7 (HTTP requests to targets, pooled) and its pieces.
+//! Forwarding: L7 (HTTP requests to targets, pooled) and L4 (byte streams).
 
 pub mod body;
 pub mod headers;
 pub mod http;
 pub mod pool;
+pub mod proxy_protocol;
 pub mod respond;
+pub mod tcp;

@@ -120,6 +120,11 @@ impl RuleTable {
         }
     }
 
+    /// The default action.
+    pub fn default_action(&self) -> &RouteAction {
+        &self.default
+    }
+
     /// Every action of the table (default last), for status and health views.
     pub fn actions(&self) -> impl Iterator<Item = &RouteAction> {
         self.rules

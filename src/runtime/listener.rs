@@ -4,7 +4,8 @@ use crate::admin::metrics::{ListenerMetrics, UnroutedMetrics};
 use crate::balance::cookie::CookieKeys;
 use crate::config::ListenerProtocol;
 use crate::proxy::headers::ForwardedFor;
-use crate::route::RuleTable;
+use crate::route::{RouteAction, RuleTable};
+use crate::runtime::target::GroupRuntime;
 use http::HeaderValue;
 use hyper_util::rt::TokioExecutor;
 use hyper_util::server::conn::auto;
@@ -30,6 +31,8 @@ pub struct ListenerRuntime {
     /// `X-Forwarded-Proto` of this listener.
     pub forwarded_proto: HeaderValue,
     pub metrics: ListenerMetrics,
+    /// tcp/tls: send a PROXY protocol v2 header to targets.
+    pub proxy_protocol: bool,
     /// TLS settings of https and tls listeners (certificates of this snapshot).
     pub tls: Option<Arc<rustls::ServerConfig>>,
     /// hyper's server settings for this listener.
@@ -39,6 +42,20 @@ pub struct ListenerRuntime {
 }
 
 impl ListenerRuntime {
+    /// The target group a tcp or tls listener's next connection goes to (its
+    /// default action; a weighted forward splits connections among groups).
+    pub fn tcp_group(&self) -> Option<Arc<GroupRuntime>> {
+        match self.routes.default_action() {
+            RouteAction::Forward(f) => Some(
+                f.pick(&http::HeaderMap::new(), &self.cookie_keys)
+                    .choice
+                    .group
+                    .clone(),
+            ),
+            _ => None,
+        }
+    }
+
     /// `http` or `https`: what `#{protocol}` and X-Forwarded-Proto say.
     pub fn protocol_name(&self) -> &'static str {
         if self.protocol == ListenerProtocol::Https {

@@ -189,6 +189,7 @@ pub fn build<'a>(
                 http: crate::listener::http_builder(l),
                 unrouted: metrics.unrouted(&l.name),
                 tls,
+                proxy_protocol: l.proxy_protocol,
             }))
         })
         .collect::<Result<Vec<_>, String>>()?;
