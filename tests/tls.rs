@@ -391,3 +391,112 @@ async fn check_reports_mismatched_and_expired_certificates() {
         "{stderr}"
     );
 }
+
+/// A TLS target: hyper over rustls with `cert`, answering `name`.
+async fn tls_target(cert: &TestCert, name: &'static str) -> SocketAddr {
+    let chain = vec![cert.der.clone()];
+    let key = rustls::pki_types::PrivateKeyDer::from_pem_file(&cert.key_path).unwrap();
+    let mut config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(chain, key)
+    .unwrap();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+    let socket = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = socket.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = socket.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(stream).await else {
+                    return;
+                };
+                let service = hyper::service::service_fn(move |_req| async move {
+                    Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(
+                        Bytes::from_static(name.as_bytes()),
+                    )))
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(tls), service)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+use rustls::pki_types::pem::PemObject;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_target_groups_verify_with_ca_file_or_not_at_all() {
+    let ca = TestCa::new();
+    let dir = tempfile::tempdir().unwrap();
+    ca.write_pem(&dir.path().join("ca.pem"));
+    let cert = ca.issue(dir.path(), "target", &["127.0.0.1", "localhost"]);
+    let target = tls_target(&cert, "secure").await;
+    let group = |listen: SocketAddr, extra: &str| {
+        one_group_config(
+            listen,
+            &[(target, 1)],
+            &format!(
+                "{extra}\n[target_groups.health_check]\ninterval = \"1s\"\ntimeout = \"500ms\"\n"
+            ),
+        )
+        .replace(
+            "name = \"web\"\nprotocol = \"http\"",
+            "name = \"web\"\nprotocol = \"https\"",
+        )
+    };
+
+    // Verified against the group's CA; the https health check passes too.
+    let l1 = listen_addr();
+    let lb1 = Edgelb::start(&group(
+        l1,
+        &format!("ca_file = \"{}\"", dir.path().join("ca.pem").display()),
+    ))
+    .await;
+    wait_for(
+        Duration::from_secs(5),
+        "the https target to be healthy",
+        || async {
+            lb1.metric("edgelb_healthy_targets{target_group=\"web\"}")
+                .await
+                == 1.0
+        },
+    )
+    .await;
+    let got = get(l1, "/").await;
+    assert_eq!(
+        (got.status, got.text().as_str()),
+        (StatusCode::OK, "secure")
+    );
+
+    // Not trusted (the system roots do not know our CA): 502, and the check fails.
+    let l2 = listen_addr();
+    let lb2 = Edgelb::start(&group(l2, "fail_open = true")).await;
+    assert_eq!(get(l2, "/").await.status, StatusCode::BAD_GATEWAY);
+    wait_for(
+        Duration::from_secs(5),
+        "the untrusted target to be unhealthy",
+        || async {
+            lb2.metric("edgelb_unhealthy_targets{target_group=\"web\"}")
+                .await
+                == 1.0
+        },
+    )
+    .await;
+
+    // tls_verify = false: accepted, with a warning in the log.
+    let l3 = listen_addr();
+    let lb3 = Edgelb::start(&group(l3, "tls_verify = false")).await;
+    let got = get(l3, "/").await;
+    assert_eq!(
+        (got.status, got.text().as_str()),
+        (StatusCode::OK, "secure")
+    );
+    assert!(lb3.log().contains("tls_verify = false"), "{}", lb3.log());
+}

@@ -11,11 +11,6 @@ fn global(k: &str) -> DocPath {
     vec![Seg::Key("global".into()), Seg::Key(k.into())]
 }
 
-/// Key `k` of entry `i` of the array of tables `list`.
-fn entry(list: &str, i: usize, k: &str) -> DocPath {
-    vec![Seg::Key(list.into()), Seg::Index(i), Seg::Key(k.into())]
-}
-
 /// The unsupported keys of a raw file, with their paths.
 pub(super) fn unsupported_paths(raw: &RawConfig) -> Vec<(DocPath, String)> {
     let mut out = Vec::new();
@@ -28,21 +23,6 @@ pub(super) fn unsupported_paths(raw: &RawConfig) -> Vec<(DocPath, String)> {
         }
         if g.watch_config == Some(true) {
             out.push((global("watch_config"), "global.watch_config".into()));
-        }
-    }
-    for (i, g) in raw.target_groups.iter().enumerate() {
-        if let Some(p) = g.protocol.as_deref().filter(|p| *p == "https") {
-            out.push((
-                entry("target_groups", i, "protocol"),
-                format!("protocol = {p:?}"),
-            ));
-        }
-        if let Some(hc) = &g.health_check
-            && hc.protocol.as_deref() == Some("https")
-        {
-            let mut at = entry("target_groups", i, "health_check");
-            at.push(Seg::Key("protocol".into()));
-            out.push((at, "health_check.protocol = \"https\"".into()));
         }
     }
     out

@@ -68,6 +68,9 @@ fn spec(group: &GroupRuntime, index: usize) -> ProbeSpec {
     ProbeSpec {
         addr: SocketAddr::new(target.addr.ip(), port),
         http,
+        tls: (hc.protocol == GroupProtocol::Https)
+            .then(|| target.tls.clone())
+            .flatten(),
         timeout: hc.timeout,
     }
 }

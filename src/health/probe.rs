@@ -2,13 +2,13 @@
 //! must be in the matcher. Everything within the check's timeout.
 
 use super::machine::{Outcome, Reason};
+use crate::tls::TargetTls;
 use bytes::Bytes;
 use http::{HeaderValue, Request, header};
 use http_body_util::Empty;
 use hyper_util::rt::TokioIo;
 use std::net::SocketAddr;
 use std::time::Duration;
-use tokio::net::TcpStream;
 
 /// What to check and how.
 #[derive(Debug, Clone)]
@@ -16,6 +16,8 @@ pub struct ProbeSpec {
     pub addr: SocketAddr,
     /// `None` = a TCP check.
     pub http: Option<HttpProbe>,
+    /// TLS for an https check.
+    pub tls: Option<TargetTls>,
     pub timeout: Duration,
 }
 
@@ -37,13 +39,13 @@ pub async fn probe(spec: &ProbeSpec) -> Outcome {
 }
 
 async fn attempt(spec: &ProbeSpec) -> Outcome {
-    let Ok(stream) = TcpStream::connect(spec.addr).await else {
+    let tls = spec.http.as_ref().and(spec.tls.as_ref());
+    let Ok(stream) = crate::tls::stream::connect(spec.addr, tls).await else {
         return Outcome::Failure(Reason::FailedHealthChecks);
     };
     let Some(http) = &spec.http else {
         return Outcome::Success;
     };
-    let _ = stream.set_nodelay(true);
     let Ok((mut sender, conn)) =
         hyper::client::conn::http1::handshake::<_, Empty<Bytes>>(TokioIo::new(stream)).await
     else {

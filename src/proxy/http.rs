@@ -193,14 +193,20 @@ async fn forward(
             Some(c) => Ok(Conn::Driven(c)),
             // Boxed: connecting is the rare path, and its future would otherwise
             // make every request's future (moved by hyper) much larger.
-            None if upgrade => {
-                Box::pin(pool::connect_upgradable(target.addr, group.connect_timeout))
-                    .await
-                    .map(Conn::Upgradable)
-            }
-            None => Box::pin(pool::connect(target.addr, group.connect_timeout))
-                .await
-                .map(Conn::Driven),
+            None if upgrade => Box::pin(pool::connect_upgradable(
+                target.addr,
+                group.connect_timeout,
+                target.tls.as_ref(),
+            ))
+            .await
+            .map(Conn::Upgradable),
+            None => Box::pin(pool::connect(
+                target.addr,
+                group.connect_timeout,
+                target.tls.as_ref(),
+            ))
+            .await
+            .map(Conn::Driven),
         };
         let mut target_conn = match connected {
             Ok(c) => c,

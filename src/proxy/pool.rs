@@ -7,6 +7,7 @@
 //! learn whether the target closed it meanwhile.
 
 use crate::proxy::body::RequestBody;
+use crate::tls::{TargetStream, TargetTls};
 use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper::client::conn::{TrySendError, http1};
@@ -19,7 +20,6 @@ use std::pin::{Pin, pin};
 use std::sync::Mutex;
 use std::task::{Context, Waker};
 use std::time::{Duration, Instant};
-use tokio::net::TcpStream;
 
 /// Idle connections kept per target at most.
 const MAX_IDLE: usize = 512;
@@ -27,7 +27,7 @@ const MAX_IDLE: usize = 512;
 /// close theirs after 60–75 s, and reusing one they are closing loses a request.
 const IDLE_TTL: Duration = Duration::from_secs(55);
 
-type Driver = http1::Connection<TokioIo<TcpStream>, RequestBody>;
+type Driver = http1::Connection<TokioIo<TargetStream>, RequestBody>;
 
 /// One HTTP/1.1 connection to a target: the handle requests go through and the
 /// state machine that moves their bytes, polled by the current user.
@@ -146,20 +146,25 @@ impl std::fmt::Display for ConnectError {
     }
 }
 
-async fn connect_stream(addr: SocketAddr, timeout: Duration) -> Result<TcpStream, ConnectError> {
-    match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
+async fn connect_stream(
+    addr: SocketAddr,
+    timeout: Duration,
+    tls: Option<&TargetTls>,
+) -> Result<TargetStream, ConnectError> {
+    match tokio::time::timeout(timeout, crate::tls::stream::connect(addr, tls)).await {
         Err(_) => Err(ConnectError::Timeout),
         Ok(Err(e)) => Err(ConnectError::Io(e)),
-        Ok(Ok(s)) => {
-            let _ = s.set_nodelay(true);
-            Ok(s)
-        }
+        Ok(Ok(s)) => Ok(s),
     }
 }
 
-/// Opens a new HTTP/1.1 connection to `addr`, driven by its user.
-pub async fn connect(addr: SocketAddr, timeout: Duration) -> Result<TargetConn, ConnectError> {
-    let stream = connect_stream(addr, timeout).await?;
+/// Opens a new HTTP/1.1 connection to `addr` (over TLS with `tls`), driven by its user.
+pub async fn connect(
+    addr: SocketAddr,
+    timeout: Duration,
+    tls: Option<&TargetTls>,
+) -> Result<TargetConn, ConnectError> {
+    let stream = connect_stream(addr, timeout, tls).await?;
     let (sender, driver) = http1::Builder::new()
         .handshake(TokioIo::new(stream))
         .await
@@ -176,8 +181,9 @@ pub async fn connect(addr: SocketAddr, timeout: Duration) -> Result<TargetConn, 
 pub async fn connect_upgradable(
     addr: SocketAddr,
     timeout: Duration,
+    tls: Option<&TargetTls>,
 ) -> Result<http1::SendRequest<RequestBody>, ConnectError> {
-    let stream = connect_stream(addr, timeout).await?;
+    let stream = connect_stream(addr, timeout, tls).await?;
     let (sender, driver) = http1::Builder::new()
         .handshake(TokioIo::new(stream))
         .await

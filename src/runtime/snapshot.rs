@@ -6,14 +6,18 @@ use super::resolve::Resolved;
 use super::target::{GroupRuntime, Target, TargetShared};
 use crate::admin::metrics::Metrics;
 use crate::balance::cookie::CookieKeys;
+use crate::config::GroupProtocol;
 use crate::config::{self, Action, Config, ListenerProtocol};
 use crate::health::HealthState;
 use crate::route::action::{GroupStickiness, cookie_attributes};
 use crate::route::conditions::Conditions;
 use crate::route::redirect::RedirectAction;
 use crate::route::{CompiledRule, FixedAction, ForwardAction, GroupChoice, RouteAction, RuleTable};
+use crate::tls::TargetTls;
+use crate::tls::client::{client_config, server_name};
 use crate::tls::server::{SessionState, server_config};
 use http::HeaderValue;
+use rustls::pki_types::ServerName;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
@@ -85,6 +89,10 @@ pub fn build<'a>(
         .target_groups
         .iter()
         .map(|g| {
+            let tls_config = (g.protocol == GroupProtocol::Https
+                || g.health_check.protocol == GroupProtocol::Https)
+                .then(|| client_config(g))
+                .transpose()?;
             let targets = g
                 .targets
                 .iter()
@@ -110,6 +118,12 @@ pub fn build<'a>(
                         shared.health.force(HealthState::Initial);
                     }
                     Target {
+                        tls: tls_config.as_ref().map(|config| TargetTls {
+                            config: config.clone(),
+                            name: server_name(&t.host).unwrap_or_else(|| {
+                                ServerName::IpAddress(resolved[&t.address].ip().into())
+                            }),
+                        }),
                         address: Arc::from(t.address.as_str()),
                         addr: resolved[&t.address],
                         weight: t.weight,
@@ -118,14 +132,14 @@ pub fn build<'a>(
                     }
                 })
                 .collect();
-            Arc::new(GroupRuntime::new(
+            Ok(Arc::new(GroupRuntime::new(
                 g,
                 targets,
                 metrics.group(&g.name),
                 cookie_keys.clone(),
-            ))
+            )))
         })
-        .collect();
+        .collect::<Result<Vec<_>, String>>()?;
     let by_name: HashMap<&str, &Arc<GroupRuntime>> = groups.iter().map(|g| (&*g.name, g)).collect();
     let listeners = config
         .listeners

@@ -7,6 +7,7 @@ use crate::balance::{Balancer, Pick};
 use crate::config::{self, GroupProtocol};
 use crate::health::{Change, HealthState, Outcome, TargetHealth, Thresholds};
 use crate::proxy::pool::ConnPool;
+use crate::tls::TargetTls;
 use prometheus::IntGauge;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -60,6 +61,8 @@ pub struct Target {
     pub shared: Arc<TargetShared>,
     /// `edgelb_target_up` of this target.
     pub up: IntGauge,
+    /// TLS towards this target (https groups and https health checks).
+    pub tls: Option<TargetTls>,
 }
 
 impl Target {
