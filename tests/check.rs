@@ -94,7 +94,10 @@ fn shipped_example_configs_pass() {
     let dev = root.path().join("certs/dev");
     std::fs::create_dir_all(&dev).unwrap();
     let key = rcgen::KeyPair::generate().unwrap();
-    let cert = rcgen::CertificateParams::new(vec!["localhost".to_string()]).unwrap().self_signed(&key).unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["localhost".to_string()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
     std::fs::write(dev.join("localhost.pem"), cert.pem()).unwrap();
     std::fs::write(dev.join("localhost.key"), key.serialize_pem()).unwrap();
     std::fs::create_dir_all(root.path().join("config")).unwrap();
@@ -103,8 +106,17 @@ fn shipped_example_configs_pass() {
         let path = entry.unwrap().path();
         let copy = root.path().join("config").join(path.file_name().unwrap());
         std::fs::copy(&path, &copy).unwrap();
-        let out = Command::new(edgelb_bin()).args(["check", "--config"]).arg(&copy).output().unwrap();
-        assert!(out.status.success(), "{}: {}", path.display(), String::from_utf8_lossy(&out.stderr));
+        let out = Command::new(edgelb_bin())
+            .args(["check", "--config"])
+            .arg(&copy)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}: {}",
+            path.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
         assert_eq!(String::from_utf8_lossy(&out.stdout), "configuration ok\n");
         checked += 1;
     }

@@ -21,9 +21,6 @@ pub(super) fn unsupported_paths(raw: &RawConfig) -> Vec<(DocPath, String)> {
         if g.state_file.is_some() {
             out.push((global("state_file"), "global.state_file".into()));
         }
-        if g.watch_config == Some(true) {
-            out.push((global("watch_config"), "global.watch_config".into()));
-        }
     }
     out
 }

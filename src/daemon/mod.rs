@@ -5,5 +5,6 @@ pub mod cli;
 mod demo;
 mod notify;
 mod run;
+mod watch;
 
 pub use cli::main;

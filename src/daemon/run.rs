@@ -1,6 +1,6 @@
 //! `edgelb run`: start, then serve until SIGTERM/SIGINT, reloading on SIGHUP.
 
-use super::notify;
+use super::{notify, watch};
 use crate::admin::metrics::Metrics;
 use crate::admin::{self, AdminApi};
 use crate::config::{self, Loaded};
@@ -95,6 +95,7 @@ pub async fn serve(path: &Path, loaded: Loaded, on_ready: Option<Box<dyn FnOnce(
         },
     };
     let admin_bind = loaded.config.admin.bind;
+    let watch_config = loaded.config.global.watch_config;
     let admin_socket = match crate::listener::bind(admin_bind) {
         Ok(s) => s,
         Err(e) => {
@@ -131,19 +132,34 @@ pub async fn serve(path: &Path, loaded: Loaded, on_ready: Option<Box<dyn FnOnce(
     if let Some(f) = on_ready {
         f();
     }
-    loop {
-        tokio::select! {
-            _ = hup.recv() => {
-                notify::reloading();
-                let status = match server.reload().await {
-                    Ok(g) => format!("serving generation {g}"),
-                    Err(_) => "serving; last reload failed".to_owned(),
-                };
-                notify::ready(&status);
-            }
-            _ = term.recv() => break,
-            _ = int.recv() => break,
+    // The watcher lives as long as the loop.
+    let (_watcher, mut changes) = match watch_config.then(|| watch::watch(path)).transpose() {
+        Ok(Some((w, rx))) => (Some(w), Some(rx)),
+        Ok(None) => (None, None),
+        Err(e) => {
+            tracing::error!("watch_config: cannot watch {}: {e}", path.display());
+            (None, None)
         }
+    };
+    loop {
+        let reload = tokio::select! {
+            _ = hup.recv() => true,
+            Some(()) = next_change(changes.as_mut()) => {
+                tracing::info!("{} changed: reloading", path.display());
+                true
+            }
+            _ = term.recv() => false,
+            _ = int.recv() => false,
+        };
+        if !reload {
+            break;
+        }
+        notify::reloading();
+        let status = match server.reload().await {
+            Ok(g) => format!("serving generation {g}"),
+            Err(_) => "serving; last reload failed".to_owned(),
+        };
+        notify::ready(&status);
     }
     tracing::info!("shutting down: closing listeners, draining in-flight requests");
     notify::stopping();
@@ -153,4 +169,12 @@ pub async fn serve(path: &Path, loaded: Loaded, on_ready: Option<Box<dyn FnOnce(
     }
     stop_admin.notify_one();
     EXIT_OK
+}
+
+/// The next settled change of the configuration file; never without a watcher.
+async fn next_change(changes: Option<&mut tokio::sync::mpsc::Receiver<()>>) -> Option<()> {
+    match changes {
+        Some(rx) => watch::next_change(rx).await,
+        None => std::future::pending().await,
+    }
 }

@@ -21,7 +21,10 @@ const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Pending connections the kernel keeps for a listener.
 const BACKLOG: u32 = 4096;
 
-/// Binds a listening socket (SO_REUSEADDR, so a restart does not wait for TIME_WAIT).
+/// Binds a listening socket. SO_REUSEADDR, so a restart does not wait for
+/// TIME_WAIT; SO_REUSEPORT, so a new edgelb binary can bind the same addresses
+/// while the old one still serves (a zero-downtime upgrade: start the new one,
+/// then SIGTERM the old one).
 pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
     let socket = if addr.is_ipv4() {
         TcpSocket::new_v4()?
@@ -29,6 +32,7 @@ pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
         TcpSocket::new_v6()?
     };
     socket.set_reuseaddr(true)?;
+    socket.set_reuseport(true)?;
     socket.bind(addr)?;
     socket.listen(BACKLOG)
 }
@@ -43,13 +47,61 @@ fn is_exhaustion(e: &io::Error) -> bool {
 /// Accepts connections of one listener until `stop` is notified, then closes the
 /// socket (new connections are refused) and returns the connections' shutdown
 /// handle so the caller can drain them.
+/// Open L4 connections of a listener, for shutdown to wait on (hyper's
+/// graceful shutdown tracks the HTTP ones).
+#[derive(Default)]
+pub struct OpenStreams {
+    count: std::sync::atomic::AtomicUsize,
+    zero: Notify,
+}
+
+impl OpenStreams {
+    fn enter(self: &Arc<Self>) -> StreamGuard {
+        self.count.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        StreamGuard(self.clone())
+    }
+
+    /// Resolves when no stream is open.
+    pub async fn closed(&self) {
+        loop {
+            let notified = self.zero.notified();
+            if self.count.load(std::sync::atomic::Ordering::Acquire) == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+struct StreamGuard(Arc<OpenStreams>);
+
+impl Drop for StreamGuard {
+    fn drop(&mut self) {
+        if self
+            .0
+            .count
+            .fetch_sub(1, std::sync::atomic::Ordering::AcqRel)
+            == 1
+        {
+            self.0.zero.notify_waiters();
+        }
+    }
+}
+
+/// What a stopped listener leaves to drain: its HTTP connections and its streams.
+pub struct Draining {
+    pub http: GracefulShutdown,
+    pub streams: Arc<OpenStreams>,
+}
+
 pub async fn accept_loop(
     name: Arc<str>,
     socket: Arc<TcpListener>,
     live: Arc<Live>,
     stop: Arc<Notify>,
-) -> GracefulShutdown {
+) -> Draining {
     let graceful = GracefulShutdown::new();
+    let streams = Arc::new(OpenStreams::default());
     let mut backoff = Duration::from_millis(10);
     // The real port (the configured one may be 0), for X-Forwarded-Port.
     let bound = socket
@@ -57,11 +109,25 @@ pub async fn accept_loop(
         .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
     let local_port = bound.port();
     let port = HeaderValue::from(local_port);
+    // Once stopped, connections already in the kernel's queue are still taken
+    // (they completed their handshake) before the socket closes; only then is
+    // nothing lost when another process shares the port (SO_REUSEPORT).
+    let mut stopping = false;
     loop {
-        let accepted = tokio::select! {
-            biased;
-            _ = stop.notified() => break,
-            r = socket.accept() => r,
+        let accepted = if stopping {
+            match tokio::time::timeout(Duration::ZERO, socket.accept()).await {
+                Ok(r) => r,
+                Err(_) => break,
+            }
+        } else {
+            tokio::select! {
+                biased;
+                _ = stop.notified() => {
+                    stopping = true;
+                    continue;
+                }
+                r = socket.accept() => r,
+            }
         };
         let (stream, peer) = match accepted {
             Ok(a) => a,
@@ -109,7 +175,9 @@ pub async fn accept_loop(
         } else {
             bound
         };
+        let stream_guard = (!runtime.protocol.is_http()).then(|| streams.enter());
         tokio::spawn(async move {
+            let _stream_guard = stream_guard;
             let active = runtime.metrics.active_connections.clone();
             match runtime.tls.clone() {
                 None => serve_stream(stream, conn, runtime, watcher, local).await,
@@ -131,7 +199,10 @@ pub async fn accept_loop(
             active.dec();
         });
     }
-    graceful
+    Draining {
+        http: graceful,
+        streams,
+    }
 }
 
 /// Serves an accepted (and, for https/tls, decrypted) connection by the

@@ -4,10 +4,9 @@
 //! bind error fails the reload and changes nothing); a removed one stops
 //! accepting and its connections drain.
 
-use super::accept::{accept_loop, bind};
+use super::accept::{Draining, accept_loop, bind};
 use crate::config::{Config, ListenerProtocol};
 use crate::runtime::Live;
-use hyper_util::server::graceful::GracefulShutdown;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -29,7 +28,7 @@ struct Running {
     name: Arc<str>,
     socket: Arc<TcpListener>,
     stop: Arc<Notify>,
-    task: JoinHandle<GracefulShutdown>,
+    task: JoinHandle<Draining>,
 }
 
 /// Sockets bound for a configuration, not yet serving.
@@ -86,7 +85,7 @@ impl ListenerSet {
         config: &Config,
         prepared: Prepared,
         live: &Arc<Live>,
-    ) -> Vec<JoinHandle<GracefulShutdown>> {
+    ) -> Vec<JoinHandle<Draining>> {
         let wanted = identities(config);
         let mut stopped = Vec::new();
         let mut kept = Vec::new();
@@ -136,7 +135,7 @@ impl ListenerSet {
     }
 
     /// Stops every listener (sockets closed at once) and returns their drains.
-    pub fn stop_all(&mut self) -> Vec<JoinHandle<GracefulShutdown>> {
+    pub fn stop_all(&mut self) -> Vec<JoinHandle<Draining>> {
         self.running
             .drain(..)
             .map(|r| {
@@ -149,12 +148,13 @@ impl ListenerSet {
 
 /// Waits for stopped listeners' connections to finish, up to `timeout` in all;
 /// returns whether everything finished in time.
-pub async fn drain(stopped: Vec<JoinHandle<GracefulShutdown>>, timeout: Duration) -> bool {
+pub async fn drain(stopped: Vec<JoinHandle<Draining>>, timeout: Duration) -> bool {
     let all = async {
         let mut drains = tokio::task::JoinSet::new();
         for task in stopped {
-            if let Ok(graceful) = task.await {
-                drains.spawn(graceful.shutdown());
+            if let Ok(draining) = task.await {
+                drains.spawn(draining.http.shutdown());
+                drains.spawn(async move { draining.streams.closed().await });
             }
         }
         while drains.join_next().await.is_some() {}

@@ -3,18 +3,21 @@
 //! new snapshot in or changes nothing.
 
 use super::Live;
+use super::resolve::Resolved;
 use super::resolve::resolve_targets;
-use super::snapshot::{BuildContext, Snapshot, build, used_groups};
+use super::snapshot::{BuildContext, DrainingTarget, Snapshot, build, used_groups};
 use crate::admin::metrics::Metrics;
 use crate::balance::cookie::CookieKeys;
 use crate::config::{self, Config, ConfigError, Loaded};
+use crate::health::HealthState;
 use crate::health::checker::Checkers;
 use crate::listener::{self, ListenerSet};
 use crate::tls::server::SessionState;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant, SystemTime};
+use tokio::sync::Notify;
 
 /// The outcome of the last reload, for `/status`.
 #[derive(Debug, Clone)]
@@ -48,6 +51,36 @@ pub struct Server {
     checkers: Mutex<Checkers>,
     /// TLS session cache and ticket key, shared by every snapshot.
     sessions: SessionState,
+    /// Targets draining out.
+    draining: Mutex<Vec<DrainingTarget>>,
+    /// What the live snapshot was built from besides its config (for rebuilds).
+    last_inputs: Mutex<(Resolved, Arc<CookieKeys>)>,
+    /// Wakes the drain reaper when drains change.
+    drain_changed: Notify,
+}
+
+/// Drops drained targets when their deregistration delay ends.
+async fn reap_drained(server: Weak<Server>) {
+    loop {
+        let Some(strong) = server.upgrade() else {
+            return;
+        };
+        let next = strong.next_drain_end();
+        let changed = async { strong.drain_changed.notified().await };
+        match next {
+            Some(at) => {
+                tokio::select! {
+                    _ = tokio::time::sleep_until(at.into()) => {
+                        if let Err(e) = strong.refresh().await {
+                            tracing::error!("removing drained targets failed: {e}");
+                        }
+                    }
+                    _ = changed => {}
+                }
+            }
+            None => changed.await,
+        }
+    }
 }
 
 /// The stickiness keys of `config`: its key files (re-read on every reload; the
@@ -124,6 +157,7 @@ impl Server {
             );
         }
         let ctx = BuildContext {
+            draining: &[],
             resolved: &resolved,
             metrics: &metrics,
             cookie_keys: &cookie_keys,
@@ -135,7 +169,7 @@ impl Server {
         let checkers = Mutex::new(start_checkers(&live.load()));
         set.commit(&config, prepared, &live);
         metrics.config_generation.set(1);
-        Ok(Arc::new(Server {
+        let server = Arc::new(Server {
             config_path: config_path.to_path_buf(),
             live,
             metrics,
@@ -149,7 +183,12 @@ impl Server {
             random_keys,
             checkers,
             sessions,
-        }))
+            draining: Mutex::new(Vec::new()),
+            last_inputs: Mutex::new((resolved, cookie_keys)),
+            drain_changed: Notify::new(),
+        });
+        tokio::spawn(reap_drained(Arc::downgrade(&server)));
+        Ok(server)
     }
 
     /// Reloads the configuration file: read, parse, validate, resolve, bind new
@@ -180,7 +219,9 @@ impl Server {
         let prepared = set.prepare(&config).map_err(|e| e.to_string())?;
         let previous = self.live.load_full();
         let generation = previous.generation + 1;
+        let draining = self.drain_removed(&previous, &config);
         let ctx = BuildContext {
+            draining: &draining,
             resolved: &resolved,
             metrics: &self.metrics,
             cookie_keys: &cookie_keys,
@@ -203,7 +244,110 @@ impl Server {
             tokio::spawn(listener::drain(stopped, timeout));
         }
         self.metrics.config_generation.set(generation as i64);
+        *self.last_inputs.lock().unwrap_or_else(|e| e.into_inner()) = (resolved, cookie_keys);
+        self.drain_changed.notify_one();
         Ok(generation)
+    }
+
+    /// Targets of `previous` that `config` no longer has (in a group it still
+    /// has) start draining; drains whose target is back, or whose time is up,
+    /// end. Returns the drains the next snapshot shows.
+    fn drain_removed(&self, previous: &Snapshot, config: &Config) -> Vec<DrainingTarget> {
+        let now = Instant::now();
+        let in_config = |group: &str, address: &str| {
+            config
+                .target_groups
+                .iter()
+                .any(|g| g.name == group && g.targets.iter().any(|t| t.address == address))
+        };
+        let mut draining = self.draining.lock().unwrap_or_else(|e| e.into_inner());
+        draining.retain(|d| d.until > now && !in_config(&d.group, &d.address));
+        for g in &previous.groups {
+            let Some(new_group) = config.target_groups.iter().find(|n| *n.name == *g.name) else {
+                continue;
+            };
+            for t in &g.targets {
+                if in_config(&g.name, &t.address)
+                    || draining
+                        .iter()
+                        .any(|d| d.group == *g.name && d.address == t.address)
+                {
+                    continue;
+                }
+                if let Some(change) = t.shared.health.force(HealthState::Draining) {
+                    g.log_change(t, change);
+                }
+                t.shared.pool.clear();
+                draining.push(DrainingTarget {
+                    group: g.name.to_string(),
+                    address: t.address.clone(),
+                    addr: t.addr,
+                    shared: t.shared.clone(),
+                    until: now + new_group.deregistration_delay,
+                });
+            }
+        }
+        draining.clone()
+    }
+
+    /// Rebuilds the live snapshot from its own configuration without the drains
+    /// that have ended (the generation stays: the configuration did not change).
+    async fn refresh(&self) -> Result<(), String> {
+        let set = self.listeners.lock().await;
+        let previous = self.live.load_full();
+        let now = Instant::now();
+        let draining = {
+            let mut d = self.draining.lock().unwrap_or_else(|e| e.into_inner());
+            let before = d.len();
+            d.retain(|t| t.until > now);
+            if d.len() == before {
+                return Ok(());
+            }
+            d.clone()
+        };
+        let (resolved, cookie_keys) = self
+            .last_inputs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let ctx = BuildContext {
+            draining: &draining,
+            resolved: &resolved,
+            metrics: &self.metrics,
+            cookie_keys: &cookie_keys,
+            sessions: &self.sessions,
+        };
+        let snapshot = build(
+            previous.config.clone(),
+            previous.generation,
+            Some(&previous),
+            set.names(),
+            &ctx,
+        )?;
+        for g in &previous.groups {
+            for t in &g.targets {
+                if t.shared.health.state() == HealthState::Draining
+                    && !draining.iter().any(|d| Arc::ptr_eq(&d.shared, &t.shared))
+                {
+                    tracing::info!(target_group = %g.name, target = %t.address, "drained target removed");
+                    t.up.set(0);
+                }
+            }
+        }
+        self.live.store(Arc::new(snapshot));
+        *self.checkers.lock().unwrap_or_else(|e| e.into_inner()) =
+            start_checkers(&self.live.load());
+        Ok(())
+    }
+
+    /// When the next drain ends, if any.
+    fn next_drain_end(&self) -> Option<Instant> {
+        self.draining
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|d| d.until)
+            .min()
     }
 
     fn warn_start_only_changes(&self, config: &Config) {
@@ -213,6 +357,9 @@ impl Server {
         }
         if old.global.worker_threads != config.global.worker_threads {
             tracing::warn!("global.worker_threads changed: it takes effect at the next start only");
+        }
+        if old.global.watch_config != config.global.watch_config {
+            tracing::warn!("global.watch_config changed: it takes effect at the next start only");
         }
         if old.global.state_file != config.global.state_file {
             tracing::warn!("global.state_file changed: it takes effect at the next start only");

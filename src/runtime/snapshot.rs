@@ -58,9 +58,21 @@ impl Snapshot {
     }
 }
 
+/// A target on its way out: no new requests until `until`, then dropped.
+#[derive(Clone)]
+pub struct DrainingTarget {
+    pub group: String,
+    pub address: Arc<str>,
+    pub addr: std::net::SocketAddr,
+    pub shared: Arc<TargetShared>,
+    pub until: std::time::Instant,
+}
+
 /// What every snapshot build needs from the server besides the config.
 #[derive(Clone, Copy)]
 pub struct BuildContext<'a> {
+    /// Targets removed from the file (or deregistered) that still drain.
+    pub draining: &'a [DrainingTarget],
     pub resolved: &'a Resolved,
     pub metrics: &'a Metrics,
     pub cookie_keys: &'a Arc<CookieKeys>,
@@ -78,6 +90,7 @@ pub fn build<'a>(
     ctx: &BuildContext,
 ) -> Result<Snapshot, String> {
     let BuildContext {
+        draining,
         resolved,
         metrics,
         cookie_keys,
@@ -111,10 +124,11 @@ pub fn build<'a>(
                         });
                     // A group no listener uses is not checked; one that becomes
                     // used starts checking its targets afresh.
+                    // A target that was draining and is back starts afresh.
                     let state = shared.health.state();
                     if !used.contains(g.name.as_str()) {
                         shared.health.force(HealthState::Unused);
-                    } else if state == HealthState::Unused {
+                    } else if matches!(state, HealthState::Unused | HealthState::Draining) {
                         shared.health.force(HealthState::Initial);
                     }
                     Target {
@@ -131,6 +145,23 @@ pub fn build<'a>(
                         up: metrics.target_up(&g.name, &t.address),
                     }
                 })
+                .chain(
+                    // Draining targets stay visible (and hold their in-flight work)
+                    // with no weight until their deregistration delay ends.
+                    draining
+                        .iter()
+                        .filter(|d| {
+                            d.group == g.name && !g.targets.iter().any(|t| *t.address == *d.address)
+                        })
+                        .map(|d| Target {
+                            tls: None,
+                            address: d.address.clone(),
+                            addr: d.addr,
+                            weight: 0,
+                            shared: d.shared.clone(),
+                            up: metrics.target_up(&g.name, &d.address),
+                        }),
+                )
                 .collect();
             Ok(Arc::new(GroupRuntime::new(
                 g,
