@@ -2,8 +2,10 @@
 
 use crate::admin::status::{status_json, targets_json, unhealthy_groups};
 use crate::runtime::Server;
+use crate::runtime::registry::Refusal;
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use http_body_util::BodyExt;
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
@@ -119,14 +121,107 @@ impl AdminApi {
                     None => error(StatusCode::NOT_FOUND, &format!("no target group {name:?}")),
                 }
             }
-            (Method::POST, ["target-groups", _, "targets"])
-            | (Method::DELETE, ["target-groups", _, "targets", _]) => error(
-                StatusCode::NOT_IMPLEMENTED,
-                "not supported yet: target registration through the API",
-            ),
+            (Method::POST, ["target-groups", name, "targets"]) => {
+                let name = name.to_string();
+                let body = match read_body(req).await {
+                    Ok(b) => b,
+                    Err(resp) => return resp,
+                };
+                let wanted: Registration = match serde_json::from_slice(&body) {
+                    Ok(r) => r,
+                    Err(e) => return error(StatusCode::BAD_REQUEST, &format!("bad body: {e}")),
+                };
+                match self
+                    .server
+                    .register_target(&name, &wanted.address, wanted.weight.unwrap_or(1))
+                    .await
+                {
+                    Ok(()) => json_response(
+                        StatusCode::OK,
+                        &json!({ "target_group": name, "address": wanted.address, "state": "initial" }),
+                    ),
+                    Err(Refusal(status, message)) => error(
+                        StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST),
+                        &message,
+                    ),
+                }
+            }
+            (Method::DELETE, ["target-groups", name, "targets", address]) => {
+                let Some(address) = percent_decode(address) else {
+                    return error(
+                        StatusCode::BAD_REQUEST,
+                        "bad percent-encoding in the address",
+                    );
+                };
+                match self.server.deregister_target(name, &address).await {
+                    Ok(()) => json_response(
+                        StatusCode::OK,
+                        &json!({ "target_group": name, "address": address, "state": "draining" }),
+                    ),
+                    Err(Refusal(status, message)) => error(
+                        StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST),
+                        &message,
+                    ),
+                }
+            }
+            (Method::GET, ["zabbix", "discovery"]) => {
+                let snapshot = self.server.live.load();
+                let items: Vec<Value> = snapshot
+                    .groups
+                    .iter()
+                    .flat_map(|g| {
+                        g.targets
+                            .iter()
+                            .map(move |t| json!({ "{#TG}": &*g.name, "{#TARGET}": &*t.address }))
+                    })
+                    .collect();
+                json_response(StatusCode::OK, &Value::Array(items))
+            }
             _ => error(StatusCode::NOT_FOUND, "no such endpoint"),
         }
     }
+}
+
+/// Largest request body the admin API reads.
+const MAX_BODY: usize = 64 * 1024;
+
+/// The body of `POST /target-groups/{name}/targets`.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Registration {
+    address: String,
+    weight: Option<u32>,
+}
+
+async fn read_body(req: Request<Incoming>) -> Result<Bytes, AdminResponse> {
+    match http_body_util::Limited::new(req.into_body(), MAX_BODY)
+        .collect()
+        .await
+    {
+        Ok(body) => Ok(body.to_bytes()),
+        Err(_) => Err(error(
+            StatusCode::BAD_REQUEST,
+            &format!("the body is unreadable or larger than {MAX_BODY} bytes"),
+        )),
+    }
+}
+
+/// `%5B%3A%3A1%5D%3A8080` → `[::1]:8080`.
+fn percent_decode(text: &str) -> Option<String> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
 }
 
 /// Serves the admin API on `socket` until `stop` is notified.

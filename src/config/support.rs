@@ -14,13 +14,10 @@ fn global(k: &str) -> DocPath {
 /// The unsupported keys of a raw file, with their paths.
 pub(super) fn unsupported_paths(raw: &RawConfig) -> Vec<(DocPath, String)> {
     let mut out = Vec::new();
-    if let Some(g) = &raw.global {
-        if g.access_log.as_deref().is_some_and(|a| a != "off") {
-            out.push((global("access_log"), "global.access_log".into()));
-        }
-        if g.state_file.is_some() {
-            out.push((global("state_file"), "global.state_file".into()));
-        }
+    if let Some(g) = &raw.global
+        && g.access_log.as_deref().is_some_and(|a| a != "off")
+    {
+        out.push((global("access_log"), "global.access_log".into()));
     }
     out
 }

@@ -2,6 +2,7 @@
 //! on reload) and the server that builds, publishes and retires snapshots.
 
 pub mod listener;
+pub mod registry;
 mod resolve;
 mod server;
 mod snapshot;

@@ -3,6 +3,7 @@
 //! new snapshot in or changes nothing.
 
 use super::Live;
+use super::registry::{Refusal, Registry};
 use super::resolve::Resolved;
 use super::resolve::resolve_targets;
 use super::snapshot::{BuildContext, DrainingTarget, Snapshot, build, used_groups};
@@ -57,6 +58,14 @@ pub struct Server {
     last_inputs: Mutex<(Resolved, Arc<CookieKeys>)>,
     /// Wakes the drain reaper when drains change.
     drain_changed: Notify,
+    /// Targets registered and deregistered through the API.
+    registry: Mutex<Registry>,
+    /// The configuration file as last loaded (the registry applies on top).
+    file_config: Mutex<Arc<Config>>,
+}
+
+fn current_generation(live: &Live) -> u64 {
+    live.load().generation
 }
 
 /// Drops drained targets when their deregistration delay ends.
@@ -136,7 +145,10 @@ impl Server {
         loaded: Loaded,
         metrics: Arc<Metrics>,
     ) -> Result<Arc<Server>, StartError> {
-        let config = Arc::new(supported(loaded).map_err(StartError::Config)?);
+        let file = Arc::new(supported(loaded).map_err(StartError::Config)?);
+        let registry = Registry::load(file.global.state_file.as_deref())
+            .map_err(|e| StartError::Config(ConfigError { lines: vec![e] }))?;
+        let config = Arc::new(registry.apply(&file, true));
         let resolved = resolve_targets(&config).await.map_err(|e| {
             StartError::Config(ConfigError {
                 lines: vec![format!("{}: {e}", config_path.display())],
@@ -186,6 +198,8 @@ impl Server {
             draining: Mutex::new(Vec::new()),
             last_inputs: Mutex::new((resolved, cookie_keys)),
             drain_changed: Notify::new(),
+            registry: Mutex::new(registry),
+            file_config: Mutex::new(file),
         });
         tokio::spawn(reap_drained(Arc::downgrade(&server)));
         Ok(server)
@@ -212,13 +226,29 @@ impl Server {
 
     async fn try_reload(&self, set: &mut ListenerSet) -> Result<u64, String> {
         let loaded = config::load(&self.config_path).map_err(|e| e.to_string())?;
-        let config = Arc::new(supported(loaded).map_err(|e| e.to_string())?);
-        self.warn_start_only_changes(&config);
+        let file = Arc::new(supported(loaded).map_err(|e| e.to_string())?);
+        self.warn_start_only_changes(&file);
+        // Registered targets stay; deregistered file targets come back (only
+        // once this reload succeeds).
+        let effective = Arc::new(self.registry().apply(&file, false));
+        let generation = self.live.load().generation + 1;
+        self.install(set, effective, generation).await?;
+        self.registry().file_reloaded();
+        *self.file_config.lock().unwrap_or_else(|e| e.into_inner()) = file;
+        Ok(generation)
+    }
+
+    /// Resolves, binds, builds and swaps in `config` as `generation`.
+    async fn install(
+        &self,
+        set: &mut ListenerSet,
+        config: Arc<Config>,
+        generation: u64,
+    ) -> Result<(), String> {
         let resolved = resolve_targets(&config).await?;
         let cookie_keys = cookie_keys(&config, &self.random_keys)?;
         let prepared = set.prepare(&config).map_err(|e| e.to_string())?;
         let previous = self.live.load_full();
-        let generation = previous.generation + 1;
         let draining = self.drain_removed(&previous, &config);
         let ctx = BuildContext {
             draining: &draining,
@@ -246,7 +276,76 @@ impl Server {
         self.metrics.config_generation.set(generation as i64);
         *self.last_inputs.lock().unwrap_or_else(|e| e.into_inner()) = (resolved, cookie_keys);
         self.drain_changed.notify_one();
-        Ok(generation)
+        Ok(())
+    }
+
+    fn registry(&self) -> std::sync::MutexGuard<'_, Registry> {
+        self.registry.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// RegisterTargets: the target starts `initial` and survives reloads and
+    /// restarts. Nothing changes on a refusal.
+    pub async fn register_target(
+        &self,
+        group: &str,
+        address: &str,
+        weight: u32,
+    ) -> Result<(), Refusal> {
+        let mut set = self.listeners.lock().await;
+        let current = self.live.load().config.clone();
+        // A name that does not resolve is refused before anything is recorded.
+        let (host, port) = config::split_host_port(address).map_err(|e| Refusal(400, e))?;
+        if tokio::net::lookup_host((host.as_str(), port))
+            .await
+            .map(|mut a| a.next().is_none())
+            .unwrap_or(true)
+        {
+            return Err(Refusal(400, format!("{address} does not resolve")));
+        }
+        self.registry().register(&current, group, address, weight)?;
+        let file = self
+            .file_config
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let effective = Arc::new(self.registry().apply(&file, true));
+        if let Err(e) = self
+            .install(&mut set, effective, current_generation(&self.live))
+            .await
+        {
+            let after = self.registry().apply(&file, true);
+            let _ = self.registry().deregister(&after, group, address);
+            return Err(Refusal(500, e));
+        }
+        tracing::info!(
+            target_group = group,
+            target = address,
+            weight,
+            "target registered"
+        );
+        Ok(())
+    }
+
+    /// DeregisterTargets: the target drains for `deregistration_delay`, then goes.
+    pub async fn deregister_target(&self, group: &str, address: &str) -> Result<(), Refusal> {
+        let mut set = self.listeners.lock().await;
+        let current = self.live.load().config.clone();
+        self.registry().deregister(&current, group, address)?;
+        let file = self
+            .file_config
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let effective = Arc::new(self.registry().apply(&file, true));
+        self.install(&mut set, effective, current_generation(&self.live))
+            .await
+            .map_err(|e| Refusal(500, e))?;
+        tracing::info!(
+            target_group = group,
+            target = address,
+            "target deregistered: draining"
+        );
+        Ok(())
     }
 
     /// Targets of `previous` that `config` no longer has (in a group it still

@@ -25,13 +25,24 @@ pub fn edgelb_bin() -> &'static str {
     env!("CARGO_BIN_EXE_edgelb")
 }
 
-/// A port that was free a moment ago on 127.0.0.1.
+/// A port free on 127.0.0.1 that no other test of this process was given:
+/// ports come from a counter (tests run in parallel threads, and a port the
+/// kernel just handed out for `bind(0)` and freed could be handed out again).
 pub fn free_port() -> u16 {
-    StdListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let _ = NEXT.compare_exchange(
+        0,
+        20000 + (std::process::id() % 200) * 150,
+        Ordering::SeqCst,
+        Ordering::SeqCst,
+    );
+    loop {
+        let port = NEXT.fetch_add(1, Ordering::SeqCst);
+        assert!(port < 32768, "ran out of test ports");
+        if StdListener::bind(("127.0.0.1", port as u16)).is_ok() {
+            return port as u16;
+        }
+    }
 }
 
 /// An address on 127.0.0.1 where nothing listens (connections are refused).
