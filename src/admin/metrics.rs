@@ -34,6 +34,8 @@ pub struct Metrics {
     config_reloads: IntCounterVec,
     /// The generation of the live configuration.
     pub config_generation: IntGauge,
+    /// Access log lines dropped because the writer fell behind.
+    pub access_log_dropped: IntCounter,
 }
 
 fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -158,6 +160,13 @@ impl Metrics {
         .expect("valid metric");
         r.register(Box::new(config_generation.clone()))
             .expect("registered once");
+        let access_log_dropped = IntCounter::new(
+            "edgelb_access_log_dropped_total",
+            "Access log lines dropped because the disk was slower than the traffic.",
+        )
+        .expect("valid metric");
+        r.register(Box::new(access_log_dropped.clone()))
+            .expect("registered once");
         let build_info = gauge(
             &r,
             "edgelb_build_info",
@@ -188,6 +197,7 @@ impl Metrics {
             sticky_rejected,
             config_reloads,
             config_generation,
+            access_log_dropped,
         }
     }
 

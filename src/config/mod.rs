@@ -5,7 +5,6 @@ mod duration;
 mod model;
 mod schema;
 mod span;
-mod support;
 mod validate;
 
 pub use duration::{format_duration, parse_duration};
@@ -35,13 +34,10 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
-/// A configuration that validated, with the lines that `run` must refuse (keys
-/// this build does not implement yet) kept apart so that `check` can still pass.
+/// A configuration that validated, with its warnings.
 #[derive(Debug, Clone)]
 pub struct Loaded {
     pub config: Config,
-    /// `PATH:LINE:COL: not supported yet: <key>` lines.
-    pub unsupported: Vec<String>,
     /// `PATH:LINE:COL: message` lines of problems that do not stop the file
     /// (e.g. an expired certificate).
     pub warnings: Vec<String>,
@@ -95,23 +91,10 @@ pub fn parse(text: &str, path: &Path) -> Result<Loaded, ConfigError> {
         format!("{shown}:{line}:{col}: {}", d.message)
     };
     match validate::validate(&raw, path, base_dir) {
-        Ok((config, warnings)) if diagnostics.is_empty() => {
-            let unsupported = support::unsupported_paths(&raw)
-                .into_iter()
-                .map(|(p, what)| {
-                    render(&validate::Diagnostic {
-                        path: p,
-                        anchor: Anchor::Key,
-                        message: format!("not supported yet: {what}"),
-                    })
-                })
-                .collect();
-            Ok(Loaded {
-                config,
-                unsupported,
-                warnings: warnings.iter().map(render).collect(),
-            })
-        }
+        Ok((config, warnings)) if diagnostics.is_empty() => Ok(Loaded {
+            config,
+            warnings: warnings.iter().map(render).collect(),
+        }),
         Ok(_) => Err(ConfigError {
             lines: diagnostics.iter().map(render).collect(),
         }),

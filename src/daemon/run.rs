@@ -66,16 +66,11 @@ pub fn tokio_runtime(threads: usize) -> std::io::Result<tokio::runtime::Runtime>
 
 /// Runs until SIGTERM/SIGINT; `on_ready` is told once everything is bound.
 pub async fn serve(path: &Path, loaded: Loaded, on_ready: Option<Box<dyn FnOnce() + Send>>) -> u8 {
-    if !loaded.unsupported.is_empty() {
-        for line in &loaded.unsupported {
-            eprintln!("{line}");
-        }
-        return EXIT_CONFIG;
-    }
-    let (Ok(mut hup), Ok(mut term), Ok(mut int)) = (
+    let (Ok(mut hup), Ok(mut term), Ok(mut int), Ok(mut usr1)) = (
         signal(SignalKind::hangup()),
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
+        signal(SignalKind::user_defined1()),
     ) else {
         eprintln!("cannot install signal handlers");
         return EXIT_RUNTIME;
@@ -147,6 +142,13 @@ pub async fn serve(path: &Path, loaded: Loaded, on_ready: Option<Box<dyn FnOnce(
             Some(()) = next_change(changes.as_mut()) => {
                 tracing::info!("{} changed: reloading", path.display());
                 true
+            }
+            _ = usr1.recv() => {
+                // logrotate moved the access log: open it again.
+                if let Some(log) = &server.access_log {
+                    log.reopen();
+                }
+                continue;
             }
             _ = term.recv() => false,
             _ = int.recv() => false,

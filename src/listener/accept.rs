@@ -166,6 +166,7 @@ pub async fn accept_loop(
             upgraded: AtomicBool::new(false),
             forwarded: runtime.forwarded_for(peer, &port),
             local_port,
+            tls: std::sync::OnceLock::new(),
         });
         let watcher = graceful.watcher();
         runtime.metrics.active_connections.inc();
@@ -184,7 +185,14 @@ pub async fn accept_loop(
                 Some(tls) => {
                     let handshake = tokio_rustls::TlsAcceptor::from(tls).accept(stream);
                     match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, handshake).await {
-                        Ok(Ok(stream)) => serve_stream(stream, conn, runtime, watcher, local).await,
+                        Ok(Ok(stream)) => {
+                            if runtime.access_log.is_some() {
+                                let _ = conn
+                                    .tls
+                                    .set(crate::proxy::record::TlsInfo::of(stream.get_ref().1));
+                            }
+                            serve_stream(stream, conn, runtime, watcher, local).await
+                        }
                         Ok(Err(e)) => {
                             tracing::debug!(peer = %conn.peer, "TLS handshake failed: {e}");
                             runtime.metrics.tls_handshake_errors.inc();
@@ -219,6 +227,6 @@ async fn serve_stream<S>(
     if runtime.protocol.is_http() {
         super::http::serve(stream, conn, runtime, watcher).await;
     } else {
-        crate::proxy::tcp::serve(stream, conn.peer, local, runtime).await;
+        crate::proxy::tcp::serve(stream, &conn, local, runtime).await;
     }
 }

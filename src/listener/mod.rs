@@ -31,6 +31,8 @@ pub struct ClientConn {
     pub forwarded: ForwardedFor,
     /// The port the client connected to (`#{port}` of redirects).
     pub local_port: u16,
+    /// What TLS negotiated, on https and tls listeners (for the access log).
+    pub tls: std::sync::OnceLock<crate::proxy::record::TlsInfo>,
 }
 
 impl ClientConn {

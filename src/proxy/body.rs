@@ -1,6 +1,7 @@
 //! The body of every response edgelb sends to a client.
 
 use crate::proxy::pool::TargetConn;
+use crate::proxy::record::RequestRecord;
 use crate::runtime::target::OutstandingGuard;
 use atomic_waker::AtomicWaker;
 use bytes::Bytes;
@@ -74,6 +75,8 @@ impl TargetBody {
 pub struct ProxyBody {
     kind: Kind,
     _in_flight: Option<InFlight>,
+    /// The access-log record, written when the body is done (dropped).
+    record: Option<Box<RequestRecord>>,
 }
 
 enum Kind {
@@ -82,12 +85,18 @@ enum Kind {
 }
 
 impl ProxyBody {
+    /// Attaches the request's access-log record (written when the body ends).
+    pub fn set_record(&mut self, record: Option<Box<RequestRecord>>) {
+        self.record = record;
+    }
+
     /// A complete body (error pages, fixed responses, redirects).
     pub fn full(data: Bytes, in_flight: Option<InFlight>) -> Self {
         let data = (!data.is_empty()).then_some(data);
         ProxyBody {
             kind: Kind::Full(data),
             _in_flight: in_flight,
+            record: None,
         }
     }
 
@@ -105,6 +114,7 @@ impl ProxyBody {
         ProxyBody {
             kind: Kind::Target(t),
             _in_flight: in_flight,
+            record: None,
         }
     }
 }
@@ -117,7 +127,8 @@ impl Body for ProxyBody {
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        match &mut self.get_mut().kind {
+        let this = self.get_mut();
+        let polled = match &mut this.kind {
             Kind::Full(data) => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
             Kind::Target(t) => {
                 if let Some((conn, _, _)) = &mut t.release {
@@ -132,7 +143,13 @@ impl Body for ProxyBody {
                 }
                 polled
             }
+        };
+        if let (Some(record), Poll::Ready(Some(Ok(frame)))) = (&mut this.record, &polled)
+            && let Some(data) = frame.data_ref()
+        {
+            record.add_sent(data.len());
         }
+        polled
     }
 
     fn is_end_stream(&self) -> bool {

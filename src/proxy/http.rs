@@ -3,12 +3,14 @@
 use crate::health::{Outcome, Reason};
 use crate::listener::ClientConn;
 use crate::proxy::body::{InFlight, ProxyBody, RequestBody};
-use crate::proxy::headers::{prepare_request, strip_hop_by_hop, wants_upgrade};
+use crate::proxy::headers::{X_REQUEST_ID, prepare_request, strip_hop_by_hop, wants_upgrade};
 use crate::proxy::pool::{self, ConnectError, TargetConn};
+use crate::proxy::record::RequestRecord;
 use crate::proxy::respond::lb_error;
 use crate::route::redirect::{BadRedirect, RedirectSource};
 use crate::route::request::strip_port;
 use crate::route::{GroupChoice, RequestView, RouteAction};
+use crate::runtime::listener::ListenerRuntime;
 use crate::runtime::sticky::Bound;
 use crate::runtime::target::OutstandingGuard;
 use bytes::Bytes;
@@ -44,17 +46,55 @@ pub async fn handle(
         return resp;
     };
     let (parts, body) = req.into_parts();
+    let mut record = listener
+        .access_log
+        .as_ref()
+        .map(|log| RequestRecord::new(log, &conn, &listener.name, &parts));
+    let mut resp = answer(
+        &conn,
+        &listener,
+        parts,
+        body,
+        in_flight,
+        record.as_deref_mut(),
+    )
+    .await;
+    if let Some(mut r) = record {
+        r.response(resp.status().as_u16());
+        resp.body_mut().set_record(Some(r));
+    }
+    resp
+}
+
+/// Routes a request and answers it: forwarded, redirected or fixed.
+async fn answer(
+    conn: &ClientConn,
+    listener: &ListenerRuntime,
+    parts: http::request::Parts,
+    body: Incoming,
+    in_flight: InFlight,
+    mut record: Option<&mut RequestRecord>,
+) -> Response<ProxyBody> {
     let selected = listener
         .routes
         .select(&RequestView::new(&parts, conn.peer.ip()));
+    if let Some(r) = record.as_mut() {
+        let kind = match selected.action {
+            RouteAction::Forward(_) => "forward",
+            RouteAction::Redirect(_) => "redirect",
+            RouteAction::Fixed(_) => "fixed_response",
+        };
+        r.routed(selected.priority, kind);
+    }
     match selected.action {
         RouteAction::Forward(f) => {
             let pick = f.pick(&parts.headers, &listener.cookie_keys);
             let mut resp = forward(
-                &conn,
+                conn,
                 pick.choice,
                 Request::from_parts(parts, body),
                 in_flight,
+                record,
             )
             .await;
             if let Some(cookie) = pick.set_cookie {
@@ -139,6 +179,7 @@ async fn forward(
     action: &GroupChoice,
     req: Request<Incoming>,
     in_flight: InFlight,
+    mut record: Option<&mut RequestRecord>,
 ) -> Response<ProxyBody> {
     action.metrics.requests.inc();
     let group = &action.group;
@@ -147,6 +188,9 @@ async fn forward(
     let upgrade = wants_upgrade(req.headers(), req.version());
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
     prepare_request(&mut req, &conn.forwarded, upgrade);
+    if let Some(r) = record.as_mut() {
+        r.request_id(req.headers().get(&X_REQUEST_ID));
+    }
 
     // Target stickiness first: a valid cookie naming a target that can take
     // the request keeps the client there; anything else is a fresh pick.
@@ -169,6 +213,9 @@ async fn forward(
         }
     };
     let Some(mut choice) = first else {
+        if let Some(r) = record.as_mut() {
+            r.error("no_target");
+        }
         return lb_error(
             StatusCode::SERVICE_UNAVAILABLE,
             &action.metrics.from_lb,
@@ -230,6 +277,10 @@ async fn forward(
                         continue;
                     }
                     None => {
+                        if let Some(r) = record.as_mut() {
+                            r.target(&group.name, target.addr);
+                            r.error("connect_failed");
+                        }
                         return lb_error(
                             StatusCode::BAD_GATEWAY,
                             &action.metrics.from_lb,
@@ -248,6 +299,9 @@ async fn forward(
             None
         };
         let outstanding = target.start_request();
+        if let Some(r) = record.as_mut() {
+            r.target(&group.name, target.addr);
+        }
         let exchange = async {
             match &mut target_conn {
                 Conn::Driven(c) => c.send(req).await,
@@ -257,6 +311,9 @@ async fn forward(
         match tokio::time::timeout(group.request_timeout, exchange).await {
             Err(_elapsed) => {
                 tracing::warn!(target_group = %group.name, target = %target.address, "no response within request_timeout");
+                if let Some(r) = record.as_mut() {
+                    r.error("target_timeout");
+                }
                 return lb_error(
                     StatusCode::GATEWAY_TIMEOUT,
                     &action.metrics.from_lb,
@@ -269,6 +326,9 @@ async fn forward(
                     .response_time
                     .observe(sent_at.elapsed().as_secs_f64());
                 action.metrics.from_target.count(resp.status().as_u16());
+                if let Some(r) = record.as_mut() {
+                    r.target_status(resp.status().as_u16());
+                }
                 return match (target_conn, client_upgrade) {
                     (Conn::Upgradable(sender), Some(client_upgrade)) => {
                         switch_protocols(conn, resp, sender, outstanding, client_upgrade, in_flight)
@@ -326,6 +386,9 @@ async fn forward(
                     tracing::warn!(target_group = %group.name, target = %target.address, "target failed: {}", e.into_error());
                     // A reset or broken exchange is a failed check too.
                     group.record(choice, Outcome::Failure(Reason::FailedHealthChecks));
+                    if let Some(r) = record.as_mut() {
+                        r.error("target_failed");
+                    }
                     return lb_error(StatusCode::BAD_GATEWAY, &action.metrics.from_lb, in_flight);
                 }
             },

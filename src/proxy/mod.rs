@@ -5,5 +5,6 @@ pub mod headers;
 pub mod http;
 pub mod pool;
 pub mod proxy_protocol;
+pub mod record;
 pub mod respond;
 pub mod tcp;

@@ -3,7 +3,9 @@
 
 use crate::admin::metrics::ListenerMetrics;
 use crate::health::{Outcome, Reason};
+use crate::listener::ClientConn;
 use crate::proxy::proxy_protocol::encode_v2;
+use crate::proxy::record::StreamRecord;
 use crate::runtime::listener::ListenerRuntime;
 use crate::runtime::target::{GroupRuntime, process_ms};
 use std::io;
@@ -25,22 +27,50 @@ const MAX_ATTEMPTS: usize = 3;
 /// idles out, or a target cannot be reached (then the client is closed).
 pub async fn serve<S>(
     client: S,
-    peer: SocketAddr,
+    conn: &ClientConn,
     local: SocketAddr,
     listener: Arc<ListenerRuntime>,
 ) where
     S: AsyncRead + AsyncWrite + Unpin,
 {
+    let peer = conn.peer;
+    let mut record = listener
+        .access_log
+        .as_ref()
+        .map(|log| StreamRecord::new(log, &listener.name, peer, conn.tls.get()));
+    let (received, sent) = forward_stream(client, peer, local, &listener, record.as_mut()).await;
+    if let Some(r) = record {
+        r.finish(received, sent);
+    }
+}
+
+/// Joins `client` to a target; returns the bytes moved (from, to the client).
+async fn forward_stream<S>(
+    client: S,
+    peer: SocketAddr,
+    local: SocketAddr,
+    listener: &ListenerRuntime,
+    mut record: Option<&mut StreamRecord>,
+) -> (u64, u64)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
     let Some(group) = listener.tcp_group() else {
-        return;
+        return (0, 0);
     };
     let Some((index, mut target)) = connect_target(&group).await else {
+        if let Some(r) = record.as_mut() {
+            r.error("no_target_reachable");
+        }
         tracing::warn!(listener = %listener.name, target_group = %group.name, peer = %peer, "no target could be reached; closing the client connection");
-        return;
+        return (0, 0);
     };
+    if let Some(r) = record.as_mut() {
+        r.target(&group.name, group.targets[index].addr);
+    }
     let _outstanding = group.targets[index].start_request();
     if listener.proxy_protocol && target.write_all(&encode_v2(peer, local)).await.is_err() {
-        return;
+        return (0, 0);
     }
     let activity = Arc::new(AtomicU64::new(process_ms()));
     let mut client = Counted::new(
@@ -67,16 +97,25 @@ pub async fn serve<S>(
     loop {
         tokio::select! {
             result = &mut copy => {
-                if let Err(e) = result {
-                    tracing::debug!(listener = %listener.name, peer = %peer, "tcp connection ended: {e}");
-                }
-                return;
+                return match result {
+                    Ok(moved) => moved,
+                    Err(e) => {
+                        tracing::debug!(listener = %listener.name, peer = %peer, "tcp connection ended: {e}");
+                        if let Some(r) = record.as_mut() {
+                            r.error("connection_reset");
+                        }
+                        (0, 0)
+                    }
+                };
             }
             _ = tokio::time::sleep(wait) => {
                 let quiet = Duration::from_millis(process_ms().saturating_sub(activity.load(Ordering::Relaxed)));
                 if quiet >= idle {
                     tracing::debug!(listener = %listener.name, peer = %peer, "tcp connection idle for {idle:?}: closed");
-                    return;
+                    if let Some(r) = record.as_mut() {
+                        r.error("idle_timeout");
+                    }
+                    return (0, 0);
                 }
                 wait = idle - quiet;
             }

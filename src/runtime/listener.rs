@@ -31,6 +31,8 @@ pub struct ListenerRuntime {
     /// `X-Forwarded-Proto` of this listener.
     pub forwarded_proto: HeaderValue,
     pub metrics: ListenerMetrics,
+    /// The access log, when it is on.
+    pub access_log: Option<Arc<crate::admin::access_log::AccessLog>>,
     /// tcp/tls: send a PROXY protocol v2 header to targets.
     pub proxy_protocol: bool,
     /// TLS settings of https and tls listeners (certificates of this snapshot).

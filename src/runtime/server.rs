@@ -7,6 +7,7 @@ use super::registry::{Refusal, Registry};
 use super::resolve::Resolved;
 use super::resolve::resolve_targets;
 use super::snapshot::{BuildContext, DrainingTarget, Snapshot, build, used_groups};
+use crate::admin::access_log::AccessLog;
 use crate::admin::metrics::Metrics;
 use crate::balance::cookie::CookieKeys;
 use crate::config::{self, Config, ConfigError, Loaded};
@@ -60,6 +61,8 @@ pub struct Server {
     drain_changed: Notify,
     /// Targets registered and deregistered through the API.
     registry: Mutex<Registry>,
+    /// The access log (started with the process).
+    pub access_log: Option<Arc<AccessLog>>,
     /// The configuration file as last loaded (the registry applies on top).
     file_config: Mutex<Arc<Config>>,
 }
@@ -123,18 +126,12 @@ fn start_checkers(snapshot: &Snapshot) -> Checkers {
     Checkers::start(snapshot.groups.iter().filter(|g| used.contains(&*g.name)))
 }
 
-/// Refuses what this build accepts in a file but does not implement.
+/// The configuration of a loaded file, its warnings logged.
 fn supported(loaded: Loaded) -> Result<Config, ConfigError> {
     for w in &loaded.warnings {
         tracing::warn!("{w}");
     }
-    if loaded.unsupported.is_empty() {
-        Ok(loaded.config)
-    } else {
-        Err(ConfigError {
-            lines: loaded.unsupported,
-        })
-    }
+    Ok(loaded.config)
 }
 
 impl Server {
@@ -168,7 +165,11 @@ impl Server {
                  other nodes and restarts will not honour them"
             );
         }
+        let access_log =
+            AccessLog::start(&file.global.access_log, metrics.access_log_dropped.clone())
+                .map_err(|e| StartError::Runtime(format!("access log: {e}")))?;
         let ctx = BuildContext {
+            access_log: &access_log,
             draining: &[],
             resolved: &resolved,
             metrics: &metrics,
@@ -199,6 +200,7 @@ impl Server {
             last_inputs: Mutex::new((resolved, cookie_keys)),
             drain_changed: Notify::new(),
             registry: Mutex::new(registry),
+            access_log,
             file_config: Mutex::new(file),
         });
         tokio::spawn(reap_drained(Arc::downgrade(&server)));
@@ -251,6 +253,7 @@ impl Server {
         let previous = self.live.load_full();
         let draining = self.drain_removed(&previous, &config);
         let ctx = BuildContext {
+            access_log: &self.access_log,
             draining: &draining,
             resolved: &resolved,
             metrics: &self.metrics,
@@ -410,6 +413,7 @@ impl Server {
             .unwrap_or_else(|e| e.into_inner())
             .clone();
         let ctx = BuildContext {
+            access_log: &self.access_log,
             draining: &draining,
             resolved: &resolved,
             metrics: &self.metrics,
@@ -456,6 +460,9 @@ impl Server {
         }
         if old.global.worker_threads != config.global.worker_threads {
             tracing::warn!("global.worker_threads changed: it takes effect at the next start only");
+        }
+        if old.global.access_log != config.global.access_log {
+            tracing::warn!("global.access_log changed: it takes effect at the next start only");
         }
         if old.global.watch_config != config.global.watch_config {
             tracing::warn!("global.watch_config changed: it takes effect at the next start only");

@@ -71,6 +71,7 @@ pub struct DrainingTarget {
 /// What every snapshot build needs from the server besides the config.
 #[derive(Clone, Copy)]
 pub struct BuildContext<'a> {
+    pub access_log: &'a Option<Arc<crate::admin::access_log::AccessLog>>,
     /// Targets removed from the file (or deregistered) that still drain.
     pub draining: &'a [DrainingTarget],
     pub resolved: &'a Resolved,
@@ -90,6 +91,7 @@ pub fn build<'a>(
     ctx: &BuildContext,
 ) -> Result<Snapshot, String> {
     let BuildContext {
+        access_log,
         draining,
         resolved,
         metrics,
@@ -235,6 +237,7 @@ pub fn build<'a>(
                 unrouted: metrics.unrouted(&l.name),
                 tls,
                 proxy_protocol: l.proxy_protocol,
+                access_log: access_log.clone(),
             }))
         })
         .collect::<Result<Vec<_>, String>>()?;

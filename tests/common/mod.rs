@@ -30,12 +30,9 @@ pub fn edgelb_bin() -> &'static str {
 /// kernel just handed out for `bind(0)` and freed could be handed out again).
 pub fn free_port() -> u16 {
     static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-    let _ = NEXT.compare_exchange(
-        0,
-        20000 + (std::process::id() % 200) * 150,
-        Ordering::SeqCst,
-        Ordering::SeqCst,
-    );
+    // Below the kernel's ephemeral range (32768..), where bind(0) never lands.
+    let base = 10000 + (std::process::id() % 100) * 200;
+    let _ = NEXT.compare_exchange(0, base, Ordering::SeqCst, Ordering::SeqCst);
     loop {
         let port = NEXT.fetch_add(1, Ordering::SeqCst);
         assert!(port < 32768, "ran out of test ports");
@@ -283,6 +280,27 @@ impl Drop for TestTarget {
     }
 }
 
+/// Whether the admin API at `admin` answers an HTTP request.
+pub async fn admin_answers(admin: SocketAddr) -> bool {
+    let Ok(stream) = TcpStream::connect(admin).await else {
+        return false;
+    };
+    let Ok((mut sender, conn)) =
+        hyper::client::conn::http1::handshake::<_, Full<Bytes>>(TokioIo::new(stream)).await
+    else {
+        return false;
+    };
+    tokio::spawn(conn);
+    let req = Request::get("/healthz")
+        .header("host", "admin")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    matches!(
+        tokio::time::timeout(Duration::from_secs(2), sender.send_request(req)).await,
+        Ok(Ok(_))
+    )
+}
+
 /// A running `edgelb run` process with its own config file; killed on drop.
 pub struct Edgelb {
     pub child: Child,
@@ -320,7 +338,8 @@ impl Edgelb {
             if let Ok(Some(status)) = e.child.try_wait() {
                 panic!("edgelb exited with {status}:\n{}", e.log());
             }
-            if TcpStream::connect(admin).await.is_ok() {
+            // The admin API answers only once every listener is bound.
+            if admin_answers(admin).await {
                 break;
             }
             assert!(
