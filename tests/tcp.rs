@@ -299,3 +299,48 @@ async fn tls_listener_decrypts_to_a_tcp_target() {
         6.0
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removed_target_keeps_its_connections_until_the_delay_ends() {
+    let a = echo_target("a", false).await;
+    let listen = listen_addr();
+    let config = tcp_config(listen, &[(a.addr, 1)], "").replace(
+        "name = \"web\"\nprotocol = \"tcp\"",
+        "name = \"web\"\nprotocol = \"tcp\"\nderegistration_delay = \"1s\"",
+    );
+    let lb = Edgelb::start(&config).await;
+    let mut held = TcpStream::connect(listen).await.unwrap();
+    held.write_all(b"still here").await.unwrap();
+    wait_for(
+        Duration::from_secs(5),
+        "the connection to be open",
+        || async {
+            lb.metric("edgelb_active_connections{listener=\"front\"}")
+                .await
+                == 1.0
+        },
+    )
+    .await;
+    // The target leaves the file: its connection stays open while it drains…
+    let b = echo_target("b", false).await;
+    lb.rewrite(&config.replace(&a.addr.to_string(), &b.addr.to_string()));
+    lb.signal("HUP");
+    wait_for(Duration::from_secs(5), "generation 2", || async {
+        lb.generation().await == 2
+    })
+    .await;
+    let started = std::time::Instant::now();
+    // …and is closed when the deregistration delay ends.
+    let mut buf = [0u8; 16];
+    let n = tokio::time::timeout(Duration::from_secs(10), held.read(&mut buf))
+        .await
+        .expect("closed after the delay")
+        .unwrap_or(0);
+    assert_eq!(n, 0);
+    assert!(
+        started.elapsed() >= Duration::from_millis(500),
+        "closed after {:?}",
+        started.elapsed()
+    );
+    assert_eq!(exchange(listen, b"new").await, b"b:new");
+}

@@ -94,8 +94,18 @@ where
     tokio::pin!(copy);
     let idle = listener.idle_timeout;
     let mut wait = idle;
+    // A removed target keeps its connections until its deregistration delay ends.
+    let gone = group.targets[index].shared.gone.notified();
+    tokio::pin!(gone);
     loop {
         tokio::select! {
+            _ = &mut gone => {
+                tracing::debug!(listener = %listener.name, peer = %peer, "target drained: connection closed");
+                if let Some(r) = record.as_mut() {
+                    r.error("target_deregistered");
+                }
+                return (0, 0);
+            }
             result = &mut copy => {
                 return match result {
                     Ok(moved) => moved,

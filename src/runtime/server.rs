@@ -434,6 +434,7 @@ impl Server {
                 {
                     tracing::info!(target_group = %g.name, target = %t.address, "drained target removed");
                     t.up.set(0);
+                    t.shared.gone.notify_waiters();
                 }
             }
         }

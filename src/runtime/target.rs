@@ -25,6 +25,9 @@ pub struct TargetShared {
     /// Registered after the process started (by a reload or the API): its first
     /// success ramps it up under slow start, as for a recovered target.
     pub late: bool,
+    /// Told when the target's deregistration delay ends: its remaining TCP
+    /// connections are closed then.
+    pub gone: tokio::sync::Notify,
 }
 
 impl TargetShared {
