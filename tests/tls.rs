@@ -500,3 +500,32 @@ async fn https_target_groups_verify_with_ca_file_or_not_at_all() {
     );
     assert!(lb3.log().contains("tls_verify = false"), "{}", lb3.log());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_handshake_is_dropped_after_10s_and_counted() {
+    use tokio::io::AsyncReadExt;
+    let s = setup("").await;
+    let mut silent = tokio::net::TcpStream::connect(s.listen).await.unwrap();
+    let started = std::time::Instant::now();
+    let mut buf = [0u8; 8];
+    let n = tokio::time::timeout(Duration::from_secs(20), silent.read(&mut buf))
+        .await
+        .expect("dropped by edgelb")
+        .unwrap_or(0);
+    assert_eq!(n, 0);
+    assert!(
+        started.elapsed() >= Duration::from_secs(9),
+        "dropped after {:?}",
+        started.elapsed()
+    );
+    wait_for(
+        Duration::from_secs(5),
+        "the error to be counted",
+        || async {
+            s.lb.metric("edgelb_tls_handshake_errors_total{listener=\"front\"}")
+                .await
+                == 1.0
+        },
+    )
+    .await;
+}

@@ -252,14 +252,7 @@ impl Server {
         let prepared = set.prepare(&config).map_err(|e| e.to_string())?;
         let previous = self.live.load_full();
         let draining = self.drain_removed(&previous, &config);
-        let ctx = BuildContext {
-            access_log: &self.access_log,
-            draining: &draining,
-            resolved: &resolved,
-            metrics: &self.metrics,
-            cookie_keys: &cookie_keys,
-            sessions: &self.sessions,
-        };
+        let ctx = self.build_context(&draining, &resolved, &cookie_keys);
         let snapshot = build(
             config.clone(),
             generation,
@@ -280,6 +273,23 @@ impl Server {
         *self.last_inputs.lock().unwrap_or_else(|e| e.into_inner()) = (resolved, cookie_keys);
         self.drain_changed.notify_one();
         Ok(())
+    }
+
+    /// What a build needs from this server besides the config.
+    fn build_context<'a>(
+        &'a self,
+        draining: &'a [DrainingTarget],
+        resolved: &'a Resolved,
+        cookie_keys: &'a Arc<CookieKeys>,
+    ) -> BuildContext<'a> {
+        BuildContext {
+            access_log: &self.access_log,
+            draining,
+            resolved,
+            metrics: &self.metrics,
+            cookie_keys,
+            sessions: &self.sessions,
+        }
     }
 
     fn registry(&self) -> std::sync::MutexGuard<'_, Registry> {
@@ -412,14 +422,7 @@ impl Server {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone();
-        let ctx = BuildContext {
-            access_log: &self.access_log,
-            draining: &draining,
-            resolved: &resolved,
-            metrics: &self.metrics,
-            cookie_keys: &cookie_keys,
-            sessions: &self.sessions,
-        };
+        let ctx = self.build_context(&draining, &resolved, &cookie_keys);
         let snapshot = build(
             previous.config.clone(),
             previous.generation,
