@@ -436,6 +436,32 @@ async fn demo_serves_its_three_targets_by_weight() {
         ]
     );
     assert_eq!(get(admin, "/healthz").await.status, StatusCode::OK);
+    // Target 3's switchable health endpoint takes it out of rotation by itself.
+    let status: serde_json::Value =
+        serde_json::from_slice(&get(admin, "/status").await.body).unwrap();
+    let t3: SocketAddr = status["target_groups"][0]["targets"][2]["address"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let toggle = http::Request::post("/health/toggle")
+        .header("host", "demo")
+        .body(http_body_util::Full::new(bytes::Bytes::new()))
+        .unwrap();
+    H1::connect(t3).await.send(toggle).await.unwrap();
+    wait_for(
+        Duration::from_secs(10),
+        "target 3 to be unhealthy",
+        || async {
+            let s: serde_json::Value =
+                serde_json::from_slice(&get(admin, "/status").await.body).unwrap();
+            s["target_groups"][0]["targets"][2]["state"] == "unhealthy"
+        },
+    )
+    .await;
+    for _ in 0..6 {
+        assert_ne!(client.get("/").await.text(), "demo target 3 (weight 3)\n");
+    }
     let _ = std::process::Command::new("kill")
         .args(["-INT", &child.id().to_string()])
         .status();

@@ -103,6 +103,13 @@ name = "demo"
 protocol = "http"
 targets = [
 {targets_toml}]
+
+[target_groups.health_check]
+path = "/health"
+interval = "2s"
+timeout = "1s"
+healthy_threshold = 2
+unhealthy_threshold = 2
 "#
     )
 }
@@ -149,7 +156,8 @@ pub fn demo(listen: SocketAddr, admin: SocketAddr) -> u8 {
              \nTry:\n  for i in $(seq 6); do curl -s http://{listen}/; done     # smooth weighted round robin: 3,2,1,3,2,3\n\
              \x20 curl -s http://{admin}/status                          # listeners, targets, generation\n\
              \x20 curl -s http://{admin}/metrics | grep edgelb_requests   # Prometheus metrics\n\
-             \x20 curl -s -X POST http://{t3}/health/toggle              # flip target 3's health endpoint\n\
+             \x20 curl -s -X POST http://{t3}/health/toggle              # flip target 3's health endpoint: it leaves within ~4 s\n\
+             \x20 curl -s http://{admin}/target-groups/demo/targets      # …and comes back by itself after a second toggle\n\
              \x20 edit the config, then: kill -HUP {}                     # reload without a restart\n\
              \nCtrl-C stops it.\n",
             targets[0], targets[1], targets[2], path.display(), std::process::id()
