@@ -3,6 +3,7 @@
 use crate::health::{Outcome, Reason};
 use crate::listener::ClientConn;
 use crate::proxy::body::{InFlight, ProxyBody, RequestBody};
+use crate::proxy::desync;
 use crate::proxy::headers::{X_REQUEST_ID, prepare_request, strip_hop_by_hop, wants_upgrade};
 use crate::proxy::pool::{self, ConnectError, TargetConn};
 use crate::proxy::record::RequestRecord;
@@ -46,6 +47,9 @@ pub async fn handle(
         return resp;
     };
     let (parts, body) = req.into_parts();
+    if let Err(refusal) = desync::check(&parts) {
+        return refuse(&conn, &listener, refusal, in_flight);
+    }
     let mut record = listener
         .access_log
         .as_ref()
@@ -63,6 +67,28 @@ pub async fn handle(
         r.response(resp.status().as_u16());
         resp.body_mut().set_record(Some(r));
     }
+    resp
+}
+
+/// A request refused before routing (SPEC: 400 for what could smuggle a second
+/// request, 414 for a target too long); the connection closes after it.
+fn refuse(
+    conn: &ClientConn,
+    listener: &ListenerRuntime,
+    refusal: desync::Refusal,
+    in_flight: InFlight,
+) -> Response<ProxyBody> {
+    listener.unrouted.requests.inc();
+    let status = match refusal {
+        desync::Refusal::BadRequest(why) => {
+            tracing::debug!(peer = %conn.peer, "request refused: {why}");
+            StatusCode::BAD_REQUEST
+        }
+        desync::Refusal::UriTooLong => StatusCode::URI_TOO_LONG,
+    };
+    let mut resp = lb_error(status, &listener.unrouted.from_lb, in_flight);
+    resp.headers_mut()
+        .insert(header::CONNECTION, http::HeaderValue::from_static("close"));
     resp
 }
 

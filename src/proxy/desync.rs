@@ -1,0 +1,144 @@
+//! Request smuggling defence, in the spirit of ALB's "defensive" desync mode:
+//! a request whose framing or target two parsers could read differently is
+//! refused with 400 before anything reaches a target.
+//!
+//! hyper (httparse) already refuses NUL, CR or LF inside header values,
+//! obs-fold continuation lines, a malformed Content-Length, two different
+//! Content-Lengths, and a Transfer-Encoding whose last coding is not chunked.
+//! This adds what a proxy must refuse on top.
+
+use http::header::{CONTENT_LENGTH, HOST, TRANSFER_ENCODING};
+use http::request::Parts;
+
+/// Longest request target accepted (nginx's default large header buffer);
+/// longer ones get 414. Heads over `max_header_bytes` get 431 before this.
+pub const MAX_URI_BYTES: usize = 8192;
+
+/// Why a request head was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// 400, with a reason for the log.
+    BadRequest(&'static str),
+    /// 414.
+    UriTooLong,
+}
+
+/// Checks a request head; `Ok` means it is safe to forward.
+pub fn check(parts: &Parts) -> Result<(), Refusal> {
+    let uri_len = parts.uri.path_and_query().map_or(0, |p| p.as_str().len())
+        + parts.uri.authority().map_or(0, |a| a.as_str().len());
+    if uri_len > MAX_URI_BYTES {
+        return Err(Refusal::UriTooLong);
+    }
+    let h = &parts.headers;
+    let mut hosts = h.get_all(HOST).iter();
+    let host = hosts.next();
+    if hosts.next().is_some() {
+        return Err(Refusal::BadRequest("more than one Host header"));
+    }
+    if h.get_all(CONTENT_LENGTH).iter().count() > 1 {
+        return Err(Refusal::BadRequest("more than one Content-Length header"));
+    }
+    let mut codings = h.get_all(TRANSFER_ENCODING).iter();
+    if let Some(te) = codings.next() {
+        if h.contains_key(CONTENT_LENGTH) {
+            return Err(Refusal::BadRequest(
+                "both Content-Length and Transfer-Encoding",
+            ));
+        }
+        if codings.next().is_some() || !te.as_bytes().trim_ascii().eq_ignore_ascii_case(b"chunked")
+        {
+            return Err(Refusal::BadRequest(
+                "a Transfer-Encoding other than chunked",
+            ));
+        }
+    }
+    if let (Some(authority), Some(host)) = (parts.uri.authority(), host)
+        && !authority
+            .as_str()
+            .as_bytes()
+            .eq_ignore_ascii_case(host.as_bytes())
+    {
+        return Err(Refusal::BadRequest(
+            "the absolute-form target's host differs from Host",
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn head(uri: &str, headers: &[(&str, &str)]) -> Parts {
+        let mut b = http::Request::post(uri);
+        for (k, v) in headers {
+            b = b.header(*k, *v);
+        }
+        b.body(()).unwrap().into_parts().0
+    }
+
+    #[test]
+    fn ordinary_requests_pass() {
+        assert_eq!(
+            check(&head("/a?b", &[("host", "x"), ("content-length", "5")])),
+            Ok(())
+        );
+        assert_eq!(
+            check(&head(
+                "/a",
+                &[("host", "x"), ("transfer-encoding", "Chunked")]
+            )),
+            Ok(())
+        );
+        assert_eq!(
+            check(&head(
+                "http://x.example:8080/a",
+                &[("host", "X.example:8080")]
+            )),
+            Ok(())
+        );
+        assert_eq!(check(&head("http://x.example/a", &[])), Ok(()));
+    }
+
+    #[test]
+    fn ambiguous_framing_is_refused() {
+        let bad = |h: &[(&str, &str)]| matches!(check(&head("/", h)), Err(Refusal::BadRequest(_)));
+        assert!(bad(&[
+            ("content-length", "5"),
+            ("transfer-encoding", "chunked")
+        ]));
+        assert!(bad(&[("content-length", "5"), ("content-length", "5")]));
+        assert!(bad(&[("transfer-encoding", "gzip, chunked")]));
+        assert!(bad(&[
+            ("transfer-encoding", "chunked"),
+            ("transfer-encoding", "chunked")
+        ]));
+        assert!(bad(&[("transfer-encoding", "identity")]));
+        assert!(bad(&[("host", "a"), ("host", "b")]));
+    }
+
+    #[test]
+    fn absolute_form_must_agree_with_host() {
+        assert!(matches!(
+            check(&head("http://evil.example/", &[("host", "good.example")])),
+            Err(Refusal::BadRequest(_))
+        ));
+        assert!(matches!(
+            check(&head(
+                "http://good.example:81/",
+                &[("host", "good.example")]
+            )),
+            Err(Refusal::BadRequest(_))
+        ));
+    }
+
+    #[test]
+    fn long_targets_get_414() {
+        let long = format!("/{}", "a".repeat(MAX_URI_BYTES));
+        assert_eq!(
+            check(&head(&long, &[("host", "x")])),
+            Err(Refusal::UriTooLong)
+        );
+    }
+}
