@@ -1,0 +1,189 @@
+#!/usr/bin/env bash
+# Side-by-side load comparison of edgelb, HAProxy and nginx on loopback, on every axis
+# of issue #10. Each scenario runs RUNS times per balancer (interleaved), and the table
+# shows medians and edgelb's ratios. Same worker count for all three.
+#
+#   benches/load.sh [RUNS=3] [SECONDS=5] [THREADS=1]
+#   EDGELB=target/release/edgelb (default; cargo build --release first)
+# Needs: apt-get install -y nginx-light libnginx-mod-stream haproxy wrk nghttp2-client iperf3 openssl python3
+set -euo pipefail
+RUNS=${1:-3}; DUR=${2:-5}; THREADS=${3:-1}
+EDGELB=${EDGELB:-target/release/edgelb}
+for t in nginx haproxy wrk h2load iperf3 openssl python3; do command -v $t >/dev/null || { echo "missing $t" >&2; exit 2; }; done
+[ -x "$EDGELB" ] || { echo "no edgelb binary at $EDGELB (cargo build --release)" >&2; exit 2; }
+W=$(mktemp -d /tmp/edgelb-load.XXXX); chmod 755 "$W"
+cleanup() { for f in "$W"/*.pid; do [ -f "$f" ] && kill "$(cat "$f")" 2>/dev/null || true; done; pkill -f "iperf3 -s -p 19201" 2>/dev/null || true; sleep 0.3; rm -rf "$W"; }
+trap cleanup EXIT
+head -c 1024 /dev/zero | tr '\0' 'x' > "$W/body.txt"
+# An ECDSA P-256 certificate for every TLS frontend.
+openssl ecparam -name prime256v1 -genkey -noout -out "$W/key.pem" 2>/dev/null
+openssl req -x509 -new -key "$W/key.pem" -days 2 -subj "/CN=localhost" -addext "subjectAltName=DNS:localhost" -out "$W/cert.pem" 2>/dev/null
+cat "$W/cert.pem" "$W/key.pem" > "$W/combined.pem"
+STREAM_MOD=""; [ -f /usr/lib/nginx/modules/ngx_stream_module.so ] && STREAM_MOD="load_module /usr/lib/nginx/modules/ngx_stream_module.so;"
+
+cat > "$W/targets.conf" <<C
+worker_processes 1; pid $W/targets.pid; error_log $W/targets.err; daemon on;
+events { worker_connections 4096; }
+http { access_log off; keepalive_requests 1000000;
+  server { listen 127.0.0.1:19001; root $W; location / { try_files /body.txt =404; } }
+  server { listen 127.0.0.1:19002; root $W; location / { try_files /body.txt =404; } } }
+C
+cat > "$W/nginx.conf" <<C
+$STREAM_MOD
+worker_processes $THREADS; pid $W/nginx.pid; error_log $W/nginx.err; daemon on;
+events { worker_connections 30000; }
+http { access_log off; keepalive_requests 1000000;
+  upstream tg { server 127.0.0.1:19001 weight=3; server 127.0.0.1:19002 weight=1; keepalive 128; }
+  server { listen 127.0.0.1:18081; location / { proxy_pass http://tg; proxy_http_version 1.1; proxy_set_header Connection ""; } }
+  server { listen 127.0.0.1:18441 ssl http2; ssl_certificate $W/cert.pem; ssl_certificate_key $W/key.pem; ssl_protocols TLSv1.2 TLSv1.3;
+    location / { proxy_pass http://tg; proxy_http_version 1.1; proxy_set_header Connection ""; } } }
+$( [ -n "$STREAM_MOD" ] && echo "stream { server { listen 127.0.0.1:18281; proxy_pass 127.0.0.1:19201; } server { listen 127.0.0.1:18291; proxy_pass 127.0.0.1:19001; } }" )
+C
+cat > "$W/haproxy.cfg" <<C
+global
+  nbthread $THREADS
+  maxconn 8000
+  pidfile $W/haproxy.pid
+  daemon
+defaults
+  timeout connect 5s
+  timeout client 60s
+  timeout server 60s
+frontend fe
+  mode http
+  bind 127.0.0.1:18082
+  bind 127.0.0.1:18442 ssl crt $W/combined.pem alpn h2,http/1.1
+  default_backend tg
+backend tg
+  mode http
+  http-reuse always
+  balance roundrobin
+  server a 127.0.0.1:19001 weight 3
+  server b 127.0.0.1:19002 weight 1
+frontend bulk
+  mode tcp
+  bind 127.0.0.1:18282
+  default_backend iperf
+backend iperf
+  mode tcp
+  server s 127.0.0.1:19201
+frontend short
+  mode tcp
+  bind 127.0.0.1:18292
+  default_backend web
+backend web
+  mode tcp
+  server s 127.0.0.1:19001
+C
+rules() { # n → TOML of n rules that never match (the default action serves)
+  python3 - "$1" <<'P'
+import sys
+for i in range(int(sys.argv[1])):
+    kind = i % 3
+    cond = [f'host = ["svc{i}.example.com"]', f'path = ["/api/v{i}/*"]', f'path = ["/static{i}/*"], headers = {{ "x-tenant" = ["t{i}-*"] }}'][kind]
+    print(f'[[listeners.rules]]\npriority = {i+1}\nconditions = {{ {cond} }}\naction = {{ forward = "tg" }}\n')
+P
+}
+edgelb_config() { # port-suffix rules-count
+  cat <<C
+[global]
+worker_threads = $THREADS
+[admin]
+bind = "127.0.0.1:1990$1"
+[[listeners]]
+name = "http"
+protocol = "http"
+bind = "127.0.0.1:1808$1"
+default_action = { forward = "tg" }
+$(rules "$2")
+[[listeners]]
+name = "https"
+protocol = "https"
+bind = "127.0.0.1:1844$1"
+tls_policy = "tls13-tls12"
+certificates = [ { cert = "$W/cert.pem", key = "$W/key.pem" } ]
+default_action = { forward = "tg" }
+[[listeners]]
+name = "bulk"
+protocol = "tcp"
+bind = "127.0.0.1:1828$1"
+default_action = { forward = "iperf" }
+[[listeners]]
+name = "short"
+protocol = "tcp"
+bind = "127.0.0.1:1829$1"
+default_action = { forward = "web" }
+[[target_groups]]
+name = "tg"
+protocol = "http"
+targets = [ { address = "127.0.0.1:19001", weight = 3 }, { address = "127.0.0.1:19002", weight = 1 } ]
+[[target_groups]]
+name = "iperf"
+protocol = "tcp"
+targets = [ { address = "127.0.0.1:19201" } ]
+[[target_groups]]
+name = "web"
+protocol = "tcp"
+targets = [ { address = "127.0.0.1:19001" } ]
+C
+}
+edgelb_config 3 1 > "$W/edgelb.toml"
+edgelb_config 4 1000 > "$W/edgelb-rules.toml"
+nginx -c "$W/targets.conf"; nginx -c "$W/nginx.conf"; haproxy -f "$W/haproxy.cfg"
+iperf3 -s -p 19201 -D
+"$EDGELB" run --config "$W/edgelb.toml" > "$W/edgelb.log" 2>&1 & echo $! > "$W/edgelb.pid"
+"$EDGELB" run --config "$W/edgelb-rules.toml" > "$W/edgelb-rules.log" 2>&1 & echo $! > "$W/edgelb-rules.pid"
+for i in $(seq 100); do curl -fs -o /dev/null http://127.0.0.1:18083/ && curl -fs -o /dev/null http://127.0.0.1:18084/ && break; sleep 0.1; done
+
+median() { python3 -c 'import sys,statistics; v=[float(x) for x in sys.argv[1:] if x]; print(f"{statistics.median(v):.1f}" if v else "n/a")' "$@"; }
+wrk_rps() { wrk -t1 -c64 -d"${DUR}s" "$@" 2>/dev/null | awk '/Requests\/sec/{print $2}'; }
+wrk_p99() { wrk -t1 -c64 -d"${DUR}s" --latency "$@" 2>/dev/null | awk '$1=="99%"{v=$2; if (v ~ /ms$/) {sub("ms","",v); v*=1000} else if (v ~ /us$/) {sub("us","",v)} else if (v ~ /s$/) {sub("s","",v); v*=1000000}; print v}'; }
+h2_rps() { h2load -n 200000 -c 10 -m 10 -D "$DUR" "$1" 2>/dev/null | awk '/^finished in/{gsub(",","",$4); print $4}'; }
+hs_rate() { openssl s_time -connect "$1" -new -time "$DUR" -tls1_3 2>/dev/null | awk '/connections in/{print $1/$4; exit}'; }
+iperf_gbps() { iperf3 -c 127.0.0.1 -p "$1" -t "$DUR" -f g 2>/dev/null | awk '/receiver/{print $7}'; }
+short_cps() { wrk -t1 -c32 -d"${DUR}s" -H "Connection: close" "http://127.0.0.1:$1/" 2>/dev/null | awk '/Requests\/sec/{print $2}'; }
+rss_kib() { awk '/VmRSS/{print $2}' /proc/"$1"/status; }
+idle_mem() { # port pid → RSS growth (KiB) with 10,000 idle keep-alive connections
+  local before; before=$(rss_kib "$2")
+  python3 - "$1" <<'P' &
+import socket, sys, time
+port = int(sys.argv[1]); conns = []
+for _ in range(10000):
+    s = socket.create_connection(("127.0.0.1", port)); s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"); conns.append(s)
+for s in conns:
+    s.recv(4096)
+time.sleep(3)
+P
+  local py=$!; sleep 2.5
+  local after; after=$(rss_kib "$2"); wait $py || true
+  echo $(( after - before ))
+}
+declare -A R
+row() { # name unit lower-is-better edgelb-cmd haproxy-cmd nginx-cmd
+  local name=$1 unit=$2 lower=$3; shift 3
+  local e=() h=() n=()
+  for _ in $(seq "$RUNS"); do e+=("$(eval "$1")"); h+=("$(eval "$2")"); n+=("$(eval "$3")"); done
+  local me mh mn; me=$(median "${e[@]}"); mh=$(median "${h[@]}"); mn=$(median "${n[@]}")
+  python3 - "$name" "$unit" "$lower" "$me" "$mh" "$mn" <<'P'
+import sys
+name, unit, lower, e, h, n = sys.argv[1:]
+def ratio(a, b):
+    try: return f"{float(a)/float(b):.2f}"
+    except: return "n/a"
+print(f"| {name} | {unit} | {e} | {h} | {n} | {ratio(e,h)} | {ratio(e,n)} |" + ("  (lower is better)" if lower == "1" else ""))
+P
+}
+echo "edgelb load comparison — runs=$RUNS seconds=$DUR threads=$THREADS ($(nproc) cores, $(date -u +%F))"
+echo "| scenario | unit | edgelb | HAProxy | nginx | ÷HAProxy | ÷nginx |"
+echo "| --- | --- | --- | --- | --- | --- | --- |"
+row "HTTP/1.1 keep-alive, 1 KiB" "req/s" 0 "wrk_rps http://127.0.0.1:18083/" "wrk_rps http://127.0.0.1:18082/" "wrk_rps http://127.0.0.1:18081/"
+row "HTTP/1.1 keep-alive p99" "µs" 1 "wrk_p99 http://127.0.0.1:18083/" "wrk_p99 http://127.0.0.1:18082/" "wrk_p99 http://127.0.0.1:18081/"
+row "HTTP/2 over TLS, 10 conns × 10 streams" "req/s" 0 "h2_rps https://127.0.0.1:18443/" "h2_rps https://127.0.0.1:18442/" "h2_rps https://127.0.0.1:18441/"
+row "TLS 1.3 handshakes (openssl s_time -new)" "conn/s" 0 "hs_rate 127.0.0.1:18443" "hs_rate 127.0.0.1:18442" "hs_rate 127.0.0.1:18441"
+row "L4 bulk (iperf3)" "Gbit/s" 0 "iperf_gbps 18283" "iperf_gbps 18282" "[ -n '$STREAM_MOD' ] && iperf_gbps 18281 || true"
+row "L4 short connections" "conn/s" 0 "short_cps 18293" "short_cps 18292" "[ -n '$STREAM_MOD' ] && short_cps 18291 || true"
+row "10,000 idle keep-alive connections" "KiB RSS" 1 "idle_mem 18083 \$(cat $W/edgelb.pid)" "idle_mem 18082 \$(cat $W/haproxy.pid)" "idle_mem 18081 \$(pgrep -P \$(cat $W/nginx.pid) | head -1)"
+E1=(); E1000=()
+for _ in $(seq "$RUNS"); do E1+=("$(wrk_rps http://127.0.0.1:18083/)"); E1000+=("$(wrk_rps http://127.0.0.1:18084/)"); done
+m1=$(median "${E1[@]}"); m1000=$(median "${E1000[@]}")
+python3 -c "import sys; a,b=float(sys.argv[1]),float(sys.argv[2]); print(f'| routing: 1,000 rules vs 1 | req/s | {b:.1f} vs {a:.1f} | | | cost {100*(1-b/a):.1f}% | |')" "$m1" "$m1000"
