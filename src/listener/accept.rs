@@ -4,8 +4,6 @@ use crate::listener::ClientConn;
 use crate::runtime::Live;
 use crate::runtime::listener::ListenerRuntime;
 use http::HeaderValue;
-use hyper_util::server::graceful::GracefulShutdown;
-use hyper_util::server::graceful::Watcher;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -47,8 +45,29 @@ fn is_exhaustion(e: &io::Error) -> bool {
 /// Accepts connections of one listener until `stop` is notified, then closes the
 /// socket (new connections are refused) and returns the connections' shutdown
 /// handle so the caller can drain them.
-/// Open L4 connections of a listener, for shutdown to wait on (hyper's
-/// graceful shutdown tracks the HTTP ones).
+/// One connection already in the kernel's accept queue, if there is one.
+fn accept_queued(socket: &TcpListener) -> Option<io::Result<(tokio::net::TcpStream, SocketAddr)>> {
+    match socket2::SockRef::from(socket).accept() {
+        Ok((sock, addr)) => {
+            let std: std::net::TcpStream = sock.into();
+            let converted = std
+                .set_nonblocking(true)
+                .and_then(|_| tokio::net::TcpStream::from_std(std))
+                .map(|s| {
+                    (
+                        s,
+                        addr.as_socket()
+                            .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0))),
+                    )
+                });
+            Some(converted)
+        }
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => None,
+        Err(e) => Some(Err(e)),
+    }
+}
+
+/// Open connections of a listener, for a drain to wait on.
 #[derive(Default)]
 pub struct OpenStreams {
     count: std::sync::atomic::AtomicUsize,
@@ -88,10 +107,20 @@ impl Drop for StreamGuard {
     }
 }
 
-/// What a stopped listener leaves to drain: its HTTP connections and its streams.
+/// What a stopped listener leaves to drain: its open connections, and the signal
+/// that tells its HTTP connections to finish (close after the current request,
+/// GOAWAY on HTTP/2).
 pub struct Draining {
-    pub http: GracefulShutdown,
-    pub streams: Arc<OpenStreams>,
+    pub stop: tokio::sync::watch::Sender<bool>,
+    pub open: Arc<OpenStreams>,
+}
+
+impl Draining {
+    /// Tells every connection to finish and waits until none is open.
+    pub async fn finish(self) {
+        let _ = self.stop.send(true);
+        self.open.closed().await;
+    }
 }
 
 pub async fn accept_loop(
@@ -100,7 +129,7 @@ pub async fn accept_loop(
     live: Arc<Live>,
     stop: Arc<Notify>,
 ) -> Draining {
-    let graceful = GracefulShutdown::new();
+    let (stop_connections, finish) = tokio::sync::watch::channel(false);
     let streams = Arc::new(OpenStreams::default());
     let mut backoff = Duration::from_millis(10);
     // The real port (the configured one may be 0), for X-Forwarded-Port.
@@ -115,9 +144,11 @@ pub async fn accept_loop(
     let mut stopping = false;
     loop {
         let accepted = if stopping {
-            match tokio::time::timeout(Duration::ZERO, socket.accept()).await {
-                Ok(r) => r,
-                Err(_) => break,
+            // Straight to the kernel: tokio's cached readiness may not know yet
+            // of connections already queued.
+            match accept_queued(&socket) {
+                Some(r) => r,
+                None => break,
             }
         } else {
             tokio::select! {
@@ -168,7 +199,7 @@ pub async fn accept_loop(
             local_port,
             tls: std::sync::OnceLock::new(),
         });
-        let watcher = graceful.watcher();
+        let finish = finish.clone();
         runtime.metrics.active_connections.inc();
         // The PROXY header names the address this connection really reached.
         let local = if runtime.proxy_protocol {
@@ -176,12 +207,12 @@ pub async fn accept_loop(
         } else {
             bound
         };
-        let stream_guard = (!runtime.protocol.is_http()).then(|| streams.enter());
+        let stream_guard = streams.enter();
         tokio::spawn(async move {
             let _stream_guard = stream_guard;
             let active = runtime.metrics.active_connections.clone();
             match runtime.tls.clone() {
-                None => serve_stream(stream, conn, runtime, watcher, local).await,
+                None => serve_stream(stream, conn, runtime, finish, local).await,
                 Some(tls) => {
                     let handshake = tokio_rustls::TlsAcceptor::from(tls).accept(stream);
                     match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, handshake).await {
@@ -191,7 +222,7 @@ pub async fn accept_loop(
                                     .tls
                                     .set(crate::proxy::record::TlsInfo::of(stream.get_ref().1));
                             }
-                            serve_stream(stream, conn, runtime, watcher, local).await
+                            serve_stream(stream, conn, runtime, finish, local).await
                         }
                         Ok(Err(e)) => {
                             tracing::debug!(peer = %conn.peer, "TLS handshake failed: {e}");
@@ -208,8 +239,8 @@ pub async fn accept_loop(
         });
     }
     Draining {
-        http: graceful,
-        streams,
+        stop: stop_connections,
+        open: streams,
     }
 }
 
@@ -219,13 +250,13 @@ async fn serve_stream<S>(
     stream: S,
     conn: Arc<ClientConn>,
     runtime: Arc<ListenerRuntime>,
-    watcher: Watcher,
+    finish: tokio::sync::watch::Receiver<bool>,
     local: SocketAddr,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     if runtime.protocol.is_http() {
-        super::http::serve(stream, conn, runtime, watcher).await;
+        super::http::serve(stream, conn, runtime, finish).await;
     } else {
         crate::proxy::tcp::serve(stream, &conn, local, runtime).await;
     }

@@ -9,10 +9,15 @@ use crate::runtime::listener::ListenerRuntime;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::Watcher;
 use std::convert::Infallible;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
+
+/// On a drain, how long a connection that has not sent its first request yet
+/// is given to start it (it may be on the wire already).
+const FIRST_REQUEST_GRACE: Duration = Duration::from_millis(250);
 
 /// Concurrent HTTP/2 streams per client connection.
 const H2_MAX_CONCURRENT_STREAMS: u32 = 128;
@@ -44,7 +49,7 @@ pub async fn serve<S>(
     stream: S,
     conn: Arc<ClientConn>,
     runtime: Arc<ListenerRuntime>,
-    watcher: Watcher,
+    mut finish: tokio::sync::watch::Receiver<bool>,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -55,7 +60,10 @@ pub async fn serve<S>(
         runtime.header_read_timeout,
         runtime.metrics.clone(),
     );
+    let served = Arc::new(AtomicU64::new(0));
+    let counter = served.clone();
     let service = service_fn(move |req| {
+        counter.fetch_add(1, Ordering::Relaxed);
         let in_flight = InFlight::new(&conn.in_flight);
         let conn = conn.clone();
         async move { Ok::<_, Infallible>(crate::proxy::http::handle(conn, req, in_flight).await) }
@@ -63,7 +71,33 @@ pub async fn serve<S>(
     let connection = runtime
         .http
         .serve_connection_with_upgrades(TokioIo::new(io), service);
-    if let Err(e) = watcher.watch(connection).await {
-        tracing::debug!("client connection ended: {e}");
+    tokio::pin!(connection);
+    let mut finishing = false;
+    loop {
+        tokio::select! {
+            result = connection.as_mut() => {
+                if let Err(e) = result {
+                    tracing::debug!("client connection ended: {e}");
+                }
+                return;
+            }
+            changed = finish.changed(), if !finishing => {
+                finishing = true;
+                if changed.is_err() || *finish.borrow() {
+                    // A connection that has not sent its first request yet may have
+                    // one on the wire: let it start (briefly) so it is answered.
+                    if served.load(Ordering::Relaxed) == 0 {
+                        let first = async {
+                            while served.load(Ordering::Relaxed) == 0 {
+                                tokio::time::sleep(Duration::from_millis(5)).await;
+                            }
+                        };
+                        let _ = tokio::time::timeout(FIRST_REQUEST_GRACE, first).await;
+                    }
+                    // HTTP/1: close after the current request (now if idle); HTTP/2: GOAWAY.
+                    connection.as_mut().graceful_shutdown();
+                }
+            }
+        }
     }
 }

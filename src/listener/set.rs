@@ -153,8 +153,7 @@ pub async fn drain(stopped: Vec<JoinHandle<Draining>>, timeout: Duration) -> boo
         let mut drains = tokio::task::JoinSet::new();
         for task in stopped {
             if let Ok(draining) = task.await {
-                drains.spawn(draining.http.shutdown());
-                drains.spawn(async move { draining.streams.closed().await });
+                drains.spawn(draining.finish());
             }
         }
         while drains.join_next().await.is_some() {}
