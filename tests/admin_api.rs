@@ -321,3 +321,25 @@ async fn zabbix_discovery_lists_groups_and_targets() {
         format!(r#"[{{"{{#TARGET}}":"{}","{{#TG}}":"web"}}]"#, a.addr)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_world_readable_token_file_is_warned_about() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let listen = listen_addr();
+    let config = config_with_token(listen, &[], dir.path());
+    std::fs::set_permissions(
+        dir.path().join("admin.token"),
+        std::fs::Permissions::from_mode(0o644),
+    )
+    .unwrap();
+    let lb = Edgelb::start(&config).await;
+    assert!(lb.log().contains("readable by every user"), "{}", lb.log());
+    std::fs::set_permissions(
+        dir.path().join("admin.token"),
+        std::fs::Permissions::from_mode(0o600),
+    )
+    .unwrap();
+    let quiet = Edgelb::start(&config_with_token(listen_addr(), &[], dir.path())).await;
+    assert!(!quiet.log().contains("readable by every user"));
+}

@@ -78,7 +78,10 @@ pub async fn serve(path: &Path, loaded: Loaded, on_ready: Option<Box<dyn FnOnce(
     let token = match &loaded.config.admin.token_file {
         None => None,
         Some(p) => match std::fs::read_to_string(p) {
-            Ok(t) if !t.trim().is_empty() => Some(t.trim().to_owned()),
+            Ok(t) if !t.trim().is_empty() => {
+                warn_if_readable_by_others(p);
+                Some(t.trim().to_owned())
+            }
             Ok(_) => {
                 eprintln!("{}: the admin token file is empty", p.display());
                 return EXIT_CONFIG;
@@ -178,5 +181,18 @@ async fn next_change(changes: Option<&mut tokio::sync::mpsc::Receiver<()>>) -> O
     match changes {
         Some(rx) => watch::next_change(rx).await,
         None => std::future::pending().await,
+    }
+}
+
+/// The admin token must not be readable by other users (chmod 600 or 640).
+fn warn_if_readable_by_others(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    if let Ok(meta) = std::fs::metadata(path)
+        && meta.permissions().mode() & 0o004 != 0
+    {
+        tracing::warn!(
+            "{} is readable by every user: chmod o-r it (the admin token guards every change)",
+            path.display()
+        );
     }
 }
