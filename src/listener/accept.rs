@@ -45,6 +45,23 @@ fn is_exhaustion(e: &io::Error) -> bool {
 /// Accepts connections of one listener until `stop` is notified, then closes the
 /// socket (new connections are refused) and returns the connections' shutdown
 /// handle so the caller can drain them.
+/// Waits until a new connection has something to read; `false` when it stayed
+/// silent for `idle` (closed, as an idle keep-alive connection would be) or the
+/// listener finishes and nothing arrives within a short grace.
+async fn first_byte(
+    stream: &tokio::net::TcpStream,
+    idle: Duration,
+    mut finish: tokio::sync::watch::Receiver<bool>,
+) -> bool {
+    tokio::select! {
+        ready = stream.readable() => ready.is_ok(),
+        _ = tokio::time::sleep(idle) => false,
+        _ = finish.changed() => {
+            matches!(tokio::time::timeout(crate::listener::http::FIRST_REQUEST_GRACE, stream.readable()).await, Ok(Ok(())))
+        }
+    }
+}
+
 /// One connection already in the kernel's accept queue, if there is one.
 fn accept_queued(socket: &TcpListener) -> Option<io::Result<(tokio::net::TcpStream, SocketAddr)>> {
     match socket2::SockRef::from(socket).accept() {
@@ -212,9 +229,20 @@ pub async fn accept_loop(
             let _stream_guard = stream_guard;
             let active = runtime.metrics.active_connections.clone();
             match runtime.tls.clone() {
-                None => serve_stream(stream, conn, runtime, finish, local).await,
+                None => {
+                    // hyper allocates its read buffer on its first read: a silent
+                    // HTTP connection waits here, costing only this task.
+                    if !runtime.protocol.is_http()
+                        || first_byte(&stream, runtime.idle_timeout, finish.clone()).await
+                    {
+                        // Boxed, here and below: the task's own future stays small
+                        // (a silent connection costs little), the serving state is
+                        // allocated once there is something to serve.
+                        Box::pin(serve_stream(stream, conn, runtime, finish, local)).await;
+                    }
+                }
                 Some(tls) => {
-                    let handshake = tokio_rustls::TlsAcceptor::from(tls).accept(stream);
+                    let handshake = Box::pin(tokio_rustls::TlsAcceptor::from(tls).accept(stream));
                     match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, handshake).await {
                         Ok(Ok(stream)) => {
                             if runtime.access_log.is_some() {
@@ -222,7 +250,7 @@ pub async fn accept_loop(
                                     .tls
                                     .set(crate::proxy::record::TlsInfo::of(stream.get_ref().1));
                             }
-                            serve_stream(stream, conn, runtime, finish, local).await
+                            Box::pin(serve_stream(stream, conn, runtime, finish, local)).await
                         }
                         Ok(Err(e)) => {
                             tracing::debug!(peer = %conn.peer, "TLS handshake failed: {e}");
