@@ -292,6 +292,16 @@ impl Server {
         }
     }
 
+    /// The file's configuration with the API's registrations applied.
+    fn effective_config(&self) -> Arc<Config> {
+        let file = self
+            .file_config
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        Arc::new(self.registry().apply(&file, true))
+    }
+
     fn registry(&self) -> std::sync::MutexGuard<'_, Registry> {
         self.registry.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -316,17 +326,12 @@ impl Server {
             return Err(Refusal(400, format!("{address} does not resolve")));
         }
         self.registry().register(&current, group, address, weight)?;
-        let file = self
-            .file_config
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
-        let effective = Arc::new(self.registry().apply(&file, true));
+        let effective = self.effective_config();
         if let Err(e) = self
             .install(&mut set, effective, current_generation(&self.live))
             .await
         {
-            let after = self.registry().apply(&file, true);
+            let after = self.effective_config();
             let _ = self.registry().deregister(&after, group, address);
             return Err(Refusal(500, e));
         }
@@ -344,12 +349,7 @@ impl Server {
         let mut set = self.listeners.lock().await;
         let current = self.live.load().config.clone();
         self.registry().deregister(&current, group, address)?;
-        let file = self
-            .file_config
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
-        let effective = Arc::new(self.registry().apply(&file, true));
+        let effective = self.effective_config();
         self.install(&mut set, effective, current_generation(&self.live))
             .await
             .map_err(|e| Refusal(500, e))?;
