@@ -10,10 +10,6 @@ use http_body_util::Full;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-fn listen_addr() -> SocketAddr {
-    SocketAddr::from(([127, 0, 0, 1], free_port()))
-}
-
 const TOKEN: &str = "t0ken-for-tests";
 
 async fn call(

@@ -4,26 +4,6 @@
 mod common;
 
 use common::*;
-use std::net::SocketAddr;
-use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-fn listen_addr() -> SocketAddr {
-    SocketAddr::from(([127, 0, 0, 1], free_port()))
-}
-
-/// Sends raw bytes, returns the status line of the answer.
-async fn raw(listen: SocketAddr, bytes: &[u8]) -> String {
-    let mut s = tokio::net::TcpStream::connect(listen).await.unwrap();
-    s.write_all(bytes).await.unwrap();
-    let mut out = Vec::new();
-    let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out)).await;
-    String::from_utf8_lossy(&out)
-        .lines()
-        .next()
-        .unwrap_or("")
-        .to_owned()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn smuggling_shapes_never_reach_the_target() {
@@ -73,7 +53,7 @@ async fn smuggling_shapes_never_reach_the_target() {
         ),
     ];
     for (what, bytes, status) in cases {
-        let line = raw(listen, bytes).await;
+        let line = raw_status_line(listen, bytes).await;
         assert!(
             line.starts_with(&format!("HTTP/1.1 {status} ")),
             "{what}: got {line:?}"
@@ -81,7 +61,7 @@ async fn smuggling_shapes_never_reach_the_target() {
     }
     let long = format!("GET /{} HTTP/1.1\r\nHost: x\r\n\r\n", "a".repeat(9000));
     assert!(
-        raw(listen, long.as_bytes())
+        raw_status_line(listen, long.as_bytes())
             .await
             .starts_with("HTTP/1.1 414 ")
     );
@@ -98,7 +78,7 @@ async fn content_length_with_transfer_encoding_cannot_desync_the_target() {
     let t = TestTarget::start("t").await;
     let listen = listen_addr();
     let _lb = Edgelb::start(&one_group_config(listen, &[(t.addr, 1)], "")).await;
-    let line = raw(
+    let line = raw_status_line(
         listen,
         b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n",
     )

@@ -8,10 +8,6 @@ use http::StatusCode;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-fn listen_addr() -> SocketAddr {
-    SocketAddr::from(([127, 0, 0, 1], free_port()))
-}
-
 /// A fast health check: interval 1 s, timeout 500 ms, thresholds 2/2.
 const FAST_CHECKS: &str = "\n[target_groups.health_check]\ninterval = \"1s\"\ntimeout = \"500ms\"\nhealthy_threshold = 2\nunhealthy_threshold = 2\npath = \"/health\"\n";
 

@@ -8,10 +8,6 @@ use http::StatusCode;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-fn listen_addr() -> SocketAddr {
-    SocketAddr::from(([127, 0, 0, 1], free_port()))
-}
-
 async fn counts(listen: SocketAddr, n: usize, names: &[&str]) -> Vec<usize> {
     let mut client = H1::connect(listen).await;
     let mut out = vec![0; names.len()];

@@ -4,12 +4,7 @@
 mod common;
 
 use common::*;
-use std::net::SocketAddr;
 use std::time::Duration;
-
-fn listen_addr() -> SocketAddr {
-    SocketAddr::from(([127, 0, 0, 1], free_port()))
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_metric_exists_and_moves_by_exactly_the_traffic() {

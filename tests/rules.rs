@@ -9,10 +9,6 @@ use http::{Request, StatusCode};
 use http_body_util::Full;
 use std::net::SocketAddr;
 
-fn listen_addr() -> SocketAddr {
-    SocketAddr::from(([127, 0, 0, 1], free_port()))
-}
-
 struct Setup {
     listen: SocketAddr,
     _lb: Edgelb,

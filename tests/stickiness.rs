@@ -11,10 +11,6 @@ use http_body_util::Full;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-fn listen_addr() -> SocketAddr {
-    SocketAddr::from(([127, 0, 0, 1], free_port()))
-}
-
 /// The `name=value` part of the response's `Set-Cookie` for `name`.
 fn cookie(got: &Got, name: &str) -> Option<String> {
     got.headers

@@ -13,10 +13,6 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-fn listen_addr() -> SocketAddr {
-    SocketAddr::from(([127, 0, 0, 1], free_port()))
-}
-
 /// A TCP target: reads the client's stream to its end (after an optional PROXY
 /// header it records), then answers `<name>:<what it read>` and closes.
 struct EchoTarget {

@@ -12,10 +12,6 @@ use rustls::version::{TLS12, TLS13};
 use std::net::SocketAddr;
 use std::time::Duration;
 
-fn listen_addr() -> SocketAddr {
-    SocketAddr::from(([127, 0, 0, 1], free_port()))
-}
-
 struct Setup {
     listen: SocketAddr,
     lb: Edgelb,

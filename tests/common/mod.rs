@@ -42,6 +42,26 @@ pub fn free_port() -> u16 {
     }
 }
 
+/// A fresh address on 127.0.0.1 for a listener under test.
+pub fn listen_addr() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], free_port()))
+}
+
+/// Sends raw bytes on a new connection and returns the first line of what comes
+/// back before the connection closes (or 5 s pass).
+pub async fn raw_status_line(addr: SocketAddr, bytes: &[u8]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(bytes).await.unwrap();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out)).await;
+    String::from_utf8_lossy(&out)
+        .lines()
+        .next()
+        .unwrap_or("")
+        .to_owned()
+}
+
 /// An address on 127.0.0.1 where nothing listens (connections are refused).
 pub fn dead_addr() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], free_port()))
