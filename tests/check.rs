@@ -358,3 +358,22 @@ fn rules_validation() {
         "17:12: redirect to the same URL (a loop): change at least one of protocol, host, port, path, query",
     );
 }
+
+#[test]
+fn max_body_bytes_is_for_http_listeners() {
+    assert_error(
+        &with(
+            "protocol = \"http\"\nbind",
+            "protocol = \"http\"\nmax_body_bytes = -5\nbind",
+        ),
+        "11:18: -5 is out of range 0..=9223372036854775807",
+    );
+    assert_error(
+        &with(
+            "protocol = \"http\"\nbind = \"0.0.0.0:8080\"\ndefault_action = { forward = \"web\" }",
+            "protocol = \"tcp\"\nbind = \"0.0.0.0:8080\"\nmax_body_bytes = 10\ndefault_action = { forward = \"tcpweb\" }",
+        )
+        .replace("[target_groups.health_check]", "[[target_groups]]\nname = \"tcpweb\"\nprotocol = \"tcp\"\ntargets = []\n\n[target_groups.health_check]"),
+        "12:18: max_body_bytes applies to http and https listeners only, not tcp",
+    );
+}

@@ -3,7 +3,10 @@
 
 mod common;
 
+use bytes::Bytes;
 use common::*;
+use http::Request;
+use http_body_util::Full;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn smuggling_shapes_never_reach_the_target() {
@@ -24,6 +27,11 @@ async fn smuggling_shapes_never_reach_the_target() {
         (
             "two different Content-Lengths",
             b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello",
+            "400",
+        ),
+        (
+            "two equal Content-Lengths",
+            b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\nhello",
             "400",
         ),
         (
@@ -71,25 +79,102 @@ async fn smuggling_shapes_never_reach_the_target() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn content_length_with_transfer_encoding_cannot_desync_the_target() {
-    // hyper lets Transfer-Encoding win over Content-Length (RFC 9112 §6.3), drops the
-    // Content-Length and closes the client connection after the response; the target
-    // gets a body framed by edgelb, so nothing can be smuggled behind it.
+async fn content_length_with_transfer_encoding_is_refused_whatever_the_order() {
     let t = TestTarget::start("t").await;
     let listen = listen_addr();
     let _lb = Edgelb::start(&one_group_config(listen, &[(t.addr, 1)], "")).await;
-    let line = raw_status_line(
-        listen,
+    let heads: [&[u8]; 3] = [
         b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n",
-    )
-    .await;
+        b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n3\r\nabc\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n",
+        // Behind an ordinary request with a body, on the same connection.
+        b"POST /ok HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhiPOST / HTTP/1.1\r\nHost: x\r\ncontent-length: 0\r\ntransfer-encoding: chunked\r\n\r\n0\r\n\r\n",
+    ];
+    for (i, bytes) in heads.iter().enumerate() {
+        let answer = raw_exchange(listen, bytes).await;
+        let last = answer
+            .rmatch_indices("HTTP/1.1 ")
+            .next()
+            .map(|(at, _)| &answer[at..])
+            .unwrap_or("");
+        assert!(last.starts_with("HTTP/1.1 400 "), "case {i}: {answer}");
+    }
+    let seen = t.seen.lock().unwrap().clone();
     assert!(
-        line.starts_with("HTTP/1.1 200 ") || line.starts_with("HTTP/1.1 400 "),
-        "{line}"
+        seen.iter().all(|s| s.uri == "/ok"),
+        "only the ordinary request may reach the target: {seen:?}"
+    );
+    assert_eq!(get(listen, "/").await.text(), "t");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bodies_over_max_body_bytes_get_413_declared_or_streamed() {
+    let t = TestTarget::start("t").await;
+    let listen = listen_addr();
+    let config = one_group_config(listen, &[(t.addr, 1)], "").replace(
+        "default_action = { forward = \"web\" }",
+        "default_action = { forward = \"web\" }\nmax_body_bytes = 1000",
+    );
+    let _lb = Edgelb::start(&config).await;
+    // Declared too long: refused before anything reaches the target.
+    let declared = format!(
+        "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1001\r\n\r\n{}",
+        "a".repeat(1001)
     );
     assert!(
-        t.seen.lock().unwrap().iter().all(|s| s.uri != "/smuggled"),
-        "a smuggled request reached the target"
+        raw_status_line(listen, declared.as_bytes())
+            .await
+            .starts_with("HTTP/1.1 413 ")
     );
-    assert!(t.seen.lock().unwrap().iter().all(|s| s.body_len <= 3));
+    assert_eq!(t.requests(), 0);
+    // Chunked, found too long while streaming: the target's exchange is cut off.
+    let chunk = "b".repeat(600);
+    let streamed = format!(
+        "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n258\r\n{chunk}\r\n258\r\n{chunk}\r\n0\r\n\r\n"
+    );
+    assert!(
+        raw_status_line(listen, streamed.as_bytes())
+            .await
+            .starts_with("HTTP/1.1 413 ")
+    );
+    assert!(
+        t.seen.lock().unwrap().iter().all(|s| s.body_len <= 1000),
+        "the target got more than the limit"
+    );
+    // At the limit: forwarded whole.
+    let exact = format!(
+        "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\nConnection: close\r\n\r\n{}",
+        "c".repeat(1000)
+    );
+    assert!(
+        raw_status_line(listen, exact.as_bytes())
+            .await
+            .starts_with("HTTP/1.1 200 ")
+    );
+    assert_eq!(t.last().body_len, 1000);
+    // Over HTTP/2 too.
+    let mut h2 = H2::connect(listen).await;
+    let req = Request::post(format!("http://{listen}/"))
+        .body(Full::new(Bytes::from(vec![b'd'; 1500])))
+        .unwrap();
+    assert_eq!(h2.send(req).await.unwrap().status, 413);
+    assert_eq!(get(listen, "/").await.text(), "t");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn too_many_headers_get_431() {
+    let t = TestTarget::start("t").await;
+    let listen = listen_addr();
+    let _lb = Edgelb::start(&one_group_config(listen, &[(t.addr, 1)], "")).await;
+    let mut head = String::from("GET / HTTP/1.1\r\nHost: x\r\n");
+    for i in 0..100 {
+        head.push_str(&format!("X-H{i}: v\r\n"));
+    }
+    head.push_str("\r\n");
+    assert!(
+        raw_status_line(listen, head.as_bytes())
+            .await
+            .starts_with("HTTP/1.1 431 ")
+    );
+    assert_eq!(t.requests(), 0);
+    assert_eq!(get(listen, "/").await.text(), "t");
 }

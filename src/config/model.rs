@@ -100,6 +100,8 @@ pub struct Listener {
     pub max_connections: u32,
     pub header_read_timeout: Duration,
     pub max_header_bytes: usize,
+    /// Request bodies longer than this get 413; 0 = no limit.
+    pub max_body_bytes: u64,
     pub default_action: Action,
     /// Sorted by ascending priority.
     pub rules: Vec<Rule>,

@@ -60,6 +60,7 @@ pub struct RawListener {
     pub max_connections: Option<i64>,
     pub header_read_timeout: Option<String>,
     pub max_header_bytes: Option<i64>,
+    pub max_body_bytes: Option<i64>,
     pub default_action: Option<RawAction>,
     #[serde(default)]
     pub rules: Vec<RawRule>,

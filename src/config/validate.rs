@@ -396,6 +396,17 @@ fn listeners(
             8192,
             1 << 20,
         ) as usize;
+        let max_body_bytes =
+            v.int_in(l.max_body_bytes, key(&at, "max_body_bytes"), 0, 0, i64::MAX) as u64;
+        if l4 && l.max_body_bytes.is_some() {
+            v.err(
+                key(&at, "max_body_bytes"),
+                format!(
+                    "max_body_bytes applies to http and https listeners only, not {}",
+                    protocol.as_str()
+                ),
+            );
+        }
         let default_action = match v.required(&l.default_action, &at, "default_action") {
             Some(a) => action(v, a, key(&at, "default_action"), protocol, groups),
             None => None,
@@ -422,6 +433,7 @@ fn listeners(
             max_connections,
             header_read_timeout,
             max_header_bytes,
+            max_body_bytes,
             default_action: default_action.unwrap_or(Action::Forward(Forward {
                 groups: Vec::new(),
                 stickiness: None,

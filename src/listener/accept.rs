@@ -7,7 +7,7 @@ use http::HeaderValue;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpSocket};
@@ -215,6 +215,7 @@ pub async fn accept_loop(
             forwarded: runtime.forwarded_for(peer, &port),
             local_port,
             tls: std::sync::OnceLock::new(),
+            ambiguous_from: AtomicU64::new(u64::MAX),
         });
         let finish = finish.clone();
         runtime.metrics.active_connections.inc();

@@ -63,10 +63,10 @@ pub async fn serve<S>(
     let served = Arc::new(AtomicU64::new(0));
     let counter = served.clone();
     let service = service_fn(move |req| {
-        counter.fetch_add(1, Ordering::Relaxed);
+        let index = counter.fetch_add(1, Ordering::Relaxed);
         let in_flight = InFlight::new(&conn.in_flight);
         let conn = conn.clone();
-        async move { Ok::<_, Infallible>(crate::proxy::http::handle(conn, req, in_flight).await) }
+        async move { Ok::<_, Infallible>(crate::proxy::http::handle(conn, index, req, in_flight).await) }
     });
     let connection = runtime
         .http

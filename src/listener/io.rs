@@ -4,6 +4,7 @@
 
 use crate::admin::metrics::ListenerMetrics;
 use crate::listener::ClientConn;
+use crate::listener::framing::RequestFraming;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -39,6 +40,9 @@ pub struct ClientIo<S> {
     /// Bytes of the HTTP/2 preface seen so far; `None` once the protocol is known.
     preface_seen: Option<usize>,
     is_h2: bool,
+    /// Follows HTTP/1 request framing to spot ambiguous heads; `None` on HTTP/2
+    /// or once it stops following.
+    framing: Option<RequestFraming>,
     bytes_in: u64,
     bytes_out: u64,
     metrics: ListenerMetrics,
@@ -62,6 +66,7 @@ impl<S> ClientIo<S> {
             header_read_timeout,
             preface_seen: Some(0),
             is_h2: false,
+            framing: Some(RequestFraming::default()),
             bytes_in: 0,
             bytes_out: 0,
             metrics,
@@ -132,6 +137,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for ClientIo<S> {
                     this.bytes_in += n as u64;
                     if this.preface_seen.is_some() {
                         this.note_protocol(&buf.filled()[before..]);
+                    }
+                    if this.is_h2 {
+                        this.framing = None;
+                    } else if let Some(framing) = this.framing.as_mut() {
+                        framing.feed(&buf.filled()[before..]);
+                        if let Some(index) = framing.first_ambiguous() {
+                            this.conn.ambiguous_from.store(index, Ordering::Relaxed);
+                            this.framing = None;
+                        } else if !framing.is_following() {
+                            this.framing = None;
+                        }
                     }
                     if this.phase == Phase::Idle {
                         if this.is_h2 {

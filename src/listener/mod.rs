@@ -2,6 +2,7 @@
 //! listeners and how it changes on reload.
 
 mod accept;
+pub mod framing;
 mod http;
 mod io;
 mod set;
@@ -16,7 +17,7 @@ use crate::runtime::Live;
 use crate::runtime::listener::ListenerRuntime;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 /// One client connection, shared by its service (per request) and its IO.
 pub struct ClientConn {
@@ -33,11 +34,20 @@ pub struct ClientConn {
     pub local_port: u16,
     /// What TLS negotiated, on https and tls listeners (for the access log).
     pub tls: std::sync::OnceLock<crate::proxy::record::TlsInfo>,
+    /// Index of the first HTTP/1 request on this connection whose head had both
+    /// Content-Length and Transfer-Encoding or a repeated Content-Length
+    /// (`u64::MAX`: none); see [`framing`].
+    pub ambiguous_from: AtomicU64,
 }
 
 impl ClientConn {
     /// This connection's listener in the live snapshot (`None` if a reload removed it).
     pub fn listener(&self) -> Option<Arc<ListenerRuntime>> {
         self.live.load().listener(&self.listener_name).cloned()
+    }
+
+    /// Whether request `index` of this connection must be refused as ambiguous.
+    pub fn is_ambiguous(&self, index: u64) -> bool {
+        index >= self.ambiguous_from.load(Ordering::Relaxed)
     }
 }

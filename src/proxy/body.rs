@@ -167,38 +167,107 @@ impl Body for ProxyBody {
     }
 }
 
-/// The body of a request sent to a target: the client's, streamed, or none (a
-/// body-less request replayed on another target).
+/// The body of a request sent to a target: the client's, streamed (and cut
+/// off past the listener's `max_body_bytes`), or none (a body-less request
+/// replayed on another target).
 pub enum RequestBody {
-    Client(Incoming),
+    Client {
+        body: Incoming,
+        /// Bytes the body may still carry.
+        left: u64,
+    },
     Empty,
+}
+
+impl RequestBody {
+    /// The client's body, limited to `limit` bytes (`u64::MAX`: no limit).
+    pub fn client(body: Incoming, limit: u64) -> Self {
+        RequestBody::Client { body, left: limit }
+    }
+}
+
+/// Why a request body stopped before its end; tells a client's failure from
+/// a target's when the exchange with the target fails.
+#[derive(Debug)]
+pub enum ClientBodyError {
+    /// Longer than the listener's `max_body_bytes` (413).
+    TooLarge,
+    /// The client's side broke off (reset, timeout, malformed chunking).
+    Client(hyper::Error),
+}
+
+impl std::fmt::Display for ClientBodyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ClientBodyError::TooLarge => f.write_str("request body larger than max_body_bytes"),
+            ClientBodyError::Client(e) => write!(f, "client request body: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for ClientBodyError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            ClientBodyError::TooLarge => None,
+            ClientBodyError::Client(e) => Some(e),
+        }
+    }
+}
+
+impl ClientBodyError {
+    /// The client body error somewhere in `err`'s chain of causes, if any.
+    pub fn find<'a>(err: &'a (dyn std::error::Error + 'static)) -> Option<&'a ClientBodyError> {
+        let mut cause = Some(err);
+        while let Some(e) = cause {
+            if let Some(found) = e.downcast_ref::<ClientBodyError>() {
+                return Some(found);
+            }
+            cause = e.source();
+        }
+        None
+    }
 }
 
 impl Body for RequestBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = ClientBodyError;
 
     #[inline]
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, ClientBodyError>>> {
         match self.get_mut() {
-            RequestBody::Client(body) => Pin::new(body).poll_frame(cx),
+            RequestBody::Client { body, left } => {
+                match std::task::ready!(Pin::new(body).poll_frame(cx)) {
+                    Some(Ok(frame)) => {
+                        if let Some(data) = frame.data_ref() {
+                            let n = data.len() as u64;
+                            if n > *left {
+                                return Poll::Ready(Some(Err(ClientBodyError::TooLarge)));
+                            }
+                            *left -= n;
+                        }
+                        Poll::Ready(Some(Ok(frame)))
+                    }
+                    Some(Err(e)) => Poll::Ready(Some(Err(ClientBodyError::Client(e)))),
+                    None => Poll::Ready(None),
+                }
+            }
             RequestBody::Empty => Poll::Ready(None),
         }
     }
 
     fn is_end_stream(&self) -> bool {
         match self {
-            RequestBody::Client(body) => body.is_end_stream(),
+            RequestBody::Client { body, .. } => body.is_end_stream(),
             RequestBody::Empty => true,
         }
     }
 
     fn size_hint(&self) -> SizeHint {
         match self {
-            RequestBody::Client(body) => body.size_hint(),
+            RequestBody::Client { body, .. } => body.size_hint(),
             RequestBody::Empty => SizeHint::with_exact(0),
         }
     }

@@ -21,6 +21,8 @@ pub enum Refusal {
     BadRequest(&'static str),
     /// 414.
     UriTooLong,
+    /// 413: the declared body is longer than the listener's `max_body_bytes`.
+    TooLarge,
 }
 
 /// Checks a request head; `Ok` means it is safe to forward.

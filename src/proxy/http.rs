@@ -2,7 +2,7 @@
 
 use crate::health::{Outcome, Reason};
 use crate::listener::ClientConn;
-use crate::proxy::body::{InFlight, ProxyBody, RequestBody};
+use crate::proxy::body::{ClientBodyError, InFlight, ProxyBody, RequestBody};
 use crate::proxy::desync;
 use crate::proxy::headers::{X_REQUEST_ID, prepare_request, strip_hop_by_hop, wants_upgrade};
 use crate::proxy::pool::{self, ConnectError, TargetConn};
@@ -34,6 +34,7 @@ const MAX_STALE_RETRIES: u32 = 3;
 /// `in_flight` is taken by the caller as soon as the request head is parsed.
 pub async fn handle(
     conn: Arc<ClientConn>,
+    index: u64,
     req: Request<Incoming>,
     in_flight: InFlight,
 ) -> Response<ProxyBody> {
@@ -46,9 +47,18 @@ pub async fn handle(
         *resp.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
         return resp;
     };
+    if conn.is_ambiguous(index) {
+        let refusal = desync::Refusal::BadRequest(
+            "Content-Length with Transfer-Encoding, or Content-Length repeated",
+        );
+        return refuse(&conn, &listener, refusal, in_flight);
+    }
     let (parts, body) = req.into_parts();
     if let Err(refusal) = desync::check(&parts) {
         return refuse(&conn, &listener, refusal, in_flight);
+    }
+    if body.size_hint().lower() > listener.max_body_bytes {
+        return refuse(&conn, &listener, desync::Refusal::TooLarge, in_flight);
     }
     let mut record = listener
         .access_log
@@ -85,6 +95,7 @@ fn refuse(
             StatusCode::BAD_REQUEST
         }
         desync::Refusal::UriTooLong => StatusCode::URI_TOO_LONG,
+        desync::Refusal::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
     };
     let mut resp = lb_error(status, &listener.unrouted.from_lb, in_flight);
     resp.headers_mut()
@@ -119,6 +130,7 @@ async fn answer(
                 conn,
                 pick.choice,
                 Request::from_parts(parts, body),
+                listener.max_body_bytes,
                 in_flight,
                 record,
             )
@@ -204,13 +216,14 @@ async fn forward(
     conn: &ClientConn,
     action: &GroupChoice,
     req: Request<Incoming>,
+    body_limit: u64,
     in_flight: InFlight,
     mut record: Option<&mut RequestRecord>,
 ) -> Response<ProxyBody> {
     action.metrics.requests.inc();
     let group = &action.group;
     let (parts, body) = req.into_parts();
-    let mut req = Request::from_parts(parts, RequestBody::Client(body));
+    let mut req = Request::from_parts(parts, RequestBody::client(body, body_limit));
     let upgrade = wants_upgrade(req.headers(), req.version());
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
     prepare_request(&mut req, &conn.forwarded, upgrade);
@@ -409,7 +422,25 @@ async fn forward(
                     choice = group.pick(Some(choice)).unwrap_or(choice);
                 }
                 _ => {
-                    tracing::warn!(target_group = %group.name, target = %target.address, "target failed: {}", e.into_error());
+                    let e = e.into_error();
+                    // The client's body failing is not the target's fault.
+                    if let Some(client) = ClientBodyError::find(&e) {
+                        tracing::debug!(peer = %conn.peer, "request abandoned: {client}");
+                        let (status, error) = match client {
+                            ClientBodyError::TooLarge => {
+                                (StatusCode::PAYLOAD_TOO_LARGE, "body_too_large")
+                            }
+                            ClientBodyError::Client(_) => (StatusCode::BAD_REQUEST, "client_body"),
+                        };
+                        if let Some(r) = record.as_mut() {
+                            r.error(error);
+                        }
+                        let mut resp = lb_error(status, &action.metrics.from_lb, in_flight);
+                        resp.headers_mut()
+                            .insert(header::CONNECTION, http::HeaderValue::from_static("close"));
+                        return resp;
+                    }
+                    tracing::warn!(target_group = %group.name, target = %target.address, "target failed: {e}");
                     // A reset or broken exchange is a failed check too.
                     group.record(choice, Outcome::Failure(Reason::FailedHealthChecks));
                     if let Some(r) = record.as_mut() {

@@ -21,6 +21,8 @@ pub struct ListenerRuntime {
     pub idle_timeout: Duration,
     pub header_read_timeout: Duration,
     pub max_header_bytes: usize,
+    /// Request bodies longer than this get 413; `u64::MAX` = no limit.
+    pub max_body_bytes: u64,
     pub http2: bool,
     /// 0 = unlimited.
     pub max_connections: u32,

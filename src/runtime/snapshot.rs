@@ -227,6 +227,11 @@ pub fn build<'a>(
                 idle_timeout: l.idle_timeout,
                 header_read_timeout: l.header_read_timeout,
                 max_header_bytes: l.max_header_bytes,
+                max_body_bytes: if l.max_body_bytes == 0 {
+                    u64::MAX
+                } else {
+                    l.max_body_bytes
+                },
                 http2: l.http2,
                 max_connections: l.max_connections,
                 routes,

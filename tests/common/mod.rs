@@ -50,16 +50,23 @@ pub fn listen_addr() -> SocketAddr {
 /// Sends raw bytes on a new connection and returns the first line of what comes
 /// back before the connection closes (or 5 s pass).
 pub async fn raw_status_line(addr: SocketAddr, bytes: &[u8]) -> String {
+    raw_exchange(addr, bytes)
+        .await
+        .lines()
+        .next()
+        .unwrap_or("")
+        .to_owned()
+}
+
+/// Sends raw bytes and returns all that comes back until the connection
+/// closes (or 5 s pass).
+pub async fn raw_exchange(addr: SocketAddr, bytes: &[u8]) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = TcpStream::connect(addr).await.unwrap();
     s.write_all(bytes).await.unwrap();
     let mut out = Vec::new();
     let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out)).await;
-    String::from_utf8_lossy(&out)
-        .lines()
-        .next()
-        .unwrap_or("")
-        .to_owned()
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// An address on 127.0.0.1 where nothing listens (connections are refused).
@@ -525,15 +532,19 @@ impl H2 {
     pub async fn get(&mut self, path: &str) -> Got {
         let uri = format!("http://test.local:{}{path}", self.addr.port());
         let req = Request::get(uri).body(Full::new(Bytes::new())).unwrap();
-        let resp = self.sender.send_request(req).await.unwrap();
+        self.send(req).await.unwrap()
+    }
+
+    pub async fn send(&mut self, req: Request<Full<Bytes>>) -> Result<Got, hyper::Error> {
+        let resp = self.sender.send_request(req).await?;
         let (parts, body) = resp.into_parts();
-        let body = body.collect().await.unwrap().to_bytes();
-        Got {
+        let body = body.collect().await?.to_bytes();
+        Ok(Got {
             status: parts.status,
             version: parts.version,
             headers: parts.headers,
             body,
-        }
+        })
     }
 }
 

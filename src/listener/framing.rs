@@ -1,0 +1,417 @@
+//! A shadow reader of HTTP/1 request framing, fed every byte a client sends.
+//!
+//! hyper resolves a head with both `Content-Length` and `Transfer-Encoding` the
+//! RFC 9112 way (chunked wins, the length is dropped, the connection closes
+//! after the response), and merges repeated equal lengths, and hides that it
+//! did. ALB's defensive mode, and ours,
+//! refuses such a request with 400 instead of forwarding it; to know it was
+//! there we follow the framing of the byte stream ourselves: heads line by
+//! line, bodies skipped by length or by chunk. It only marks heads; hyper stays
+//! the parser of record, and anything this reader does not understand (an
+//! upgrade, a malformed line) makes it stop watching that connection.
+
+/// Longest header name prefix we need to compare (`transfer-encoding`).
+const NAME_CAP: usize = 17;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// At the start of a line of the request line (skipping blank lines first).
+    RequestLine { started: bool },
+    /// At the start of a header line, or inside one.
+    Header,
+    /// Skipping this many more body bytes.
+    Body(u64),
+    /// Reading a chunk-size line.
+    ChunkSize {
+        size: u64,
+        digits: bool,
+        in_ext: bool,
+    },
+    /// Skipping chunk data, then its CRLF.
+    ChunkData(u64),
+    /// The line ending after chunk data.
+    ChunkEnd,
+    /// Trailer lines after the last chunk, up to a blank line.
+    Trailers { line_empty: bool },
+    /// Framing no longer followed (upgrade, CONNECT, or bytes we do not read).
+    Off,
+}
+
+/// What one header line told us so far.
+#[derive(Debug, Default, Clone, Copy)]
+struct Line {
+    name: [u8; NAME_CAP],
+    name_len: usize,
+    /// Past the colon.
+    in_value: bool,
+    /// The line had any byte before its LF (other than CR).
+    any: bool,
+    /// The name is longer than `NAME_CAP` (so it is neither header we look for).
+    long_name: bool,
+    value_digits: u64,
+    value_overflow: bool,
+    value_chunked: Matcher,
+}
+
+/// Finds `chunked` inside a value, ignoring case.
+#[derive(Debug, Default, Clone, Copy)]
+struct Matcher {
+    at: usize,
+    found: bool,
+}
+
+impl Matcher {
+    fn feed(&mut self, b: u8) {
+        const WORD: &[u8] = b"chunked";
+        if self.found {
+            return;
+        }
+        let b = b.to_ascii_lowercase();
+        if WORD[self.at] == b {
+            self.at += 1;
+            if self.at == WORD.len() {
+                self.found = true;
+            }
+        } else {
+            self.at = usize::from(WORD[0] == b);
+        }
+    }
+}
+
+/// What the head being read carries.
+#[derive(Debug, Default, Clone, Copy)]
+struct Head {
+    content_length: Option<u64>,
+    repeated_content_length: bool,
+    transfer_encoding: bool,
+    chunked: bool,
+    upgrade: bool,
+    connect: bool,
+}
+
+/// Follows request framing across reads; see the module doc.
+#[derive(Debug)]
+pub struct RequestFraming {
+    state: State,
+    line: Line,
+    head: Head,
+    method: [u8; 8],
+    method_len: usize,
+    past_method: bool,
+    /// Heads completed so far on this connection.
+    heads: u64,
+    /// Index of the first head that had both Content-Length and Transfer-Encoding.
+    ambiguous: Option<u64>,
+}
+
+impl Default for RequestFraming {
+    fn default() -> Self {
+        RequestFraming {
+            state: State::RequestLine { started: false },
+            line: Line::default(),
+            head: Head::default(),
+            method: [0; 8],
+            method_len: 0,
+            past_method: false,
+            heads: 0,
+            ambiguous: None,
+        }
+    }
+}
+
+impl RequestFraming {
+    /// Index (0-based, in order of arrival) of the first request whose head
+    /// carried both Content-Length and Transfer-Encoding, or Content-Length twice
+    /// (hyper merges equal copies silently).
+    pub fn first_ambiguous(&self) -> Option<u64> {
+        self.ambiguous
+    }
+
+    /// Whether this reader still follows the stream.
+    pub fn is_following(&self) -> bool {
+        self.state != State::Off
+    }
+
+    /// Reads the next bytes the client sent.
+    pub fn feed(&mut self, mut data: &[u8]) {
+        while !data.is_empty() {
+            match self.state {
+                State::Off => return,
+                State::Body(left) => {
+                    let n = (left.min(data.len() as u64)) as usize;
+                    data = &data[n..];
+                    self.state = if left == n as u64 {
+                        self.next_head()
+                    } else {
+                        State::Body(left - n as u64)
+                    };
+                }
+                State::ChunkData(left) => {
+                    let n = (left.min(data.len() as u64)) as usize;
+                    data = &data[n..];
+                    self.state = if left == n as u64 {
+                        State::ChunkEnd
+                    } else {
+                        State::ChunkData(left - n as u64)
+                    };
+                }
+                _ => {
+                    let b = data[0];
+                    data = &data[1..];
+                    self.byte(b);
+                }
+            }
+        }
+    }
+
+    fn next_head(&mut self) -> State {
+        State::RequestLine { started: false }
+    }
+
+    fn byte(&mut self, b: u8) {
+        self.state = match self.state {
+            State::RequestLine { started } => match b {
+                b'\n' if !started => State::RequestLine { started: false },
+                b'\r' => State::RequestLine { started },
+                b'\n' => {
+                    self.head = Head {
+                        connect: &self.method[..self.method_len] == b"CONNECT",
+                        ..Head::default()
+                    };
+                    self.line = Line::default();
+                    State::Header
+                }
+                _ => {
+                    if !started {
+                        self.method_len = 0;
+                        self.past_method = false;
+                    }
+                    if b == b' ' {
+                        self.past_method = true;
+                    } else if !self.past_method && self.method_len < self.method.len() {
+                        self.method[self.method_len] = b;
+                        self.method_len += 1;
+                    }
+                    State::RequestLine { started: true }
+                }
+            },
+            State::Header => self.header_byte(b),
+            State::ChunkSize {
+                size,
+                digits,
+                in_ext,
+            } => match b {
+                b'\n' if digits => {
+                    if size == 0 {
+                        State::Trailers { line_empty: true }
+                    } else {
+                        State::ChunkData(size)
+                    }
+                }
+                b'\n' => State::Off,
+                b'\r' => State::ChunkSize {
+                    size,
+                    digits,
+                    in_ext,
+                },
+                _ if in_ext => State::ChunkSize {
+                    size,
+                    digits,
+                    in_ext,
+                },
+                b';' | b' ' | b'\t' => State::ChunkSize {
+                    size,
+                    digits,
+                    in_ext: true,
+                },
+                _ => match (b as char).to_digit(16) {
+                    Some(d) if size >> 60 == 0 => State::ChunkSize {
+                        size: size * 16 + u64::from(d),
+                        digits: true,
+                        in_ext,
+                    },
+                    _ => State::Off,
+                },
+            },
+            State::ChunkEnd => match b {
+                b'\r' => State::ChunkEnd,
+                b'\n' => State::ChunkSize {
+                    size: 0,
+                    digits: false,
+                    in_ext: false,
+                },
+                _ => State::Off,
+            },
+            State::Trailers { line_empty } => match b {
+                b'\r' => State::Trailers { line_empty },
+                b'\n' if line_empty => self.next_head(),
+                b'\n' => State::Trailers { line_empty: true },
+                _ => State::Trailers { line_empty: false },
+            },
+            State::Body(_) | State::ChunkData(_) | State::Off => State::Off,
+        };
+    }
+
+    fn header_byte(&mut self, b: u8) -> State {
+        let line = &mut self.line;
+        match b {
+            b'\r' => State::Header,
+            b'\n' if !line.any => self.end_of_head(),
+            b'\n' => {
+                self.end_of_header_line();
+                self.line = Line::default();
+                State::Header
+            }
+            _ => {
+                line.any = true;
+                if line.in_value {
+                    line.value_chunked.feed(b);
+                    match b {
+                        b'0'..=b'9' => {
+                            match line
+                                .value_digits
+                                .checked_mul(10)
+                                .and_then(|v| v.checked_add(u64::from(b - b'0')))
+                            {
+                                Some(v) => line.value_digits = v,
+                                None => line.value_overflow = true,
+                            }
+                        }
+                        b' ' | b'\t' => {}
+                        _ => line.value_overflow = true,
+                    }
+                } else if b == b':' {
+                    line.in_value = true;
+                } else if line.name_len < NAME_CAP {
+                    line.name[line.name_len] = b.to_ascii_lowercase();
+                    line.name_len += 1;
+                } else {
+                    line.long_name = true;
+                }
+                State::Header
+            }
+        }
+    }
+
+    fn end_of_header_line(&mut self) {
+        let line = &self.line;
+        if !line.in_value || line.long_name {
+            return;
+        }
+        match &line.name[..line.name_len] {
+            b"content-length" => {
+                self.head.repeated_content_length |= self.head.content_length.is_some();
+                // A malformed value is hyper's to refuse; length 0 here keeps us in step.
+                self.head.content_length = Some(if line.value_overflow {
+                    0
+                } else {
+                    line.value_digits
+                });
+            }
+            b"transfer-encoding" => {
+                self.head.transfer_encoding = true;
+                self.head.chunked = line.value_chunked.found;
+            }
+            b"upgrade" => self.head.upgrade = true,
+            _ => {}
+        }
+    }
+
+    fn end_of_head(&mut self) -> State {
+        let head = self.head;
+        let index = self.heads;
+        self.heads += 1;
+        let ambiguous = (head.transfer_encoding && head.content_length.is_some())
+            || head.repeated_content_length;
+        if ambiguous && self.ambiguous.is_none() {
+            self.ambiguous = Some(index);
+        }
+        if head.upgrade || head.connect {
+            // What follows may be another protocol.
+            return State::Off;
+        }
+        if head.transfer_encoding {
+            if head.chunked {
+                State::ChunkSize {
+                    size: 0,
+                    digits: false,
+                    in_ext: false,
+                }
+            } else {
+                State::Off
+            }
+        } else {
+            match head.content_length {
+                Some(0) | None => self.next_head(),
+                Some(n) => State::Body(n),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read_all(stream: &[u8], step: usize) -> RequestFraming {
+        let mut f = RequestFraming::default();
+        for part in stream.chunks(step) {
+            f.feed(part);
+        }
+        f
+    }
+
+    #[test]
+    fn follows_lengths_and_chunks_to_the_ambiguous_head() {
+        let stream = b"POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 49\r\n\r\n\
+Transfer-Encoding: chunked\r\nContent-Length: 1\r\n\r\n\
+GET /b HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n\
+5;ext=1\r\nhello\r\n0\r\nTrailer: y\r\n\r\n\
+\r\nPOST /c HTTP/1.1\r\nhost: x\r\ncontent-length: 3\r\ntransfer-encoding: Chunked\r\n\r\n";
+        for step in [1, 2, 3, 7, 64, stream.len()] {
+            let f = read_all(stream, step);
+            assert_eq!(f.first_ambiguous(), Some(2), "step {step}");
+            assert!(f.is_following());
+        }
+    }
+
+    #[test]
+    fn either_order_of_the_two_headers_is_seen() {
+        let f = read_all(
+            b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n",
+            5,
+        );
+        assert_eq!(f.first_ambiguous(), Some(0));
+        let f = read_all(
+            b"GET / HTTP/1.1\nContent-Length: 0\nTransfer-Encoding: chunked\n\n",
+            1,
+        );
+        assert_eq!(f.first_ambiguous(), Some(0));
+        let f = read_all(
+            b"GET / HTTP/1.1\r\nHost: x\r\n\r\nPOST / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\nx",
+            2,
+        );
+        assert_eq!(f.first_ambiguous(), Some(1));
+    }
+
+    #[test]
+    fn ordinary_streams_are_not_marked() {
+        let stream = b"GET / HTTP/1.1\r\nHost: x\r\nX-Transfer-Encoding: chunked\r\n\r\n\
+POST / HTTP/1.1\r\nContent-Length: 65\r\n\r\n\
+GET / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n";
+        let f = read_all(stream, 4);
+        assert_eq!(f.first_ambiguous(), None);
+    }
+
+    #[test]
+    fn upgrades_stop_the_reader() {
+        let f = read_all(
+            b"GET / HTTP/1.1\r\nUpgrade: websocket\r\n\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n",
+            3,
+        );
+        assert!(!f.is_following());
+        assert_eq!(f.first_ambiguous(), None);
+        let f = read_all(b"CONNECT x:1 HTTP/1.1\r\n\r\nanything", 1);
+        assert!(!f.is_following());
+    }
+}
