@@ -7,6 +7,7 @@ use bytes::Bytes;
 use common::*;
 use http::Request;
 use http_body_util::Full;
+use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn smuggling_shapes_never_reach_the_target() {
@@ -176,5 +177,58 @@ async fn too_many_headers_get_431() {
             .starts_with("HTTP/1.1 431 ")
     );
     assert_eq!(t.requests(), 0);
+    assert_eq!(get(listen, "/").await.text(), "t");
+}
+
+/// CPU time (user + system) edgelb has used, in clock ticks.
+fn cpu_ticks(pid: i32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the command name, which ends with ')'.
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let f: Vec<&str> = rest.split(' ').collect();
+    f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn out_of_descriptors_accept_waits_and_recovers_and_admin_answers() {
+    let t = TestTarget::start("t").await;
+    let listen = listen_addr();
+    // 200 descriptors: client connections are capped at 136, the rest is kept
+    // for targets and the admin API.
+    let lb = Edgelb::start_limited(&one_group_config(listen, &[(t.addr, 1)], ""), Some(200)).await;
+    let mut held = Vec::new();
+    for _ in 0..220 {
+        held.push(tokio::net::TcpStream::connect(listen).await.unwrap());
+    }
+    wait_for(Duration::from_secs(10), "the cap to be reached", || async {
+        lb.log().contains("accepting paused")
+    })
+    .await;
+    // Past the cap: a request waits in the kernel's queue, the process does not spin,
+    // and the admin API answers.
+    let mut waiting = tokio::spawn(async move { get(listen, "/").await.text() });
+    let before = cpu_ticks(lb.pid());
+    for _ in 0..10 {
+        let (status, _) = lb.admin_get("/healthz").await;
+        assert!(status.is_success());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        cpu_ticks(lb.pid()) - before < 25,
+        "edgelb spun while out of descriptors"
+    );
+    assert!(
+        tokio::time::timeout(Duration::from_millis(100), &mut waiting)
+            .await
+            .is_err(),
+        "a connection past the cap was served"
+    );
+    // Connections close: the queued ones are taken and served.
+    held.truncate(50);
+    let text = tokio::time::timeout(Duration::from_secs(10), waiting)
+        .await
+        .expect("the queued request was never served")
+        .unwrap();
+    assert_eq!(text, "t");
     assert_eq!(get(listen, "/").await.text(), "t");
 }

@@ -224,13 +224,24 @@ fn percent_decode(text: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
-/// Serves the admin API on `socket` until `stop` is notified.
+/// Serves the admin API on `socket` until `stop` is notified. A spare
+/// descriptor is kept open: when the process has run out, it is closed so the
+/// next admin connection can still be accepted and answered.
 pub async fn serve(socket: TcpListener, api: Arc<AdminApi>, stop: Arc<Notify>) {
+    let mut spare = std::fs::File::open("/dev/null").ok();
     loop {
+        if spare.is_none() {
+            spare = std::fs::File::open("/dev/null").ok();
+        }
         let (stream, _) = tokio::select! {
             _ = stop.notified() => return,
             r = socket.accept() => match r {
                 Ok(a) => a,
+                Err(e) if e.raw_os_error() == Some(24) && spare.is_some() => {
+                    tracing::warn!("admin accept: out of descriptors; using the spare one");
+                    spare = None;
+                    continue;
+                }
                 Err(e) => {
                     tracing::warn!("admin accept failed: {e}");
                     tokio::time::sleep(Duration::from_millis(50)).await;

@@ -48,6 +48,11 @@ pub fn run(path: &Path) -> u8 {
             return EXIT_RUNTIME;
         }
     };
+    let budget = crate::listener::budget::budget();
+    tracing::info!(
+        max_client_connections = budget.max(),
+        "client connections capped by the descriptor limit"
+    );
     runtime.block_on(serve(path, loaded, None))
 }
 

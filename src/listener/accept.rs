@@ -42,9 +42,6 @@ fn is_exhaustion(e: &io::Error) -> bool {
     matches!(e.raw_os_error(), Some(12 | 23 | 24 | 105))
 }
 
-/// Accepts connections of one listener until `stop` is notified, then closes the
-/// socket (new connections are refused) and returns the connections' shutdown
-/// handle so the caller can drain them.
 /// Waits until a new connection has something to read; `false` when it stayed
 /// silent for `idle` (closed, as an idle keep-alive connection would be) or the
 /// listener finishes and nothing arrives within a short grace.
@@ -140,6 +137,9 @@ impl Draining {
     }
 }
 
+/// Accepts connections of one listener until `stop` is notified, then closes the
+/// socket (new connections are refused) and returns the connections' shutdown
+/// handle so the caller can drain them.
 pub async fn accept_loop(
     name: Arc<str>,
     socket: Arc<TcpListener>,
@@ -159,22 +159,33 @@ pub async fn accept_loop(
     // (they completed their handshake) before the socket closes; only then is
     // nothing lost when another process shares the port (SO_REUSEPORT).
     let mut stopping = false;
+    let budget = super::budget::budget();
     loop {
-        let accepted = if stopping {
+        let (accepted, share) = if stopping {
             // Straight to the kernel: tokio's cached readiness may not know yet
             // of connections already queued.
             match accept_queued(&socket) {
-                Some(r) => r,
+                Some(r) => (r, budget.try_take()),
                 None => break,
             }
         } else {
+            // No share of the descriptor budget: leave new connections in the
+            // kernel's queue until one closes.
+            let share = tokio::select! {
+                biased;
+                _ = stop.notified() => {
+                    stopping = true;
+                    continue;
+                }
+                share = budget.take() => share,
+            };
             tokio::select! {
                 biased;
                 _ = stop.notified() => {
                     stopping = true;
                     continue;
                 }
-                r = socket.accept() => r,
+                r = socket.accept() => (r, Some(share)),
             }
         };
         let (stream, peer) = match accepted {
@@ -228,6 +239,7 @@ pub async fn accept_loop(
         let stream_guard = streams.enter();
         tokio::spawn(async move {
             let _stream_guard = stream_guard;
+            let _share = share;
             let active = runtime.metrics.active_connections.clone();
             match runtime.tls.clone() {
                 None => {

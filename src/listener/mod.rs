@@ -2,6 +2,7 @@
 //! listeners and how it changes on reload.
 
 mod accept;
+pub mod budget;
 pub mod framing;
 mod http;
 mod io;

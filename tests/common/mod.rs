@@ -340,13 +340,28 @@ impl Edgelb {
     /// Writes `config` (which must use `admin.bind = ADMIN`) and starts edgelb;
     /// returns once the admin API answers.
     pub async fn start(config: &str) -> Self {
+        Self::start_limited(config, None).await
+    }
+
+    /// As `start`, with the process allowed `nofile` open files (by prlimit).
+    pub async fn start_limited(config: &str, nofile: Option<u32>) -> Self {
         let admin = SocketAddr::from(([127, 0, 0, 1], free_port()));
         let config = config.replace("ADMIN", &admin.to_string());
         let dir = tempfile::tempdir().unwrap();
         let config_path = dir.path().join("edgelb.toml");
         std::fs::write(&config_path, config).unwrap();
         let log = std::fs::File::create(dir.path().join("edgelb.log")).unwrap();
-        let child = Command::new(edgelb_bin())
+        let mut command = match nofile {
+            None => Command::new(edgelb_bin()),
+            Some(n) => {
+                let mut c = Command::new("prlimit");
+                c.arg(format!("--nofile={n}:{n}"))
+                    .arg("--")
+                    .arg(edgelb_bin());
+                c
+            }
+        };
+        let child = command
             .args(["run", "--config"])
             .arg(&config_path)
             .env("RUST_LOG", "info")
