@@ -232,3 +232,155 @@ async fn out_of_descriptors_accept_waits_and_recovers_and_admin_answers() {
     assert_eq!(text, "t");
     assert_eq!(get(listen, "/").await.text(), "t");
 }
+
+/// What a misbehaving target does after the bytes it sends.
+#[derive(Clone, Copy)]
+enum Then {
+    Reset,
+    Stall,
+}
+
+/// A raw target: health checks (`GET /health`) get 200; any other request
+/// gets `reply`, and then the connection is reset or left hanging.
+async fn misbehaving_target(reply: &'static [u8], then: Then) -> std::net::SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let socket = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = socket.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = socket.accept().await {
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 4096];
+                loop {
+                    let Ok(n) = s.read(&mut buf).await else {
+                        return;
+                    };
+                    if n == 0 {
+                        return;
+                    }
+                    head.extend_from_slice(&buf[..n]);
+                    let Some(end) = head.windows(4).position(|w| w == b"\r\n\r\n") else {
+                        continue;
+                    };
+                    let is_check = head.starts_with(b"GET /health ");
+                    head.drain(..end + 4);
+                    if is_check {
+                        let ok = b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n";
+                        if s.write_all(ok).await.is_err() {
+                            return;
+                        }
+                        continue;
+                    }
+                    let _ = s.write_all(reply).await;
+                    match then {
+                        Then::Reset => {
+                            let _ = s.set_zero_linger();
+                            return;
+                        }
+                        Then::Stall => {
+                            tokio::time::sleep(Duration::from_secs(60)).await;
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failing_targets_give_502_504_or_a_closed_connection_and_feed_passive_health() {
+    let huge_head: &'static [u8] = Box::leak(
+        format!(
+            "HTTP/1.1 200 OK\r\nx-big: {}\r\ncontent-length: 0\r\n\r\n",
+            "a".repeat(100 * 1024)
+        )
+        .into_bytes()
+        .into_boxed_slice(),
+    );
+    // (what, reply, then, expected status or None for a closed connection)
+    let cases: [(&str, &'static [u8], Then, Option<u16>); 6] = [
+        (
+            "no head within request_timeout",
+            b"",
+            Then::Stall,
+            Some(504),
+        ),
+        ("reset before the head", b"", Then::Reset, Some(502)),
+        (
+            "invalid status line",
+            b"HTTP/1.1 2x0 OK\r\n\r\n",
+            Then::Reset,
+            Some(502),
+        ),
+        ("oversized head", huge_head, Then::Stall, Some(502)),
+        (
+            "reset mid-body",
+            b"HTTP/1.1 200 OK\r\ncontent-length: 1000\r\n\r\npartial",
+            Then::Reset,
+            None,
+        ),
+        (
+            "stall mid-body",
+            b"HTTP/1.1 200 OK\r\ncontent-length: 1000\r\n\r\npartial",
+            Then::Stall,
+            None,
+        ),
+    ];
+    for (what, reply, then, expected) in cases {
+        let target = misbehaving_target(reply, then).await;
+        let listen = listen_addr();
+        let config = one_group_config(
+            listen,
+            &[(target, 1)],
+            "request_timeout = \"2s\"\n[target_groups.health_check]\ninterval = \"60s\"\ntimeout = \"1s\"\nhealthy_threshold = 2\nunhealthy_threshold = 2\npath = \"/health\"\n",
+        )
+        .replace(
+            "default_action = { forward = \"web\" }",
+            "default_action = { forward = \"web\" }\nidle_timeout = \"1s\"",
+        );
+        let lb = Edgelb::start(&config).await;
+        wait_for(
+            Duration::from_secs(10),
+            "the target to be healthy",
+            || async {
+                lb.status_json().await["target_groups"][0]["targets"][0]["state"] == "healthy"
+            },
+        )
+        .await;
+        for _ in 0..2 {
+            let request = async {
+                let mut h1 = H1::connect(listen).await;
+                let req = Request::get("/x")
+                    .header("host", "x")
+                    .body(Full::new(Bytes::new()))
+                    .unwrap();
+                h1.send(req).await
+            };
+            let got = tokio::time::timeout(Duration::from_secs(10), request)
+                .await
+                .unwrap_or_else(|_| panic!("{what}: the client hung"));
+            match (expected, got) {
+                (Some(status), Ok(got)) => assert_eq!(got.status, status, "{what}"),
+                // The head went out already: the connection closes under the body.
+                (None, Err(_)) => {}
+                (expected, got) => panic!("{what}: expected {expected:?}, got {got:?}"),
+            }
+        }
+        let errors = lb
+            .metric("edgelb_target_response_errors_total{target_group=\"web\"}")
+            .await;
+        assert!(errors >= 1.0, "{what}: not counted");
+        wait_for(
+            Duration::from_secs(5),
+            "passive health to see the failures",
+            || async {
+                lb.status_json().await["target_groups"][0]["targets"][0]["state"] == "unhealthy"
+            },
+        )
+        .await;
+        // The process is still up and answering.
+        assert!(lb.admin_get("/metrics").await.0.is_success(), "{what}");
+    }
+}

@@ -28,6 +28,7 @@ pub struct Metrics {
     rejected_connections: IntCounterVec,
     processed_bytes: IntCounterVec,
     target_connection_errors: IntCounterVec,
+    target_response_errors: IntCounterVec,
     tls_handshake_errors: IntCounterVec,
     health_checks: IntCounterVec,
     sticky_rejected: IntCounterVec,
@@ -129,6 +130,12 @@ impl Metrics {
             "Connections to targets that failed.",
             &["target_group"],
         );
+        let target_response_errors = counter(
+            &r,
+            "edgelb_target_response_errors_total",
+            "Responses a target broke off, stalled or sent malformed (502 before the head, a closed client connection after it).",
+            &["target_group"],
+        );
         let tls_handshake_errors = counter(
             &r,
             "edgelb_tls_handshake_errors_total",
@@ -192,6 +199,7 @@ impl Metrics {
             rejected_connections,
             processed_bytes,
             target_connection_errors,
+            target_response_errors,
             tls_handshake_errors,
             health_checks,
             sticky_rejected,
@@ -259,6 +267,7 @@ impl Metrics {
         GroupMetrics {
             response_time: self.target_response.with_label_values(&[group]),
             connection_errors: self.target_connection_errors.with_label_values(&[group]),
+            response_errors: self.target_response_errors.with_label_values(&[group]),
             healthy_targets: self.healthy_targets.with_label_values(&[group]),
             unhealthy_targets: self.unhealthy_targets.with_label_values(&[group]),
             checks_success: self.health_checks.with_label_values(&[group, "success"]),
@@ -327,6 +336,8 @@ pub struct UnroutedMetrics {
 pub struct GroupMetrics {
     pub response_time: Histogram,
     pub connection_errors: IntCounter,
+    /// Responses broken off or malformed by their target.
+    pub response_errors: IntCounter,
     pub healthy_targets: IntGauge,
     pub unhealthy_targets: IntGauge,
     pub checks_success: IntCounter,

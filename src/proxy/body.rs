@@ -1,8 +1,9 @@
 //! The body of every response edgelb sends to a client.
 
+use crate::health::{Outcome, Reason};
 use crate::proxy::pool::TargetConn;
 use crate::proxy::record::RequestRecord;
-use crate::runtime::target::OutstandingGuard;
+use crate::runtime::target::{GroupRuntime, OutstandingGuard};
 use atomic_waker::AtomicWaker;
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
@@ -11,7 +12,8 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::task::{Context, Poll};
-use std::time::Instant;
+use std::time::{Duration, Instant};
+use tokio::time::Sleep;
 
 /// Requests in flight on one client connection, and the reader to wake when
 /// the last one finishes (its idle timer starts then).
@@ -54,19 +56,86 @@ impl Drop for InFlight {
     }
 }
 
+/// What a streamed response gives back at its end: the connection to the
+/// target's pool, the target's outstanding count; and on failure, a failed
+/// passive health check of the target.
+pub struct Release {
+    pub conn: TargetConn,
+    pub outstanding: OutstandingGuard,
+    /// When the request was sent (the connection's idle age counts from there).
+    pub sent_at: Instant,
+    pub group: Arc<GroupRuntime>,
+    pub index: usize,
+}
+
 /// A target's response body, streamed; the connection it comes on is driven
 /// from here, and at the body's end it goes back to the target's pool.
 pub struct TargetBody {
     body: Incoming,
-    /// The connection, the target's outstanding count and when the request was
-    /// sent (the connection's idle age is counted from there), released at the end.
-    release: Option<(TargetConn, OutstandingGuard, Instant)>,
+    release: Option<Release>,
+    /// A body that makes no progress for this long is cut off.
+    stall_timeout: Duration,
+    /// Armed only once the body has to wait (most bodies never do).
+    stall: Option<Pin<Box<Sleep>>>,
+    progressed: bool,
 }
 
 impl TargetBody {
     fn finish(&mut self) {
-        if let Some((conn, guard, sent_at)) = self.release.take() {
-            guard.shared().pool.put(conn, sent_at);
+        if let Some(r) = self.release.take() {
+            r.outstanding.shared().pool.put(r.conn, r.sent_at);
+        }
+    }
+
+    /// The target broke off its body: the connection is dropped (closed) and
+    /// the failure counts as a failed health check.
+    fn fail(&mut self) {
+        if let Some(r) = self.release.take() {
+            r.group.metrics.response_errors.inc();
+            r.group
+                .record(r.index, Outcome::Failure(Reason::FailedHealthChecks));
+        }
+    }
+
+    fn poll_stall(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let Some(deadline) = tokio::time::Instant::now().checked_add(self.stall_timeout) else {
+            return Poll::Pending;
+        };
+        match &mut self.stall {
+            None => self.stall = Some(Box::pin(tokio::time::sleep_until(deadline))),
+            Some(timer) if self.progressed => timer.as_mut().reset(deadline),
+            Some(_) => {}
+        }
+        self.progressed = false;
+        self.stall
+            .as_mut()
+            .map_or(Poll::Pending, |t| t.as_mut().poll(cx))
+    }
+}
+
+/// Why a response body ended early.
+#[derive(Debug)]
+pub enum ResponseBodyError {
+    /// The target's side failed (reset, malformed chunking, closed early).
+    Target(hyper::Error),
+    /// No byte from the target for the listener's idle timeout.
+    Stalled,
+}
+
+impl std::fmt::Display for ResponseBodyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ResponseBodyError::Target(e) => write!(f, "target response body: {e}"),
+            ResponseBodyError::Stalled => f.write_str("target response body stalled"),
+        }
+    }
+}
+
+impl std::error::Error for ResponseBodyError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            ResponseBodyError::Target(e) => Some(e),
+            ResponseBodyError::Stalled => None,
         }
     }
 }
@@ -102,12 +171,20 @@ impl ProxyBody {
 
     /// A target's body; `release` returns the connection to the pool when the
     /// body was read to its end (and only then: a body cut short closes it).
+    /// A body that makes no progress for `stall_timeout` is cut off.
     pub fn target(
         body: Incoming,
-        release: Option<(TargetConn, OutstandingGuard, Instant)>,
+        release: Option<Release>,
+        stall_timeout: Duration,
         in_flight: Option<InFlight>,
     ) -> Self {
-        let mut t = TargetBody { body, release };
+        let mut t = TargetBody {
+            body,
+            release,
+            stall_timeout,
+            stall: None,
+            progressed: false,
+        };
         if t.body.is_end_stream() {
             t.finish();
         }
@@ -121,27 +198,43 @@ impl ProxyBody {
 
 impl Body for ProxyBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = ResponseBodyError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, ResponseBodyError>>> {
         let this = self.get_mut();
         let polled = match &mut this.kind {
             Kind::Full(data) => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
             Kind::Target(t) => {
-                if let Some((conn, _, _)) = &mut t.release {
-                    conn.poll_drive(cx);
+                if let Some(r) = &mut t.release {
+                    r.conn.poll_drive(cx);
                 }
-                let polled = Pin::new(&mut t.body).poll_frame(cx);
-                match &polled {
-                    Poll::Ready(None) => t.finish(),
-                    Poll::Ready(Some(Ok(_))) if t.body.is_end_stream() => t.finish(),
-                    Poll::Ready(Some(Err(_))) => t.release = None,
-                    _ => {}
+                match Pin::new(&mut t.body).poll_frame(cx) {
+                    Poll::Ready(None) => {
+                        t.finish();
+                        Poll::Ready(None)
+                    }
+                    Poll::Ready(Some(Ok(frame))) => {
+                        t.progressed = true;
+                        if t.body.is_end_stream() {
+                            t.finish();
+                        }
+                        Poll::Ready(Some(Ok(frame)))
+                    }
+                    Poll::Ready(Some(Err(e))) => {
+                        t.fail();
+                        Poll::Ready(Some(Err(ResponseBodyError::Target(e))))
+                    }
+                    Poll::Pending => match t.poll_stall(cx) {
+                        Poll::Ready(()) => {
+                            t.fail();
+                            Poll::Ready(Some(Err(ResponseBodyError::Stalled)))
+                        }
+                        Poll::Pending => Poll::Pending,
+                    },
                 }
-                polled
             }
         };
         if let (Some(record), Poll::Ready(Some(Ok(frame)))) = (&mut this.record, &polled)
@@ -151,7 +244,6 @@ impl Body for ProxyBody {
         }
         polled
     }
-
     fn is_end_stream(&self) -> bool {
         match &self.kind {
             Kind::Full(data) => data.is_none(),

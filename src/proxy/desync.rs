@@ -21,6 +21,8 @@ pub enum Refusal {
     BadRequest(&'static str),
     /// 414.
     UriTooLong,
+    /// 431: the head is larger than the listener's `max_header_bytes`.
+    HeadTooLarge,
     /// 413: the declared body is longer than the listener's `max_body_bytes`.
     TooLarge,
 }

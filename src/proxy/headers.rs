@@ -29,6 +29,16 @@ static HOP_BY_HOP: [HeaderName; 8] = [
     header::UPGRADE,
 ];
 
+/// The size of a set of header lines as they are on the wire (`name: value`
+/// CRLF each). hyper bounds a head only by its read buffer, which one large
+/// read can overshoot; this makes the limits exact.
+pub fn header_bytes(headers: &HeaderMap) -> usize {
+    headers
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len() + 4)
+        .sum()
+}
+
 /// Whether the request asks to switch protocols (WebSocket and friends): an
 /// HTTP/1.1 `Upgrade` named by `Connection`.
 pub fn wants_upgrade(headers: &HeaderMap, version: Version) -> bool {

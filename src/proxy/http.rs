@@ -2,9 +2,11 @@
 
 use crate::health::{Outcome, Reason};
 use crate::listener::ClientConn;
-use crate::proxy::body::{ClientBodyError, InFlight, ProxyBody, RequestBody};
+use crate::proxy::body::{ClientBodyError, InFlight, ProxyBody, Release, RequestBody};
 use crate::proxy::desync;
-use crate::proxy::headers::{X_REQUEST_ID, prepare_request, strip_hop_by_hop, wants_upgrade};
+use crate::proxy::headers::{
+    X_REQUEST_ID, header_bytes, prepare_request, strip_hop_by_hop, wants_upgrade,
+};
 use crate::proxy::pool::{self, ConnectError, TargetConn};
 use crate::proxy::record::RequestRecord;
 use crate::proxy::respond::lb_error;
@@ -24,6 +26,7 @@ use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 use std::time::Instant;
 
 /// Times a request may go back unsent from a pooled connection that its target
@@ -56,6 +59,14 @@ pub async fn handle(
     let (parts, body) = req.into_parts();
     if let Err(refusal) = desync::check(&parts) {
         return refuse(&conn, &listener, refusal, in_flight);
+    }
+    // hyper bounds the head by its read buffer, which a large read overshoots.
+    let head = parts.method.as_str().len()
+        + parts.uri.path_and_query().map_or(0, |p| p.as_str().len())
+        + 12
+        + header_bytes(&parts.headers);
+    if head > listener.max_header_bytes {
+        return refuse(&conn, &listener, desync::Refusal::HeadTooLarge, in_flight);
     }
     if body.size_hint().lower() > listener.max_body_bytes {
         return refuse(&conn, &listener, desync::Refusal::TooLarge, in_flight);
@@ -96,6 +107,7 @@ fn refuse(
         }
         desync::Refusal::UriTooLong => StatusCode::URI_TOO_LONG,
         desync::Refusal::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        desync::Refusal::HeadTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
     };
     let mut resp = lb_error(status, &listener.unrouted.from_lb, in_flight);
     resp.headers_mut()
@@ -131,6 +143,7 @@ async fn answer(
                 pick.choice,
                 Request::from_parts(parts, body),
                 listener.max_body_bytes,
+                listener.idle_timeout,
                 in_flight,
                 record,
             )
@@ -217,6 +230,7 @@ async fn forward(
     action: &GroupChoice,
     req: Request<Incoming>,
     body_limit: u64,
+    stall_timeout: Duration,
     in_flight: InFlight,
     mut record: Option<&mut RequestRecord>,
 ) -> Response<ProxyBody> {
@@ -350,6 +364,8 @@ async fn forward(
         match tokio::time::timeout(group.request_timeout, exchange).await {
             Err(_elapsed) => {
                 tracing::warn!(target_group = %group.name, target = %target.address, "no response within request_timeout");
+                group.metrics.response_errors.inc();
+                group.record(choice, Outcome::Failure(Reason::Timeout));
                 if let Some(r) = record.as_mut() {
                     r.error("target_timeout");
                 }
@@ -358,6 +374,15 @@ async fn forward(
                     &action.metrics.from_lb,
                     in_flight,
                 );
+            }
+            Ok(Ok(resp)) if header_bytes(resp.headers()) > pool::TARGET_MAX_HEAD_BYTES => {
+                tracing::warn!(target_group = %group.name, target = %target.address, "response head larger than {} bytes", pool::TARGET_MAX_HEAD_BYTES);
+                group.metrics.response_errors.inc();
+                group.record(choice, Outcome::Failure(Reason::FailedHealthChecks));
+                if let Some(r) = record.as_mut() {
+                    r.error("target_head_too_large");
+                }
+                return lb_error(StatusCode::BAD_GATEWAY, &action.metrics.from_lb, in_flight);
             }
             Ok(Ok(resp)) => {
                 group
@@ -395,7 +420,14 @@ async fn forward(
                             parts,
                             ProxyBody::target(
                                 body,
-                                Some((c, outstanding, sent_at)),
+                                Some(Release {
+                                    conn: c,
+                                    outstanding,
+                                    sent_at,
+                                    group: group.clone(),
+                                    index: choice,
+                                }),
+                                stall_timeout,
                                 Some(in_flight),
                             ),
                         )
@@ -441,6 +473,7 @@ async fn forward(
                         return resp;
                     }
                     tracing::warn!(target_group = %group.name, target = %target.address, "target failed: {e}");
+                    group.metrics.response_errors.inc();
                     // A reset or broken exchange is a failed check too.
                     group.record(choice, Outcome::Failure(Reason::FailedHealthChecks));
                     if let Some(r) = record.as_mut() {
@@ -478,5 +511,9 @@ fn switch_protocols(
     }
     let (mut parts, body) = resp.into_parts();
     strip_hop_by_hop(&mut parts.headers, switching);
-    Response::from_parts(parts, ProxyBody::target(body, None, Some(in_flight)))
+    // The answer was not 101: its body is short; no stall limit of its own.
+    Response::from_parts(
+        parts,
+        ProxyBody::target(body, None, Duration::MAX, Some(in_flight)),
+    )
 }

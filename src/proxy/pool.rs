@@ -27,6 +27,11 @@ const MAX_IDLE: usize = 512;
 /// close theirs after 60–75 s, and reusing one they are closing loses a request.
 const IDLE_TTL: Duration = Duration::from_secs(55);
 
+/// A target's response head larger than this is refused (502), as HAProxy's
+/// 16 KiB buffer and nginx's `proxy_buffer_size` do; it also caps hyper's read
+/// buffer for response bodies (streamed in reads of up to this size).
+pub const TARGET_MAX_HEAD_BYTES: usize = 64 * 1024;
+
 type Driver = http1::Connection<TokioIo<TargetStream>, RequestBody>;
 
 /// One HTTP/1.1 connection to a target: the handle requests go through and the
@@ -166,6 +171,7 @@ pub async fn connect(
 ) -> Result<TargetConn, ConnectError> {
     let stream = connect_stream(addr, timeout, tls).await?;
     let (sender, driver) = http1::Builder::new()
+        .max_buf_size(TARGET_MAX_HEAD_BYTES)
         .handshake(TokioIo::new(stream))
         .await
         .map_err(|e| ConnectError::Io(io::Error::other(e)))?;
@@ -185,6 +191,7 @@ pub async fn connect_upgradable(
 ) -> Result<http1::SendRequest<RequestBody>, ConnectError> {
     let stream = connect_stream(addr, timeout, tls).await?;
     let (sender, driver) = http1::Builder::new()
+        .max_buf_size(TARGET_MAX_HEAD_BYTES)
         .handshake(TokioIo::new(stream))
         .await
         .map_err(|e| ConnectError::Io(io::Error::other(e)))?;
