@@ -384,3 +384,146 @@ async fn failing_targets_give_502_504_or_a_closed_connection_and_feed_passive_he
         assert!(lb.admin_get("/metrics").await.0.is_success(), "{what}");
     }
 }
+
+/// One HTTP/2 frame on stream `stream`.
+fn h2_frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+    let len = payload.len();
+    let mut f = vec![(len >> 16) as u8, (len >> 8) as u8, len as u8, kind, flags];
+    f.extend_from_slice(&stream.to_be_bytes());
+    f.extend_from_slice(payload);
+    f
+}
+
+/// A GET / header block: :method GET, :scheme http, :path /, :authority x.
+const GET_BLOCK: &[u8] = &[0x82, 0x86, 0x84, 0x41, 0x01, b'x'];
+
+/// Opens an h2c connection, sends the preface and `flood`, and returns the
+/// server's SETTINGS payload and whether the server closed the connection
+/// within 10 s.
+async fn h2_flood(listen: std::net::SocketAddr, flood: &[u8]) -> (Vec<u8>, bool) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(listen).await.unwrap();
+    let mut hello = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    hello.extend(h2_frame(4, 0, 0, &[]));
+    s.write_all(&hello).await.unwrap();
+    let (mut r, mut w) = s.into_split();
+    let flood = flood.to_vec();
+    // Written from a task: the server may stop reading (and close) midway.
+    tokio::spawn(async move {
+        let _ = w.write_all(&flood).await;
+    });
+    let mut got = Vec::new();
+    let mut buf = vec![0u8; 65536];
+    let closed = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match r.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => {
+                    if got.len() < 4096 {
+                        got.extend_from_slice(&buf[..n]);
+                    }
+                }
+            }
+        }
+    })
+    .await
+    .is_ok();
+    // The first frame the server sends is its SETTINGS.
+    assert!(got.len() >= 9 && got[3] == 4, "no SETTINGS from the server");
+    let len = usize::from(got[0]) << 16 | usize::from(got[1]) << 8 | usize::from(got[2]);
+    (got[9..9 + len].to_vec(), closed)
+}
+
+/// Sends the preface and `frames`; whether a response HEADERS frame comes
+/// back on stream 1 before the connection closes.
+async fn h2_answered(listen: std::net::SocketAddr, frames: &[u8]) -> bool {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(listen).await.unwrap();
+    let mut hello = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    hello.extend(h2_frame(4, 0, 0, &[]));
+    hello.extend_from_slice(frames);
+    s.write_all(&hello).await.unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    let read = async {
+        loop {
+            // Walk the complete frames read so far.
+            let mut at = 0;
+            while got.len() >= at + 9 {
+                let len = usize::from(got[at]) << 16
+                    | usize::from(got[at + 1]) << 8
+                    | usize::from(got[at + 2]);
+                let stream =
+                    u32::from_be_bytes([got[at + 5], got[at + 6], got[at + 7], got[at + 8]]);
+                if got[at + 3] == 1 && stream == 1 {
+                    return true;
+                }
+                at += 9 + len;
+            }
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => return false,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), read)
+        .await
+        .unwrap_or(false)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_floods_are_cut_off_and_limits_are_announced() {
+    let t = TestTarget::start("t").await;
+    let listen = listen_addr();
+    let lb = Edgelb::start(&one_group_config(listen, &[(t.addr, 1)], "")).await;
+    let ping = h2_frame(6, 0, 0, &[0; 8]);
+    let settings = h2_frame(4, 0, 0, &[]);
+    let mut rapid_reset = Vec::new();
+    for i in 0..5000u32 {
+        let stream = 2 * i + 1;
+        rapid_reset.extend(h2_frame(1, 0x5, stream, GET_BLOCK));
+        rapid_reset.extend(h2_frame(3, 0, stream, &8u32.to_be_bytes()));
+    }
+    let mut continuation = h2_frame(1, 0x1, 1, &GET_BLOCK[..2]);
+    for _ in 0..10_000 {
+        continuation.extend(h2_frame(9, 0, 1, &[]));
+    }
+    let floods: [(&str, Vec<u8>); 4] = [
+        ("PING flood", ping.repeat(20_000)),
+        ("SETTINGS flood", settings.repeat(20_000)),
+        ("rapid reset", rapid_reset),
+        ("CONTINUATION flood", continuation),
+    ];
+    for (what, flood) in &floods {
+        let (server_settings, closed) = h2_flood(listen, flood).await;
+        assert!(closed, "{what}: the connection stayed open");
+        // SETTINGS_MAX_CONCURRENT_STREAMS (3) = 128, SETTINGS_MAX_HEADER_LIST_SIZE (6) = 65536.
+        let setting = |id: u16| {
+            server_settings
+                .chunks(6)
+                .find(|c| u16::from_be_bytes([c[0], c[1]]) == id)
+                .map(|c| u32::from_be_bytes([c[2], c[3], c[4], c[5]]))
+        };
+        assert_eq!(setting(3), Some(128), "{what}");
+        assert_eq!(setting(6), Some(65536), "{what}");
+    }
+    assert!(
+        lb.metric("edgelb_client_floods_total{listener=\"front\"}")
+            .await
+            >= 3.0,
+        "floods not counted"
+    );
+    // A well-behaved HTTP/2 client with a few PINGs of its own is not cut off.
+    let mut few = Vec::new();
+    for i in 0..10u32 {
+        few.extend(h2_frame(6, 0, 0, &[i as u8; 8]));
+    }
+    few.extend(h2_frame(1, 0x5, 1, GET_BLOCK));
+    assert!(
+        h2_answered(listen, &few).await,
+        "a client with a few PINGs was cut off"
+    );
+    let mut h2 = H2::connect(listen).await;
+    assert_eq!(h2.get("/").await.text(), "t");
+    assert_eq!(get(listen, "/").await.text(), "t");
+}

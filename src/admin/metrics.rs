@@ -30,6 +30,7 @@ pub struct Metrics {
     target_connection_errors: IntCounterVec,
     target_response_errors: IntCounterVec,
     tls_handshake_errors: IntCounterVec,
+    client_floods: IntCounterVec,
     health_checks: IntCounterVec,
     sticky_rejected: IntCounterVec,
     config_reloads: IntCounterVec,
@@ -136,6 +137,12 @@ impl Metrics {
             "Responses a target broke off, stalled or sent malformed (502 before the head, a closed client connection after it).",
             &["target_group"],
         );
+        let client_floods = counter(
+            &r,
+            "edgelb_client_floods_total",
+            "Client HTTP/2 connections closed for flooding control or CONTINUATION frames.",
+            &["listener"],
+        );
         let tls_handshake_errors = counter(
             &r,
             "edgelb_tls_handshake_errors_total",
@@ -201,6 +208,7 @@ impl Metrics {
             target_connection_errors,
             target_response_errors,
             tls_handshake_errors,
+            client_floods,
             health_checks,
             sticky_rejected,
             config_reloads,
@@ -234,6 +242,7 @@ impl Metrics {
             bytes_in: self.processed_bytes.with_label_values(&[listener, "in"]),
             bytes_out: self.processed_bytes.with_label_values(&[listener, "out"]),
             tls_handshake_errors: self.tls_handshake_errors.with_label_values(&[listener]),
+            client_floods: self.client_floods.with_label_values(&[listener]),
         }
     }
 
@@ -297,6 +306,8 @@ pub struct ListenerMetrics {
     pub bytes_in: IntCounter,
     pub bytes_out: IntCounter,
     pub tls_handshake_errors: IntCounter,
+    /// HTTP/2 connections cut off by the flood watch.
+    pub client_floods: IntCounter,
 }
 
 /// `edgelb_http_responses_total` of one (listener, group, source), by class.

@@ -5,6 +5,7 @@
 use crate::admin::metrics::ListenerMetrics;
 use crate::listener::ClientConn;
 use crate::listener::framing::RequestFraming;
+use crate::listener::h2_watch::H2FloodWatch;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -43,6 +44,8 @@ pub struct ClientIo<S> {
     /// Follows HTTP/1 request framing to spot ambiguous heads; `None` on HTTP/2
     /// or once it stops following.
     framing: Option<RequestFraming>,
+    /// Counts HTTP/2 control frames; made once the preface is seen.
+    h2_watch: Option<H2FloodWatch>,
     bytes_in: u64,
     bytes_out: u64,
     metrics: ListenerMetrics,
@@ -67,6 +70,7 @@ impl<S> ClientIo<S> {
             preface_seen: Some(0),
             is_h2: false,
             framing: Some(RequestFraming::default()),
+            h2_watch: None,
             bytes_in: 0,
             bytes_out: 0,
             metrics,
@@ -135,11 +139,23 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for ClientIo<S> {
                 let n = buf.filled().len() - before;
                 if n > 0 {
                     this.bytes_in += n as u64;
-                    if this.preface_seen.is_some() {
+                    let preface_before = this.preface_seen;
+                    if preface_before.is_some() {
                         this.note_protocol(&buf.filled()[before..]);
                     }
                     if this.is_h2 {
                         this.framing = None;
+                        let watch = this
+                            .h2_watch
+                            .get_or_insert_with(|| H2FloodWatch::new(preface_before.unwrap_or(0)));
+                        if let Err(flood) = watch.feed(&buf.filled()[before..]) {
+                            tracing::debug!(peer = %this.conn.peer, "HTTP/2 connection closed: {flood}");
+                            this.metrics.client_floods.inc();
+                            return Poll::Ready(Err(io::Error::new(
+                                io::ErrorKind::InvalidData,
+                                flood,
+                            )));
+                        }
                     } else if let Some(framing) = this.framing.as_mut() {
                         framing.feed(&buf.filled()[before..]);
                         if let Some(index) = framing.first_ambiguous() {

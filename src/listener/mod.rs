@@ -4,6 +4,7 @@
 mod accept;
 pub mod budget;
 pub mod framing;
+pub mod h2_watch;
 mod http;
 mod io;
 mod set;
