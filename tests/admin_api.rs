@@ -339,3 +339,65 @@ async fn a_world_readable_token_file_is_warned_about() {
     let quiet = Edgelb::start(&config_with_token(listen_addr(), &[], dir.path())).await;
     assert!(!quiet.log().contains("readable by every user"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_endpoint_reveals_a_secret_and_bodies_are_limited() {
+    const KEY: &str = "4f1c9e0a7b2d6c3e8a5f0b1d2c3e4f5a6b7c8d9e0f1a2b3c4d5e6f7a8b9c0d1e";
+    let t = TestTarget::start("t").await;
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("sticky.key");
+    std::fs::write(&key, format!("{KEY}\n")).unwrap();
+    let listen = listen_addr();
+    let config = config_with_token(listen, &[(t.addr, 1)], dir.path())
+        .replace(
+            "[global]\n",
+            &format!("[global]\nstickiness_key_file = \"{}\"\n", key.display()),
+        )
+        .replace(
+            "deregistration_delay",
+            "stickiness = { type = \"lb_cookie\", duration = \"1h\" }\nderegistration_delay",
+        );
+    let lb = Edgelb::start(&config).await;
+    assert_eq!(get(listen, "/").await.text(), "t");
+    let secrets = [TOKEN, KEY, &KEY[..16]];
+    let reads = [
+        "/healthz",
+        "/metrics",
+        "/status",
+        "/zabbix/discovery",
+        "/target-groups/web/targets",
+        "/nothing",
+    ];
+    for path in reads {
+        let got = H1::connect(lb.admin).await.get(path).await;
+        let text = got.text();
+        for s in secrets {
+            assert!(!text.contains(s), "{path} reveals a secret");
+        }
+    }
+    // A wrong token is not echoed back, and neither is the right one.
+    for token in ["guess-token-123", TOKEN] {
+        let (_, body) = call(&lb, Method::POST, "/reload", "", Some(token)).await;
+        let text = body.to_string();
+        assert!(!text.contains(token) && !text.contains(KEY), "{text}");
+    }
+    let log = lb.log();
+    for s in secrets {
+        assert!(!log.contains(s), "the log reveals a secret");
+    }
+    // Request bodies are limited.
+    let big = format!(
+        "{{\"address\": \"127.0.0.1:1\", \"pad\": \"{}\"}}",
+        "x".repeat(100 * 1024)
+    );
+    let (status, _) = call(
+        &lb,
+        Method::POST,
+        "/target-groups/web/targets",
+        &big,
+        Some(TOKEN),
+    )
+    .await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(lb.admin_get("/healthz").await.0.is_success());
+}

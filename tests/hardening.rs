@@ -527,3 +527,46 @@ async fn http2_floods_are_cut_off_and_limits_are_announced() {
     assert_eq!(h2.get("/").await.text(), "t");
     assert_eq!(get(listen, "/").await.text(), "t");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redirect_placeholders_cannot_inject_headers() {
+    let t = TestTarget::start("t").await;
+    let listen = listen_addr();
+    let config = one_group_config(listen, &[(t.addr, 1)], "").replace(
+        "default_action = { forward = \"web\" }",
+        "default_action = { redirect = { host = \"#{host}\", path = \"/to/#{path}\", query = \"#{query}&r=1\", status = 302 } }",
+    );
+    let _lb = Edgelb::start(&config).await;
+    let tries: [&[u8]; 4] = [
+        b"GET /a%0d%0aSet-Cookie:%20x=1?q=%0d%0aX-Injected:%201 HTTP/1.1\r\nHost: ok.example\r\nConnection: close\r\n\r\n",
+        b"GET /a HTTP/1.1\r\nHost: ok.example%0d%0aX-Injected: 1\r\nConnection: close\r\n\r\n",
+        b"GET /a HTTP/1.1\r\nHost: evil.example/x\r\nConnection: close\r\n\r\n",
+        b"GET /a HTTP/1.1\r\nHost: user@evil.example\r\nConnection: close\r\n\r\n",
+    ];
+    for (i, bytes) in tries.iter().enumerate() {
+        let answer = raw_exchange(listen, bytes).await;
+        let head = answer
+            .split("\r\n\r\n")
+            .next()
+            .unwrap_or("")
+            .to_ascii_lowercase();
+        assert!(
+            !head.contains("\r\nset-cookie") && !head.contains("\r\nx-injected"),
+            "case {i}: {answer}"
+        );
+        assert!(
+            head.matches("\r\nlocation:").count() <= 1,
+            "case {i}: {answer}"
+        );
+        if i == 0 {
+            assert!(head.starts_with("http/1.1 302 "), "{answer}");
+            assert!(
+                head.contains("\r\nlocation: http://ok.example:"),
+                "{answer}"
+            );
+        } else {
+            assert!(head.starts_with("http/1.1 400 "), "case {i}: {answer}");
+        }
+    }
+    assert_eq!(t.requests(), 0);
+}

@@ -199,10 +199,11 @@ async fn read_body(req: Request<Incoming>) -> Result<Bytes, AdminResponse> {
         .await
     {
         Ok(body) => Ok(body.to_bytes()),
-        Err(_) => Err(error(
-            StatusCode::BAD_REQUEST,
-            &format!("the body is unreadable or larger than {MAX_BODY} bytes"),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            &format!("the body is larger than {MAX_BODY} bytes"),
         )),
+        Err(_) => Err(error(StatusCode::BAD_REQUEST, "the body is unreadable")),
     }
 }
 

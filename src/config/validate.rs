@@ -1313,6 +1313,20 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_admin_api_binds_loopback_by_default() {
+        let mut v = Validator {
+            base_dir: Path::new("/"),
+            errors: Vec::new(),
+            warnings: Vec::new(),
+        };
+        let admin = admin(&mut v, None);
+        assert!(v.errors.is_empty());
+        assert!(admin.bind.ip().is_loopback());
+        assert_eq!(admin.bind.port(), 9901);
+        assert!(admin.token_file.is_none());
+    }
+
+    #[test]
     fn matcher_forms() {
         assert_eq!(parse_matcher("200").unwrap(), vec![(200, 200)]);
         assert_eq!(
