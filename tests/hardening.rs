@@ -570,3 +570,142 @@ async fn redirect_placeholders_cannot_inject_headers() {
     }
     assert_eq!(t.requests(), 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_slowloris_connections_cost_little_and_starve_nobody() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    const SLOW: usize = 1000;
+    let t = TestTarget::start("t").await;
+    let listen = listen_addr();
+    let config = one_group_config(listen, &[(t.addr, 1)], "").replace(
+        "default_action = { forward = \"web\" }",
+        "default_action = { forward = \"web\" }\nheader_read_timeout = \"3s\"",
+    );
+    let lb = Edgelb::start(&config).await;
+    assert_eq!(get(listen, "/").await.text(), "t");
+    let rss_before = proc_status_kib(lb.pid(), "VmRSS");
+    let mut slow = Vec::new();
+    for _ in 0..SLOW {
+        let mut s = tokio::net::TcpStream::connect(listen).await.unwrap();
+        s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n").await.unwrap();
+        slow.push(tokio::spawn(async move {
+            // One more header line every 300 ms, until edgelb answers.
+            let mut answer = Vec::new();
+            let mut buf = [0u8; 256];
+            for _ in 0..40 {
+                tokio::select! {
+                    r = s.read(&mut buf) => match r {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => answer.extend_from_slice(&buf[..n]),
+                    },
+                    _ = tokio::time::sleep(Duration::from_millis(300)) => {
+                        if s.write_all(b"X-Slow: 1\r\n").await.is_err() {
+                            break;
+                        }
+                    }
+                }
+            }
+            String::from_utf8_lossy(&answer).into_owned()
+        }));
+    }
+    // A normal client meanwhile.
+    let mut h1 = H1::connect(listen).await;
+    for _ in 0..100 {
+        assert_eq!(h1.get("/").await.text(), "t");
+    }
+    let grown = proc_status_kib(lb.pid(), "VmRSS").saturating_sub(rss_before);
+    assert!(
+        grown < 64 * 1024,
+        "{SLOW} slow connections grew edgelb by {grown} KiB"
+    );
+    let mut timed_out = 0;
+    for s in slow {
+        if s.await.unwrap().starts_with("HTTP/1.1 408 ") {
+            timed_out += 1;
+        }
+    }
+    assert_eq!(timed_out, SLOW, "every slow head ends with 408");
+    assert_eq!(t.requests(), 101);
+    assert_eq!(get(listen, "/").await.text(), "t");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_bodies_and_slow_readers_are_cut_after_idle_timeout() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let t = TestTarget::start("t").await;
+    let big = TestTarget::start_with(
+        "big",
+        Behaviour {
+            body_bytes: Some(256 << 20),
+            ..Behaviour::default()
+        },
+    )
+    .await;
+    let (listen, listen_big) = (listen_addr(), listen_addr());
+    let idle = "default_action = { forward = \"web\" }\nidle_timeout = \"1s\"";
+    let lb = Edgelb::start(
+        &one_group_config(listen, &[(t.addr, 1)], "")
+            .replace("default_action = { forward = \"web\" }", idle),
+    )
+    .await;
+    let lb_big = Edgelb::start(
+        &one_group_config(listen_big, &[(big.addr, 1)], "")
+            .replace("default_action = { forward = \"web\" }", idle),
+    )
+    .await;
+    // Slow POST: ten bytes of a thousand, then nothing.
+    let line = raw_status_line(
+        listen,
+        b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n0123456789",
+    )
+    .await;
+    assert!(line.starts_with("HTTP/1.1 408 "), "{line}");
+    // Slow reader: asks for 256 MiB and reads 64 KiB of it.
+    let rss_before = peak_rss_kib(lb_big.pid());
+    let mut s = tokio::net::TcpStream::connect(listen_big).await.unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = vec![0u8; 64 * 1024];
+    s.read_exact(&mut buf).await.unwrap();
+    wait_for(
+        Duration::from_secs(10),
+        "the slow reader to be cut off",
+        || async {
+            lb_big
+                .metric("edgelb_active_connections{listener=\"front\"}")
+                .await
+                == 0.0
+        },
+    )
+    .await;
+    let mut rest = 0u64;
+    let drain = async {
+        loop {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => rest += n as u64,
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), drain)
+        .await
+        .expect("the connection was not closed");
+    assert!(rest < 128 << 20, "the whole body went out: {rest}");
+    let grown = peak_rss_kib(lb_big.pid()).saturating_sub(rss_before);
+    assert!(
+        grown < 32 * 1024,
+        "a slow reader grew edgelb by {grown} KiB"
+    );
+    assert_eq!(get(listen, "/").await.text(), "t");
+    wait_for(
+        Duration::from_secs(10),
+        "every connection closed",
+        || async {
+            lb.metric("edgelb_active_connections{listener=\"front\"}")
+                .await
+                == 0.0
+        },
+    )
+    .await;
+}

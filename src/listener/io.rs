@@ -6,6 +6,7 @@ use crate::admin::metrics::ListenerMetrics;
 use crate::listener::ClientConn;
 use crate::listener::framing::RequestFraming;
 use crate::listener::h2_watch::H2FloodWatch;
+use crate::proxy::stall::StallTimer;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -46,6 +47,8 @@ pub struct ClientIo<S> {
     framing: Option<RequestFraming>,
     /// Counts HTTP/2 control frames; made once the preface is seen.
     h2_watch: Option<H2FloodWatch>,
+    /// Fails the connection when the client stops reading for the idle timeout.
+    write_stall: StallTimer,
     bytes_in: u64,
     bytes_out: u64,
     metrics: ListenerMetrics,
@@ -71,6 +74,7 @@ impl<S> ClientIo<S> {
             is_h2: false,
             framing: Some(RequestFraming::default()),
             h2_watch: None,
+            write_stall: StallTimer::new(idle_timeout),
             bytes_in: 0,
             bytes_out: 0,
             metrics,
@@ -206,15 +210,39 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for ClientIo<S> {
     }
 }
 
+impl<S> ClientIo<S> {
+    /// What a write that could not go on means: `Pending`, or an error once
+    /// the client has read nothing for the idle timeout.
+    fn write_pending<T>(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<T>> {
+        match self.write_stall.poll_expired(cx) {
+            Poll::Ready(()) => {
+                tracing::debug!(peer = %self.conn.peer, "client stopped reading for idle_timeout");
+                Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "client stopped reading",
+                )))
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
 impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for ClientIo<S> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         data: &[u8],
     ) -> Poll<io::Result<usize>> {
-        let n = ready!(Pin::new(&mut self.inner).poll_write(cx, data))?;
-        self.bytes_out += n as u64;
-        Poll::Ready(Ok(n))
+        let this = &mut *self;
+        match Pin::new(&mut this.inner).poll_write(cx, data) {
+            Poll::Ready(Ok(n)) => {
+                this.write_stall.progress();
+                this.bytes_out += n as u64;
+                Poll::Ready(Ok(n))
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => this.write_pending(cx),
+        }
     }
 
     fn poll_write_vectored(
@@ -222,9 +250,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for ClientIo<S> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        let n = ready!(Pin::new(&mut self.inner).poll_write_vectored(cx, bufs))?;
-        self.bytes_out += n as u64;
-        Poll::Ready(Ok(n))
+        let this = &mut *self;
+        match Pin::new(&mut this.inner).poll_write_vectored(cx, bufs) {
+            Poll::Ready(Ok(n)) => {
+                this.write_stall.progress();
+                this.bytes_out += n as u64;
+                Poll::Ready(Ok(n))
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => this.write_pending(cx),
+        }
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -232,7 +267,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for ClientIo<S> {
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
+        let this = &mut *self;
+        match Pin::new(&mut this.inner).poll_flush(cx) {
+            Poll::Pending => this.write_pending(cx),
+            done => done,
+        }
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {

@@ -3,6 +3,7 @@
 use crate::health::{Outcome, Reason};
 use crate::proxy::pool::TargetConn;
 use crate::proxy::record::RequestRecord;
+use crate::proxy::stall::StallTimer;
 use crate::runtime::target::{GroupRuntime, OutstandingGuard};
 use atomic_waker::AtomicWaker;
 use bytes::Bytes;
@@ -13,7 +14,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
-use tokio::time::Sleep;
 
 /// Requests in flight on one client connection, and the reader to wake when
 /// the last one finishes (its idle timer starts then).
@@ -73,11 +73,8 @@ pub struct Release {
 pub struct TargetBody {
     body: Incoming,
     release: Option<Release>,
-    /// A body that makes no progress for this long is cut off.
-    stall_timeout: Duration,
-    /// Armed only once the body has to wait (most bodies never do).
-    stall: Option<Pin<Box<Sleep>>>,
-    progressed: bool,
+    /// Cuts off a body that makes no progress for the listener's idle timeout.
+    stall: StallTimer,
 }
 
 impl TargetBody {
@@ -95,21 +92,6 @@ impl TargetBody {
             r.group
                 .record(r.index, Outcome::Failure(Reason::FailedHealthChecks));
         }
-    }
-
-    fn poll_stall(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        let Some(deadline) = tokio::time::Instant::now().checked_add(self.stall_timeout) else {
-            return Poll::Pending;
-        };
-        match &mut self.stall {
-            None => self.stall = Some(Box::pin(tokio::time::sleep_until(deadline))),
-            Some(timer) if self.progressed => timer.as_mut().reset(deadline),
-            Some(_) => {}
-        }
-        self.progressed = false;
-        self.stall
-            .as_mut()
-            .map_or(Poll::Pending, |t| t.as_mut().poll(cx))
     }
 }
 
@@ -181,9 +163,7 @@ impl ProxyBody {
         let mut t = TargetBody {
             body,
             release,
-            stall_timeout,
-            stall: None,
-            progressed: false,
+            stall: StallTimer::new(stall_timeout),
         };
         if t.body.is_end_stream() {
             t.finish();
@@ -217,7 +197,7 @@ impl Body for ProxyBody {
                         Poll::Ready(None)
                     }
                     Poll::Ready(Some(Ok(frame))) => {
-                        t.progressed = true;
+                        t.stall.progress();
                         if t.body.is_end_stream() {
                             t.finish();
                         }
@@ -227,7 +207,7 @@ impl Body for ProxyBody {
                         t.fail();
                         Poll::Ready(Some(Err(ResponseBodyError::Target(e))))
                     }
-                    Poll::Pending => match t.poll_stall(cx) {
+                    Poll::Pending => match t.stall.poll_expired(cx) {
                         Poll::Ready(()) => {
                             t.fail();
                             Poll::Ready(Some(Err(ResponseBodyError::Stalled)))
@@ -267,14 +247,21 @@ pub enum RequestBody {
         body: Incoming,
         /// Bytes the body may still carry.
         left: u64,
+        /// Fails a body the client stops sending for the idle timeout.
+        stall: StallTimer,
     },
     Empty,
 }
 
 impl RequestBody {
-    /// The client's body, limited to `limit` bytes (`u64::MAX`: no limit).
-    pub fn client(body: Incoming, limit: u64) -> Self {
-        RequestBody::Client { body, left: limit }
+    /// The client's body, limited to `limit` bytes (`u64::MAX`: no limit) and
+    /// failed when it makes no progress for `stall_timeout`.
+    pub fn client(body: Incoming, limit: u64, stall_timeout: Duration) -> Self {
+        RequestBody::Client {
+            body,
+            left: limit,
+            stall: StallTimer::new(stall_timeout),
+        }
     }
 }
 
@@ -284,6 +271,8 @@ impl RequestBody {
 pub enum ClientBodyError {
     /// Longer than the listener's `max_body_bytes` (413).
     TooLarge,
+    /// Nothing of it arrived for the listener's idle timeout (408).
+    Stalled,
     /// The client's side broke off (reset, timeout, malformed chunking).
     Client(hyper::Error),
 }
@@ -292,6 +281,7 @@ impl std::fmt::Display for ClientBodyError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             ClientBodyError::TooLarge => f.write_str("request body larger than max_body_bytes"),
+            ClientBodyError::Stalled => f.write_str("request body stalled"),
             ClientBodyError::Client(e) => write!(f, "client request body: {e}"),
         }
     }
@@ -300,7 +290,7 @@ impl std::fmt::Display for ClientBodyError {
 impl std::error::Error for ClientBodyError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            ClientBodyError::TooLarge => None,
+            ClientBodyError::TooLarge | ClientBodyError::Stalled => None,
             ClientBodyError::Client(e) => Some(e),
         }
     }
@@ -330,8 +320,18 @@ impl Body for RequestBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, ClientBodyError>>> {
         match self.get_mut() {
-            RequestBody::Client { body, left } => {
-                match std::task::ready!(Pin::new(body).poll_frame(cx)) {
+            RequestBody::Client { body, left, stall } => {
+                let polled = match Pin::new(body).poll_frame(cx) {
+                    Poll::Ready(polled) => polled,
+                    Poll::Pending => {
+                        return match stall.poll_expired(cx) {
+                            Poll::Ready(()) => Poll::Ready(Some(Err(ClientBodyError::Stalled))),
+                            Poll::Pending => Poll::Pending,
+                        };
+                    }
+                };
+                stall.progress();
+                match polled {
                     Some(Ok(frame)) => {
                         if let Some(data) = frame.data_ref() {
                             let n = data.len() as u64;

@@ -237,7 +237,7 @@ async fn forward(
     action.metrics.requests.inc();
     let group = &action.group;
     let (parts, body) = req.into_parts();
-    let mut req = Request::from_parts(parts, RequestBody::client(body, body_limit));
+    let mut req = Request::from_parts(parts, RequestBody::client(body, body_limit, stall_timeout));
     let upgrade = wants_upgrade(req.headers(), req.version());
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
     prepare_request(&mut req, &conn.forwarded, upgrade);
@@ -461,6 +461,9 @@ async fn forward(
                         let (status, error) = match client {
                             ClientBodyError::TooLarge => {
                                 (StatusCode::PAYLOAD_TOO_LARGE, "body_too_large")
+                            }
+                            ClientBodyError::Stalled => {
+                                (StatusCode::REQUEST_TIMEOUT, "client_body_stalled")
                             }
                             ClientBodyError::Client(_) => (StatusCode::BAD_REQUEST, "client_body"),
                         };

@@ -8,4 +8,5 @@ pub mod pool;
 pub mod proxy_protocol;
 pub mod record;
 pub mod respond;
+pub mod stall;
 pub mod tcp;

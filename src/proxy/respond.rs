@@ -14,6 +14,7 @@ pub fn lb_error(
     counters.count(status.as_u16());
     let text: &'static str = match status {
         StatusCode::BAD_REQUEST => "400 Bad Request\n",
+        StatusCode::REQUEST_TIMEOUT => "408 Request Timeout\n",
         StatusCode::PAYLOAD_TOO_LARGE => "413 Content Too Large\n",
         StatusCode::URI_TOO_LONG => "414 URI Too Long\n",
         StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE => "431 Request Header Fields Too Large\n",

@@ -596,3 +596,22 @@ targets = [ {} ]
         list.join(", ")
     )
 }
+
+/// A line of `/proc/PID/status` in KiB (`VmRSS`, `VmHWM`).
+pub fn proc_status_kib(pid: i32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .unwrap()
+        .trim()
+        .trim_end_matches(" kB")
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// Peak resident memory of a process, in KiB.
+pub fn peak_rss_kib(pid: i32) -> u64 {
+    proc_status_kib(pid, "VmHWM")
+}
