@@ -3,7 +3,7 @@
 # of issue #10. Each scenario runs RUNS times per balancer (interleaved), and the table
 # shows medians and edgelb's ratios. Same worker count for all three.
 #
-#   benches/load.sh [RUNS=3] [SECONDS=5] [THREADS=1]
+#   benches/load.sh [RUNS=3] [SECONDS=5] [THREADS=1]     (ONLY=regex: just the rows whose name matches)
 #   EDGELB=target/release/edgelb (default; cargo build --release first)
 # Needs: apt-get install -y nginx-light libnginx-mod-stream haproxy wrk nghttp2-client iperf3 openssl python3
 set -euo pipefail
@@ -42,7 +42,7 @@ C
 cat > "$W/haproxy.cfg" <<C
 global
   nbthread $THREADS
-  maxconn 8000
+  maxconn 9900
   pidfile $W/haproxy.pid
   daemon
 defaults
@@ -135,7 +135,7 @@ iperf3 -s -p 19201 -D
 "$EDGELB" run --config "$W/edgelb-rules.toml" > "$W/edgelb-rules.log" 2>&1 & echo $! > "$W/edgelb-rules.pid"
 for i in $(seq 100); do curl -fs -o /dev/null http://127.0.0.1:18083/ && curl -fs -o /dev/null http://127.0.0.1:18084/ && break; sleep 0.1; done
 
-median() { python3 -c 'import sys,statistics; v=[float(x) for x in sys.argv[1:] if x]; print(f"{statistics.median(v):.1f}" if v else "n/a")' "$@"; }
+median() { python3 -c 'import sys,statistics; v=[float(x) for x in sys.argv[1:] if x]; m=statistics.median(v) if v else None; print("n/a" if m is None else f"{m:.2f}" if m < 10 else f"{m:.1f}")' "$@"; }
 wrk_rps() { wrk -t1 -c64 -d"${DUR}s" "$@" 2>/dev/null | awk '/Requests\/sec/{print $2}'; }
 wrk_p99() { wrk -t1 -c64 -d"${DUR}s" --latency "$@" 2>/dev/null | awk '$1=="99%"{v=$2; if (v ~ /ms$/) {sub("ms","",v); v*=1000} else if (v ~ /us$/) {sub("us","",v)} else if (v ~ /s$/) {sub("s","",v); v*=1000000}; print v}'; }
 h2_rps() { h2load -n 200000 -c 10 -m 10 -D "$DUR" "$1" 2>/dev/null | awk '/^finished in/{gsub(",","",$4); print $4}'; }
@@ -158,9 +158,27 @@ P
   local after; after=$(rss_kib "$2"); wait $py || true
   echo $(( after - before ))
 }
-declare -A R
-row() { # name unit lower-is-better edgelb-cmd haproxy-cmd nginx-cmd
+slowloris_ratio() { # port → a normal client's req/s with 1,000 slowloris connections open ÷ without
+  local base; base=$(wrk_rps "http://127.0.0.1:$1/")
+  python3 - "$1" "$((DUR + 3))" <<'P' &
+import socket, sys, time
+port, dur = int(sys.argv[1]), float(sys.argv[2]); conns = []
+for _ in range(1000):
+    s = socket.create_connection(("127.0.0.1", port)); s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n"); conns.append(s)
+end = time.time() + dur
+while time.time() < end:  # one more header line per connection per second
+    for s in conns:
+        try: s.sendall(b"X-Slow: 1\r\n")
+        except OSError: pass
+    time.sleep(1)
+P
+  local py=$!; sleep 1.5
+  local loaded; loaded=$(wrk_rps "http://127.0.0.1:$1/"); kill $py 2>/dev/null || true; wait $py 2>/dev/null || true
+  python3 -c "import sys; print(f'{float(sys.argv[2])/float(sys.argv[1]):.2f}')" "$base" "$loaded"
+}
+row() { # name unit lower-is-better edgelb-cmd haproxy-cmd nginx-cmd (ONLY=regex picks rows)
   local name=$1 unit=$2 lower=$3; shift 3
+  [[ -z "${ONLY:-}" || "$name" =~ $ONLY ]] || return 0
   local e=() h=() n=()
   for _ in $(seq "$RUNS"); do e+=("$(eval "$1")"); h+=("$(eval "$2")"); n+=("$(eval "$3")"); done
   local me mh mn; me=$(median "${e[@]}"); mh=$(median "${h[@]}"); mn=$(median "${n[@]}")
@@ -183,6 +201,8 @@ row "TLS 1.3 handshakes (openssl s_time -new)" "conn/s" 0 "hs_rate 127.0.0.1:184
 row "L4 bulk (iperf3)" "Gbit/s" 0 "iperf_gbps 18283" "iperf_gbps 18282" "[ -n '$STREAM_MOD' ] && iperf_gbps 18281 || true"
 row "L4 short connections" "conn/s" 0 "short_cps 18293" "short_cps 18292" "[ -n '$STREAM_MOD' ] && short_cps 18291 || true"
 row "10,000 idle keep-alive connections" "KiB RSS" 1 "idle_mem 18083 \$(cat $W/edgelb.pid)" "idle_mem 18082 \$(cat $W/haproxy.pid)" "idle_mem 18081 \$(pgrep -P \$(cat $W/nginx.pid) | head -1)"
+row "1,000 slowloris connections: normal client's req/s, loaded ÷ unloaded" "ratio" 0 "slowloris_ratio 18083" "slowloris_ratio 18082" "slowloris_ratio 18081"
+[[ -z "${ONLY:-}" || "routing" =~ $ONLY ]] || exit 0
 E1=(); E1000=()
 for _ in $(seq "$RUNS"); do E1+=("$(wrk_rps http://127.0.0.1:18083/)"); E1000+=("$(wrk_rps http://127.0.0.1:18084/)"); done
 m1=$(median "${E1[@]}"); m1000=$(median "${E1000[@]}")
