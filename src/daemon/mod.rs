@@ -8,3 +8,4 @@ mod run;
 mod watch;
 
 pub use cli::main;
+pub use run::serve;
