@@ -1,5 +1,5 @@
 //! Hot-path micro-benchmark of routing: a request head matched against 100 rules
-//! of mixed host, path and header conditions.
+//! of mixed host, path and header conditions, and 1,000 rules against 1.
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use edgelb::config::{Conditions as ConditionsConfig, FixedResponse};
@@ -71,6 +71,21 @@ fn bench_route(c: &mut Criterion) {
             b.iter(|| {
                 let view = RequestView::new(black_box(&parts), ip);
                 black_box(table.select(&view).priority)
+            })
+        });
+    }
+    // The load test's routing row: 1,000 rules, none matching, against 1 rule.
+    for n in [1, 1000] {
+        let rules = self::table(n);
+        let (parts, _) = http::Request::get("/")
+            .header("host", "www.example.com")
+            .body(())
+            .unwrap()
+            .into_parts();
+        c.bench_function(&format!("route_{n}_rules/default"), |b| {
+            b.iter(|| {
+                let view = RequestView::new(black_box(&parts), ip);
+                black_box(rules.select(&view).priority)
             })
         });
     }

@@ -17,7 +17,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 /// On a drain, how long a connection that has not sent its first request yet
 /// is given to start it (it may be on the wire already).
-pub const FIRST_REQUEST_GRACE: Duration = Duration::from_millis(250);
+pub const FIRST_REQUEST_GRACE: Duration = Duration::from_secs(1);
 
 /// Concurrent HTTP/2 streams per client connection.
 const H2_MAX_CONCURRENT_STREAMS: u32 = 128;

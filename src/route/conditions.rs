@@ -13,7 +13,7 @@ pub struct Conditions {
     method: Option<Vec<Method>>,
     source_ip: Option<Vec<IpNet>>,
     pub(super) host: Option<Vec<Pattern>>,
-    path: Option<Vec<Pattern>>,
+    pub(super) path: Option<Vec<Pattern>>,
     headers: Vec<(HeaderName, Vec<Pattern>)>,
     query: Option<Vec<(Box<[u8]>, Pattern)>>,
 }

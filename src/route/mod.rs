@@ -5,6 +5,7 @@
 pub mod action;
 pub mod conditions;
 pub mod pattern;
+pub mod prefix_index;
 pub mod redirect;
 pub mod request;
 pub mod table;

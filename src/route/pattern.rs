@@ -61,6 +61,27 @@ impl Pattern {
         }
     }
 
+    /// The literal text every match starts with (before the first wildcard);
+    /// case-folded when the pattern ignores case.
+    pub fn literal_prefix(&self) -> &[u8] {
+        match &self.kind {
+            Kind::Any | Kind::Suffix(_) => b"",
+            Kind::Exact(p) | Kind::Prefix(p) => p,
+            Kind::General(p) => {
+                let end = p
+                    .iter()
+                    .position(|b| *b == b'*' || *b == b'?')
+                    .unwrap_or(p.len());
+                &p[..end]
+            }
+        }
+    }
+
+    /// Whether the pattern ignores ASCII case.
+    pub fn ignores_case(&self) -> bool {
+        self.ignore_case
+    }
+
     /// Whether `input` matches.
     #[inline]
     pub fn matches(&self, input: &[u8]) -> bool {

@@ -1,13 +1,16 @@
 //! A listener's rules, compiled: the first matching rule by ascending priority
 //! wins, else the default action.
 //!
-//! Rules whose host condition lists only exact names are indexed by host, so a
-//! request is tested only against the rules of its own host plus those with no
-//! (or a wildcard) host condition — the cost does not grow with the number of
-//! other hosts' rules.
+//! Rules are indexed so that a request is tested only against rules that
+//! could match it: rules whose host condition lists only exact names by host,
+//! the others whose path condition lists only patterns with a literal start by
+//! that start (a byte trie, `prefix_index`), and only the rest are tested for
+//! every request. The cost does not grow with the number of other hosts' or
+//! other paths' rules: 1,000 such rules cost what a handful do.
 
 use super::action::RouteAction;
 use super::conditions::Conditions;
+use super::prefix_index::PrefixIndex;
 use super::request::RequestView;
 use std::collections::HashMap;
 
@@ -31,8 +34,11 @@ pub struct RuleTable {
     rules: Vec<CompiledRule>,
     /// Lower-case exact host → indices (ascending) of the rules that need it.
     by_host: HashMap<Box<[u8]>, Vec<u32>>,
-    /// Indices (ascending) of rules without an exact-hosts-only condition.
-    any_host: Vec<u32>,
+    /// Rules without an exact-hosts-only condition, by the literal starts of
+    /// their path patterns.
+    by_path: PrefixIndex,
+    /// Indices (ascending) of the rules in neither index.
+    unindexed: Vec<u32>,
     default: RouteAction,
 }
 
@@ -44,31 +50,63 @@ impl RuleTable {
     pub fn new(mut rules: Vec<CompiledRule>, default: RouteAction) -> Self {
         rules.sort_by_key(|r| r.priority);
         let mut by_host: HashMap<Box<[u8]>, Vec<u32>> = HashMap::new();
-        let mut any_host = Vec::new();
+        let mut by_path = PrefixIndex::default();
+        let mut unindexed = Vec::new();
         for (i, rule) in rules.iter().enumerate() {
+            let i = i as u32;
             let exact: Option<Vec<&[u8]>> = rule
                 .conditions
                 .host
                 .as_ref()
                 .and_then(|hosts| hosts.iter().map(|p| p.exact()).collect());
-            match exact {
-                Some(hosts) => {
+            let starts: Option<Vec<&[u8]>> = rule.conditions.path.as_ref().and_then(|paths| {
+                paths
+                    .iter()
+                    .map(|p| {
+                        let start = p.literal_prefix();
+                        (!start.is_empty() && !p.ignores_case()).then_some(start)
+                    })
+                    .collect()
+            });
+            match (exact, starts) {
+                (Some(hosts), _) => {
                     for h in hosts {
                         let list = by_host.entry(h.into()).or_default();
-                        if list.last() != Some(&(i as u32)) {
-                            list.push(i as u32);
+                        if list.last() != Some(&i) {
+                            list.push(i);
                         }
                     }
                 }
-                None => any_host.push(i as u32),
+                (None, Some(starts)) => {
+                    for start in starts {
+                        by_path.insert(start, i);
+                    }
+                }
+                (None, None) => unindexed.push(i),
             }
         }
         RuleTable {
             rules,
             by_host,
-            any_host,
+            by_path,
+            unindexed,
             default,
         }
+    }
+
+    /// The lowest index in `candidates` (ascending) below `best` whose rule
+    /// matches, else `best`.
+    #[inline]
+    fn first_match(&self, candidates: &[u32], best: u32, request: &RequestView) -> u32 {
+        for &i in candidates {
+            if i >= best {
+                break;
+            }
+            if self.rules[i as usize].conditions.matches(request) {
+                return i;
+            }
+        }
+        best
     }
 
     /// The action for a request.
@@ -79,44 +117,31 @@ impl RuleTable {
                 priority: None,
             };
         }
-        let mut lower = [0u8; MAX_HOST];
-        let for_host: &[u32] = if !self.by_host.is_empty() && request.host.len() <= MAX_HOST {
+        let mut best = u32::MAX;
+        if !self.by_host.is_empty() && request.host.len() <= MAX_HOST {
+            let mut lower = [0u8; MAX_HOST];
             let host = &mut lower[..request.host.len()];
             host.copy_from_slice(request.host);
             host.make_ascii_lowercase();
-            self.by_host.get(&*host).map_or(&[], |v| v.as_slice())
-        } else {
-            &[]
-        };
-        // Merge the two ascending index lists, testing rules in priority order.
-        let (mut a, mut b) = (0, 0);
-        loop {
-            let next = match (for_host.get(a), self.any_host.get(b)) {
-                (Some(&x), Some(&y)) if x < y => {
-                    a += 1;
-                    x
-                }
-                (_, Some(&y)) => {
-                    b += 1;
-                    y
-                }
-                (Some(&x), None) => {
-                    a += 1;
-                    x
-                }
-                (None, None) => break,
-            };
-            let rule = &self.rules[next as usize];
-            if rule.conditions.matches(request) {
-                return Selected {
-                    action: &rule.action,
-                    priority: Some(rule.priority),
-                };
+            if let Some(list) = self.by_host.get(&*host) {
+                best = self.first_match(list, best, request);
             }
         }
-        Selected {
-            action: &self.default,
-            priority: None,
+        best = self.first_match(&self.unindexed, best, request);
+        if !self.by_path.is_empty() {
+            self.by_path.for_each_prefix(&request.path, |list| {
+                best = self.first_match(list, best, request);
+            });
+        }
+        match self.rules.get(best as usize) {
+            Some(rule) => Selected {
+                action: &rule.action,
+                priority: Some(rule.priority),
+            },
+            None => Selected {
+                action: &self.default,
+                priority: None,
+            },
         }
     }
 
@@ -131,5 +156,107 @@ impl RuleTable {
             .iter()
             .map(|r| &r.action)
             .chain(std::iter::once(&self.default))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Conditions as ConditionsConfig, FixedResponse};
+    use crate::route::FixedAction;
+    use std::net::IpAddr;
+
+    fn fixed(status: u16) -> RouteAction {
+        RouteAction::Fixed(FixedAction::compile(&FixedResponse {
+            status,
+            content_type: "text/plain".into(),
+            body: String::new(),
+        }))
+    }
+
+    fn status(action: &RouteAction) -> u16 {
+        match action {
+            RouteAction::Fixed(f) => f.status.as_u16(),
+            _ => unreachable!(),
+        }
+    }
+
+    /// Every kind of rule: indexed by host, by path start, and neither; with
+    /// priorities deliberately out of the order of the index lists.
+    fn conditions(i: u32) -> ConditionsConfig {
+        let mut c = ConditionsConfig::default();
+        match i % 6 {
+            0 => c.host = Some(vec![format!("h{}.example", i % 4)]),
+            1 => c.path = Some(vec![format!("/a/{}*", i % 5), "/b/*".into()]),
+            2 => c.path = Some(vec!["*.css".into()]),
+            3 => {
+                c.host = Some(vec!["*.example".into()]);
+                c.path = Some(vec![format!("/a/{}", i % 3)]);
+            }
+            4 => c.path = Some(vec!["/a/?x*".into(), "/".into()]),
+            _ => {
+                c.host = Some(vec![format!("h{}.example", i % 3)]);
+                c.path = Some(vec!["/b/*".into()]);
+            }
+        }
+        c
+    }
+
+    #[test]
+    fn indexed_selection_agrees_with_testing_every_rule_in_order() {
+        let n = 60u32;
+        // Priorities: a permutation, so rules are not in insertion order.
+        let priority = |i: u32| (i * 37) % n + 1;
+        let rules: Vec<CompiledRule> = (0..n)
+            .map(|i| CompiledRule {
+                priority: priority(i),
+                conditions: Conditions::compile(&conditions(i)),
+                action: fixed(200 + i as u16),
+            })
+            .collect();
+        let table = RuleTable::new(rules, fixed(599));
+        let mut linear: Vec<(u32, Conditions, u16)> = (0..n)
+            .map(|i| {
+                (
+                    priority(i),
+                    Conditions::compile(&conditions(i)),
+                    200 + i as u16,
+                )
+            })
+            .collect();
+        linear.sort_by_key(|r| r.0);
+        let ip: IpAddr = "192.0.2.1".parse().unwrap();
+        let hosts = [
+            "h0.example",
+            "h1.example",
+            "H2.Example",
+            "x.example",
+            "other",
+        ];
+        let paths = [
+            "/", "/a/1", "/a/12", "/a/2", "/a/0x", "/a/3", "/b/c", "/b", "/s/x.css", "/a/1.css",
+        ];
+        let mut checked = 0;
+        for host in hosts {
+            for path in paths {
+                let (parts, _) = http::Request::get(path)
+                    .header("host", host)
+                    .body(())
+                    .unwrap()
+                    .into_parts();
+                let view = RequestView::new(&parts, ip);
+                let expected = linear
+                    .iter()
+                    .find(|r| r.1.matches(&view))
+                    .map_or(599, |r| r.2);
+                assert_eq!(
+                    status(table.select(&view).action),
+                    expected,
+                    "{host} {path}"
+                );
+                checked += 1;
+            }
+        }
+        assert_eq!(checked, 50);
     }
 }
