@@ -467,3 +467,38 @@ async fn websocket_style_upgrade_works_end_to_end() {
         .unwrap();
     assert_eq!(&echo, b"ping over the tunnel");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_keep_alive_connection_is_parked_and_still_served_then_times_out() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let t = TestTarget::start("t").await;
+    let listen = listen_addr();
+    let config = one_group_config(listen, &[(t.addr, 1)], "").replace(
+        "default_action = { forward = \"web\" }",
+        "default_action = { forward = \"web\" }\nidle_timeout = \"3s\"",
+    );
+    let lb = Edgelb::start(&config).await;
+    let mut s = tokio::net::TcpStream::connect(listen).await.unwrap();
+    let mut buf = vec![0u8; 4096];
+    for round in 0..3 {
+        s.write_all(b"GET /p HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let n = s.read(&mut buf).await.unwrap();
+        let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+        assert!(text.starts_with("HTTP/1.1 200 "), "round {round}: {text}");
+        assert!(text.ends_with("\r\n\r\nt"), "round {round}: {text}");
+        // Idle past the park delay (1 s), within the idle timeout (3 s).
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+    }
+    assert_eq!(
+        lb.metric("edgelb_active_connections{listener=\"front\"}")
+            .await,
+        1.0,
+        "the parked connection is still open and counted"
+    );
+    assert_eq!(t.requests(), 3);
+    // Parked and silent: closed when its idle timeout ends.
+    let closed = tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf)).await;
+    assert!(matches!(closed, Ok(Ok(0)) | Ok(Err(_))), "{closed:?}");
+}

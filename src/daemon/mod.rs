@@ -5,6 +5,7 @@ pub mod cli;
 mod demo;
 mod notify;
 mod run;
+mod trim;
 mod watch;
 
 pub use cli::main;

@@ -132,6 +132,7 @@ pub async fn serve(path: &Path, loaded: Loaded, on_ready: Option<Box<dyn FnOnce(
     tracing::info!(admin = %admin_bind, generation = 1, "edgelb {} serving", env!("CARGO_PKG_VERSION"));
     notify::ready("serving");
     notify::start_watchdog();
+    super::trim::spawn();
     if let Some(f) = on_ready {
         f();
     }

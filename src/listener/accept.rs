@@ -9,7 +9,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::Notify;
 
@@ -42,19 +41,21 @@ fn is_exhaustion(e: &io::Error) -> bool {
     matches!(e.raw_os_error(), Some(12 | 23 | 24 | 105))
 }
 
-/// Waits until a new connection has something to read; `false` when it stayed
+/// Waits until a connection has something to read; `false` when it stayed
 /// silent for `idle` (closed, as an idle keep-alive connection would be) or the
-/// listener finishes and nothing arrives within a short grace.
-async fn first_byte(
+/// listener finishes and nothing arrives within a short grace (`grace`: a new
+/// connection's request may be on the wire; a parked one gets none).
+pub(super) async fn first_byte(
     stream: &tokio::net::TcpStream,
     idle: Duration,
     mut finish: tokio::sync::watch::Receiver<bool>,
+    grace: bool,
 ) -> bool {
     tokio::select! {
         ready = stream.readable() => ready.is_ok(),
         _ = tokio::time::sleep(idle) => false,
         _ = finish.changed() => {
-            matches!(tokio::time::timeout(crate::listener::http::FIRST_REQUEST_GRACE, stream.readable()).await, Ok(Ok(())))
+            grace && matches!(tokio::time::timeout(crate::listener::http::FIRST_REQUEST_GRACE, stream.readable()).await, Ok(Ok(())))
         }
     }
 }
@@ -223,7 +224,11 @@ pub async fn accept_loop(
             live: live.clone(),
             in_flight: Arc::default(),
             upgraded: AtomicBool::new(false),
-            forwarded: runtime.forwarded_for(peer, &port),
+            forwarded: if runtime.protocol.is_http() {
+                runtime.forwarded_for(peer, &port)
+            } else {
+                crate::proxy::headers::ForwardedFor::none()
+            },
             local_port,
             tls: std::sync::OnceLock::new(),
             ambiguous_from: AtomicU64::new(u64::MAX),
@@ -246,7 +251,7 @@ pub async fn accept_loop(
                     // hyper allocates its read buffer on its first read: a silent
                     // HTTP connection waits here, costing only this task.
                     if !runtime.protocol.is_http()
-                        || first_byte(&stream, runtime.idle_timeout, finish.clone()).await
+                        || first_byte(&stream, runtime.idle_timeout, finish.clone(), true).await
                     {
                         // Boxed, here and below: the task's own future stays small
                         // (a silent connection costs little), the serving state is
@@ -287,15 +292,13 @@ pub async fn accept_loop(
 
 /// Serves an accepted (and, for https/tls, decrypted) connection by the
 /// listener's protocol: HTTP requests, or a byte stream to a tcp group.
-async fn serve_stream<S>(
+async fn serve_stream<S: super::http::ClientStream>(
     stream: S,
     conn: Arc<ClientConn>,
     runtime: Arc<ListenerRuntime>,
     finish: tokio::sync::watch::Receiver<bool>,
     local: SocketAddr,
-) where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
+) {
     if runtime.protocol.is_http() {
         super::http::serve(stream, conn, runtime, finish).await;
     } else {

@@ -3,7 +3,7 @@
 
 use crate::config::Listener;
 use crate::listener::ClientConn;
-use crate::listener::io::ClientIo;
+use crate::listener::io::{ClientIo, ParkSlot};
 use crate::proxy::body::InFlight;
 use crate::runtime::listener::ListenerRuntime;
 use hyper::service::service_fn;
@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
 
 /// On a drain, how long a connection that has not sent its first request yet
 /// is given to start it (it may be on the wire already).
@@ -43,35 +44,106 @@ pub fn http_builder(listener: &Listener) -> auto::Builder<TokioExecutor> {
     builder
 }
 
+/// An HTTP/1 connection idle this long is parked: hyper's state and buffers
+/// are freed and the socket waits for its next request like a new one.
+pub const PARK_AFTER: Duration = Duration::from_secs(1);
+
+/// A client stream, and whether it can be parked (plain TCP can; a TLS
+/// stream keeps its session state and is not parked).
+pub trait ClientStream: AsyncRead + AsyncWrite + Unpin + Send + 'static {
+    /// The socket to wait on while parked.
+    fn parkable(&self) -> Option<&TcpStream>;
+}
+
+impl ClientStream for TcpStream {
+    fn parkable(&self) -> Option<&TcpStream> {
+        Some(self)
+    }
+}
+
+impl ClientStream for tokio_rustls::server::TlsStream<TcpStream> {
+    fn parkable(&self) -> Option<&TcpStream> {
+        None
+    }
+}
+
 /// Serves requests on `stream` until the client leaves, the connection idles
-/// out, or a graceful shutdown closes it.
-pub async fn serve<S>(
-    stream: S,
+/// out, or a graceful shutdown closes it. An idle HTTP/1 connection is parked
+/// (see [`PARK_AFTER`]) and served by a fresh hyper connection when its next
+/// request arrives.
+pub async fn serve<S: ClientStream>(
+    mut stream: S,
     conn: Arc<ClientConn>,
-    runtime: Arc<ListenerRuntime>,
+    mut runtime: Arc<ListenerRuntime>,
     mut finish: tokio::sync::watch::Receiver<bool>,
-) where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
+) {
+    let slot: Option<ParkSlot<S>> = stream.parkable().map(|_| Arc::default());
+    let mut first_cycle = true;
+    loop {
+        let parked = serve_until_parked(
+            stream,
+            &conn,
+            &runtime,
+            &mut finish,
+            first_cycle,
+            slot.as_ref(),
+        );
+        // Boxed: while parked, only the socket and this small future remain.
+        let Some((next, idle_left)) = Box::pin(parked).await else {
+            return;
+        };
+        stream = next;
+        first_cycle = false;
+        if *finish.borrow() {
+            return;
+        }
+        let Some(socket) = stream.parkable() else {
+            return;
+        };
+        if !super::accept::first_byte(socket, idle_left, finish.clone(), false).await {
+            return;
+        }
+        conn.ambiguous_from.store(u64::MAX, Ordering::Relaxed);
+        // The next request is served with the listener's current settings.
+        match conn.listener() {
+            Some(current) => runtime = current,
+            None => return,
+        }
+    }
+}
+
+/// Serves one hyper connection on `stream`; `Some` with the stream and what is
+/// left of its idle timeout when the connection was parked.
+async fn serve_until_parked<S: ClientStream>(
+    stream: S,
+    conn: &Arc<ClientConn>,
+    runtime: &Arc<ListenerRuntime>,
+    finish: &mut tokio::sync::watch::Receiver<bool>,
+    first_cycle: bool,
+    slot: Option<&ParkSlot<S>>,
+) -> Option<(S, Duration)> {
     let io = ClientIo::new(
         stream,
         conn.clone(),
         runtime.idle_timeout,
         runtime.header_read_timeout,
         runtime.metrics.clone(),
+        slot.map(|s| (s.clone(), PARK_AFTER)),
     );
     let served = Arc::new(AtomicU64::new(0));
     let counter = served.clone();
+    let service_conn = conn.clone();
     let service = service_fn(move |req| {
         let index = counter.fetch_add(1, Ordering::Relaxed);
-        let in_flight = InFlight::new(&conn.in_flight);
-        let conn = conn.clone();
+        let in_flight = InFlight::new(&service_conn.in_flight);
+        let conn = service_conn.clone();
         async move { Ok::<_, Infallible>(crate::proxy::http::handle(conn, index, req, in_flight).await) }
     });
-    let connection = runtime
-        .http
-        .serve_connection_with_upgrades(TokioIo::new(io), service);
-    tokio::pin!(connection);
+    let mut connection = Box::pin(
+        runtime
+            .http
+            .serve_connection_with_upgrades(TokioIo::new(io), service),
+    );
     let mut finishing = false;
     loop {
         tokio::select! {
@@ -79,14 +151,15 @@ pub async fn serve<S>(
                 if let Err(e) = result {
                     tracing::debug!("client connection ended: {e}");
                 }
-                return;
+                break;
             }
             changed = finish.changed(), if !finishing => {
                 finishing = true;
                 if changed.is_err() || *finish.borrow() {
                     // A connection that has not sent its first request yet may have
-                    // one on the wire: let it start (briefly) so it is answered.
-                    if served.load(Ordering::Relaxed) == 0 {
+                    // one on the wire: let it start (briefly) so it is answered. A
+                    // parked one was woken by its next request: it is on its way.
+                    if first_cycle && served.load(Ordering::Relaxed) == 0 {
                         let first = async {
                             while served.load(Ordering::Relaxed) == 0 {
                                 tokio::time::sleep(Duration::from_millis(5)).await;
@@ -100,4 +173,7 @@ pub async fn serve<S>(
             }
         }
     }
+    // Dropping the connection drops the stream's wrapper, which parks it.
+    drop(connection);
+    slot.and_then(|s| s.lock().ok()?.take())
 }

@@ -31,9 +31,34 @@ enum Phase {
     Busy,
 }
 
+const PRESENT: &str = "the stream is only taken out on drop";
+
+/// Connections parked since the process started (the memory trimmer watches it).
+static PARKED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// How many connections were parked so far.
+pub fn parked_total() -> u64 {
+    PARKED.load(Ordering::Relaxed)
+}
+
+/// Where a parked connection's stream goes when hyper lets go of it, with
+/// what is left of its idle timeout.
+pub type ParkSlot<S> = Arc<std::sync::Mutex<Option<(S, Duration)>>>;
+
 /// Wraps a client stream; hyper reads and writes through it.
 pub struct ClientIo<S> {
-    inner: S,
+    /// Always present until drop (then maybe handed to `park`).
+    inner: Option<S>,
+    /// An HTTP/1 connection idle for `park_after` is parked: the reader reports
+    /// end of stream, hyper ends the connection quietly and frees its buffers,
+    /// and the stream goes into the slot to wait for its next request at the
+    /// cost of a silent connection.
+    park: Option<(ParkSlot<S>, Duration)>,
+    parked: bool,
+    /// When the idle timeout of the current idle period ends.
+    idle_deadline: Instant,
+    /// The timer runs to the park deadline, not the idle one.
+    park_timer: bool,
     conn: Arc<ClientConn>,
     phase: Phase,
     timer: Pin<Box<Sleep>>,
@@ -62,9 +87,14 @@ impl<S> ClientIo<S> {
         idle_timeout: Duration,
         header_read_timeout: Duration,
         metrics: ListenerMetrics,
+        park: Option<(ParkSlot<S>, Duration)>,
     ) -> Self {
         ClientIo {
-            inner,
+            inner: Some(inner),
+            park,
+            parked: false,
+            idle_deadline: Instant::now() + idle_timeout,
+            park_timer: false,
             conn,
             phase: Phase::Idle,
             timer: Box::pin(tokio::time::sleep(idle_timeout)),
@@ -79,6 +109,24 @@ impl<S> ClientIo<S> {
             bytes_out: 0,
             metrics,
         }
+    }
+
+    /// A request finished and none is in flight: the idle timeout starts, and
+    /// the park timer before it on a parkable HTTP/1 connection.
+    fn enter_idle(&mut self) {
+        self.phase = Phase::Idle;
+        let now = Instant::now();
+        self.idle_deadline = now + self.idle_timeout;
+        let park_at = match &self.park {
+            Some((_, after)) if !self.is_h2 => {
+                Some(now + *after).filter(|t| *t < self.idle_deadline)
+            }
+            _ => None,
+        };
+        self.park_timer = park_at.is_some();
+        self.timer
+            .as_mut()
+            .reset(park_at.unwrap_or(self.idle_deadline));
     }
 
     fn flush_counters(&mut self) {
@@ -112,10 +160,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ClientIo<S> {
     /// Best effort: the 408 response goes out if the socket takes it at once.
     fn send_request_timeout(&mut self, cx: &mut Context<'_>) {
         if let Poll::Ready(Ok(n)) =
-            Pin::new(&mut self.inner).poll_write(cx, REQUEST_TIMEOUT_RESPONSE)
+            Pin::new(self.inner.as_mut().expect(PRESENT)).poll_write(cx, REQUEST_TIMEOUT_RESPONSE)
         {
             self.bytes_out += n as u64;
-            let _ = Pin::new(&mut self.inner).poll_flush(cx);
+            let _ = Pin::new(self.inner.as_mut().expect(PRESENT)).poll_flush(cx);
         }
     }
 }
@@ -131,14 +179,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for ClientIo<S> {
         if busy {
             this.phase = Phase::Busy;
         } else if this.phase == Phase::Busy {
-            this.phase = Phase::Idle;
-            this.timer
-                .as_mut()
-                .reset(Instant::now() + this.idle_timeout);
+            this.enter_idle();
             this.flush_counters();
         }
         let before = buf.filled().len();
-        match Pin::new(&mut this.inner).poll_read(cx, buf) {
+        match Pin::new(this.inner.as_mut().expect(PRESENT)).poll_read(cx, buf) {
             Poll::Ready(Ok(())) => {
                 let n = buf.filled().len() - before;
                 if n > 0 {
@@ -188,6 +233,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for ClientIo<S> {
             Poll::Pending => {
                 if this.phase != Phase::Busy {
                     ready!(this.timer.as_mut().poll(cx));
+                    if this.phase == Phase::Idle && this.park_timer {
+                        // End of stream for hyper; the stream itself lives on.
+                        this.parked = true;
+                        PARKED.fetch_add(1, Ordering::Relaxed);
+                        return Poll::Ready(Ok(()));
+                    }
                     if this.phase == Phase::Head {
                         tracing::debug!(peer = %this.conn.peer, "request head not complete within header_read_timeout");
                         this.send_request_timeout(cx);
@@ -234,7 +285,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for ClientIo<S> {
         data: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = &mut *self;
-        match Pin::new(&mut this.inner).poll_write(cx, data) {
+        match Pin::new(this.inner.as_mut().expect(PRESENT)).poll_write(cx, data) {
             Poll::Ready(Ok(n)) => {
                 this.write_stall.progress();
                 this.bytes_out += n as u64;
@@ -251,7 +302,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for ClientIo<S> {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let this = &mut *self;
-        match Pin::new(&mut this.inner).poll_write_vectored(cx, bufs) {
+        match Pin::new(this.inner.as_mut().expect(PRESENT)).poll_write_vectored(cx, bufs) {
             Poll::Ready(Ok(n)) => {
                 this.write_stall.progress();
                 this.bytes_out += n as u64;
@@ -263,24 +314,35 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for ClientIo<S> {
     }
 
     fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
+        self.inner.as_ref().is_some_and(|s| s.is_write_vectored())
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = &mut *self;
-        match Pin::new(&mut this.inner).poll_flush(cx) {
+        match Pin::new(this.inner.as_mut().expect(PRESENT)).poll_flush(cx) {
             Poll::Pending => this.write_pending(cx),
             done => done,
         }
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
+        if self.parked {
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(self.inner.as_mut().expect(PRESENT)).poll_shutdown(cx)
     }
 }
 
 impl<S> Drop for ClientIo<S> {
     fn drop(&mut self) {
         self.flush_counters();
+        if self.parked
+            && let (Some((slot, _)), Some(stream)) = (&self.park, self.inner.take())
+        {
+            let left = self.idle_deadline.saturating_duration_since(Instant::now());
+            if let Ok(mut slot) = slot.lock() {
+                *slot = Some((stream, left));
+            }
+        }
     }
 }

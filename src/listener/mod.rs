@@ -7,6 +7,8 @@ pub mod framing;
 pub mod h2_watch;
 mod http;
 mod io;
+
+pub use io::parked_total;
 mod set;
 
 pub use accept::bind;

@@ -123,6 +123,19 @@ pub struct ForwardedFor {
     pub port: HeaderValue,
 }
 
+impl ForwardedFor {
+    /// For connections that carry no HTTP (tcp and tls listeners): nothing to
+    /// format per connection.
+    pub fn none() -> Self {
+        let empty = HeaderValue::from_static("");
+        ForwardedFor {
+            client_ip: empty.clone(),
+            proto: empty.clone(),
+            port: empty,
+        }
+    }
+}
+
 /// Rewrites a client request for a target: HTTP/1.1 in origin form with a
 /// `Host`, no hop-by-hop headers, and the X-Forwarded-* and X-Request-Id set.
 pub fn prepare_request<B>(req: &mut Request<B>, fwd: &ForwardedFor, upgrade: bool) {

@@ -86,6 +86,12 @@ pub struct RedirectSource<'a> {
 #[derive(Debug, PartialEq, Eq)]
 pub struct BadRedirect(pub &'static str);
 
+/// Whether `b` may stand in a URL's path, query or fragment as it is
+/// (RFC 3986 `pchar`, `/`, `?`, `#`, and `%` of an existing escape).
+fn is_url_char(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@/?#%".contains(&b)
+}
+
 /// A compiled redirect action.
 #[derive(Debug)]
 pub struct RedirectAction {
@@ -181,6 +187,22 @@ impl RedirectAction {
         }
         if url.iter().any(|b| b.is_ascii_control() || *b == b' ') {
             return Err(BadRedirect("redirect target holds a control character"));
+        }
+        // Bytes that are no URL characters are percent-encoded: non-ASCII (a
+        // path may carry them raw), `\\`, which browsers read as `/`
+        // ("/\\evil.example" would change the authority), and the rest RFC 3986
+        // does not allow in a path or query (`<`, `"`, `{`, ...).
+        if !url[path_start..].iter().all(|b| is_url_char(*b)) {
+            let mut encoded = Vec::with_capacity(url.len() + 16);
+            encoded.extend_from_slice(&url[..path_start]);
+            for &b in &url[path_start..] {
+                if is_url_char(b) {
+                    encoded.push(b);
+                } else {
+                    encoded.extend_from_slice(format!("%{b:02X}").as_bytes());
+                }
+            }
+            url = encoded;
         }
         HeaderValue::from_bytes(&url)
             .map_err(|_| BadRedirect("redirect target is not a valid header value"))
@@ -282,6 +304,26 @@ mod tests {
             r.location(&src("example.com", "//evil.example/x", ""))
                 .is_err()
         );
+        assert_eq!(
+            loc(&r, &src("example.com", "/\\evil.example/x", "")),
+            "http://example.com/%5Cevil.example/x"
+        );
+    }
+
+    #[test]
+    fn raw_non_ascii_is_percent_encoded() {
+        let r = redirect(|r| r.path = Some("/#{path}".into()));
+        let s = RedirectSource {
+            path: "/caf\u{e9}".as_bytes(),
+            query: b"q=\xff",
+            ..src("example.com", "/", "")
+        };
+        assert_eq!(loc(&r, &s), "http://example.com/caf%C3%A9?q=%FF");
+        let s = RedirectSource {
+            query: b"q=<x>\"|",
+            ..src("example.com", "/a{b}", "")
+        };
+        assert_eq!(loc(&r, &s), "http://example.com/a%7Bb%7D?q=%3Cx%3E%22%7C");
     }
 
     #[test]
