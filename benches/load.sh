@@ -143,18 +143,21 @@ hs_rate() { openssl s_time -connect "$1" -new -time "$DUR" -tls1_3 2>/dev/null |
 iperf_gbps() { iperf3 -c 127.0.0.1 -p "$1" -t "$DUR" -f g 2>/dev/null | awk '/receiver/{print $7}'; }
 short_cps() { wrk -t1 -c32 -d"${DUR}s" -H "Connection: close" "http://127.0.0.1:$1/" 2>/dev/null | awk '/Requests\/sec/{print $2}'; }
 rss_kib() { awk '/VmRSS/{print $2}' /proc/"$1"/status; }
-idle_mem() { # port pid → RSS growth (KiB) with 10,000 idle keep-alive connections
+idle_mem() { # port pid → RSS growth (KiB) with 10,000 keep-alive connections idle for 6 s after one request each
   local before; before=$(rss_kib "$2")
-  python3 - "$1" <<'P' &
+  local fifo="$W/idle.fifo"; rm -f "$fifo"; mkfifo "$fifo"
+  python3 - "$1" > "$fifo" <<'P' &
 import socket, sys, time
 port = int(sys.argv[1]); conns = []
 for _ in range(10000):
     s = socket.create_connection(("127.0.0.1", port)); s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"); conns.append(s)
 for s in conns:
     s.recv(4096)
-time.sleep(3)
+print("idle", flush=True)
+time.sleep(9)
 P
-  local py=$!; sleep 2.5
+  local py=$!
+  read -r _ < "$fifo"; sleep 6
   local after; after=$(rss_kib "$2"); wait $py || true
   echo $(( after - before ))
 }

@@ -5,6 +5,8 @@ pub mod admin;
 pub mod balance;
 pub mod config;
 pub mod daemon;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod health;
 pub mod listener;
 pub mod proxy;

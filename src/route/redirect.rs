@@ -86,6 +86,10 @@ pub struct RedirectSource<'a> {
 #[derive(Debug, PartialEq, Eq)]
 pub struct BadRedirect(pub &'static str);
 
+/// Longest `Location` a redirect renders (a request target is at most 8 KiB;
+/// templates may repeat placeholders).
+const MAX_LOCATION: usize = 32 * 1024;
+
 /// Whether `b` may stand in a URL's path, query or fragment as it is
 /// (RFC 3986 `pchar`, `/`, `?`, `#`, and `%` of an existing escape).
 fn is_url_char(b: u8) -> bool {
@@ -203,6 +207,9 @@ impl RedirectAction {
                 }
             }
             url = encoded;
+        }
+        if url.len() > MAX_LOCATION {
+            return Err(BadRedirect("redirect target too long"));
         }
         HeaderValue::from_bytes(&url)
             .map_err(|_| BadRedirect("redirect target is not a valid header value"))
