@@ -1,6 +1,7 @@
 //! Forwarding: L7 (HTTP requests to targets, pooled) and L4 (byte streams).
 
 pub mod body;
+pub mod copy;
 pub mod desync;
 pub mod headers;
 pub mod http;

@@ -18,8 +18,6 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 
-/// Buffer per direction: large enough that bulk transfers take few syscalls.
-const COPY_BUFFER: usize = 64 * 1024;
 /// Targets tried for one connection at most (each refusal tries the next).
 const MAX_ATTEMPTS: usize = 3;
 
@@ -85,12 +83,7 @@ where
         listener.metrics.clone(),
         Direction::TargetSide,
     );
-    let copy = tokio::io::copy_bidirectional_with_sizes(
-        &mut client,
-        &mut target,
-        COPY_BUFFER,
-        COPY_BUFFER,
-    );
+    let copy = crate::proxy::copy::bidirectional(&mut client, &mut target);
     tokio::pin!(copy);
     let idle = listener.idle_timeout;
     let mut wait = idle;
