@@ -234,11 +234,21 @@ async fn binary_upgrade_by_overlapping_processes_refuses_nothing() {
                 }
                 match tokio::net::TcpStream::connect(listen).await {
                     Ok(_) => {
-                        if get(listen, "/").await.status != StatusCode::OK {
-                            failed.fetch_add(1, Ordering::SeqCst);
+                        let mut h1 = H1::connect(listen).await;
+                        let req = http::Request::get("/")
+                            .header("host", "x")
+                            .body(http_body_util::Full::new(bytes::Bytes::new()))
+                            .unwrap();
+                        match h1.send(req).await {
+                            Ok(got) if got.status == StatusCode::OK => {}
+                            other => {
+                                eprintln!("request failed during the upgrade: {other:?}");
+                                failed.fetch_add(1, Ordering::SeqCst);
+                            }
                         }
                     }
-                    Err(_) => {
+                    Err(e) => {
+                        eprintln!("connect failed during the upgrade: {e}");
                         failed.fetch_add(1, Ordering::SeqCst);
                     }
                 }

@@ -106,6 +106,17 @@ pub async fn serve(path: &Path, loaded: Loaded, on_ready: Option<Box<dyn FnOnce(
             return EXIT_RUNTIME;
         }
     };
+    // Watching starts before the listeners and the admin API do, so that no
+    // change made once edgelb answers is missed (a change made during the
+    // start reloads once more). The watcher lives as long as the loop.
+    let (_watcher, mut changes) = match watch_config.then(|| watch::watch(path)).transpose() {
+        Ok(Some((w, rx))) => (Some(w), Some(rx)),
+        Ok(None) => (None, None),
+        Err(e) => {
+            tracing::error!("watch_config: cannot watch {}: {e}", path.display());
+            (None, None)
+        }
+    };
     let metrics = Arc::new(Metrics::new());
     let server = match Server::start(path, loaded, metrics).await {
         Ok(s) => s,
@@ -136,15 +147,6 @@ pub async fn serve(path: &Path, loaded: Loaded, on_ready: Option<Box<dyn FnOnce(
     if let Some(f) = on_ready {
         f();
     }
-    // The watcher lives as long as the loop.
-    let (_watcher, mut changes) = match watch_config.then(|| watch::watch(path)).transpose() {
-        Ok(Some((w, rx))) => (Some(w), Some(rx)),
-        Ok(None) => (None, None),
-        Err(e) => {
-            tracing::error!("watch_config: cannot watch {}: {e}", path.display());
-            (None, None)
-        }
-    };
     loop {
         let reload = tokio::select! {
             _ = hup.recv() => true,

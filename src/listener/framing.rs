@@ -51,7 +51,13 @@ struct Line {
     value_digits: u64,
     value_overflow: bool,
     value_chunked: Matcher,
+    /// The name already differs from every name we look for: the rest of the
+    /// line is skipped to its LF at once.
+    skip: bool,
 }
+
+/// The header names whose lines are read (lower case).
+const WATCHED: [&[u8]; 3] = [b"content-length", b"transfer-encoding", b"upgrade"];
 
 /// Finds `chunked` inside a value, ignoring case.
 #[derive(Debug, Default, Clone, Copy)]
@@ -155,12 +161,31 @@ impl RequestFraming {
                         State::ChunkData(left - n as u64)
                     };
                 }
+                _ if self.skipping() => match memchr::memchr(b'\n', data) {
+                    // The LF itself goes through the state machine.
+                    Some(at) => {
+                        data = &data[at + 1..];
+                        self.byte(b'\n');
+                    }
+                    None => return,
+                },
                 _ => {
                     let b = data[0];
                     data = &data[1..];
                     self.byte(b);
                 }
             }
+        }
+    }
+
+    /// Whether the bytes up to the next LF can be skipped unread: the rest of a
+    /// request line after its method, or of a header line we do not watch.
+    #[inline]
+    fn skipping(&self) -> bool {
+        match self.state {
+            State::Header => self.line.skip,
+            State::RequestLine { started: true } => self.past_method,
+            _ => false,
         }
     }
 
@@ -285,6 +310,11 @@ impl RequestFraming {
                 } else if line.name_len < NAME_CAP {
                     line.name[line.name_len] = b.to_ascii_lowercase();
                     line.name_len += 1;
+                    let name = &line.name[..line.name_len];
+                    if !WATCHED.iter().any(|w| w.starts_with(name)) {
+                        line.skip = true;
+                        line.long_name = true;
+                    }
                 } else {
                     line.long_name = true;
                 }
