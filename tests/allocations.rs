@@ -76,13 +76,12 @@ async fn allocations_per_proxied_request_stay_within_budget() {
             .unwrap();
         runtime.block_on(edgelb::daemon::serve(&path, loaded, None));
     });
-    let mut client = None;
     wait_for(Duration::from_secs(10), "edgelb to listen", || {
         let ok = std::net::TcpStream::connect(listen).is_ok();
         async move { ok }
     })
     .await;
-    let h1 = client.get_or_insert(H1::connect(listen).await);
+    let mut h1 = H1::connect(listen).await;
     for _ in 0..2000 {
         assert_eq!(h1.get("/").await.text(), "t");
     }

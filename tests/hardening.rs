@@ -394,6 +394,17 @@ fn h2_frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
     f
 }
 
+/// An h2c connection after the client preface, an empty SETTINGS and `frames`.
+async fn h2_open(listen: std::net::SocketAddr, frames: &[u8]) -> tokio::net::TcpStream {
+    use tokio::io::AsyncWriteExt;
+    let mut s = tokio::net::TcpStream::connect(listen).await.unwrap();
+    let mut hello = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    hello.extend(h2_frame(4, 0, 0, &[]));
+    hello.extend_from_slice(frames);
+    s.write_all(&hello).await.unwrap();
+    s
+}
+
 /// A GET / header block: :method GET, :scheme http, :path /, :authority x.
 const GET_BLOCK: &[u8] = &[0x82, 0x86, 0x84, 0x41, 0x01, b'x'];
 
@@ -402,11 +413,7 @@ const GET_BLOCK: &[u8] = &[0x82, 0x86, 0x84, 0x41, 0x01, b'x'];
 /// within 10 s.
 async fn h2_flood(listen: std::net::SocketAddr, flood: &[u8]) -> (Vec<u8>, bool) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(listen).await.unwrap();
-    let mut hello = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
-    hello.extend(h2_frame(4, 0, 0, &[]));
-    s.write_all(&hello).await.unwrap();
-    let (mut r, mut w) = s.into_split();
+    let (mut r, mut w) = h2_open(listen, &[]).await.into_split();
     let flood = flood.to_vec();
     // Written from a task: the server may stop reading (and close) midway.
     tokio::spawn(async move {
@@ -437,12 +444,8 @@ async fn h2_flood(listen: std::net::SocketAddr, flood: &[u8]) -> (Vec<u8>, bool)
 /// Sends the preface and `frames`; whether a response HEADERS frame comes
 /// back on stream 1 before the connection closes.
 async fn h2_answered(listen: std::net::SocketAddr, frames: &[u8]) -> bool {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(listen).await.unwrap();
-    let mut hello = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
-    hello.extend(h2_frame(4, 0, 0, &[]));
-    hello.extend_from_slice(frames);
-    s.write_all(&hello).await.unwrap();
+    use tokio::io::AsyncReadExt;
+    let mut s = h2_open(listen, frames).await;
     let mut got = Vec::new();
     let mut buf = [0u8; 4096];
     let read = async {

@@ -262,6 +262,23 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for ClientIo<S> {
 }
 
 impl<S> ClientIo<S> {
+    /// Accounts for a write: bytes out and progress, or the stall deadline.
+    fn wrote(
+        &mut self,
+        cx: &mut Context<'_>,
+        polled: Poll<io::Result<usize>>,
+    ) -> Poll<io::Result<usize>> {
+        match polled {
+            Poll::Ready(Ok(n)) => {
+                self.write_stall.progress();
+                self.bytes_out += n as u64;
+                Poll::Ready(Ok(n))
+            }
+            Poll::Pending => self.write_pending(cx),
+            failed => failed,
+        }
+    }
+
     /// What a write that could not go on means: `Pending`, or an error once
     /// the client has read nothing for the idle timeout.
     fn write_pending<T>(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<T>> {
@@ -285,15 +302,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for ClientIo<S> {
         data: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = &mut *self;
-        match Pin::new(this.inner.as_mut().expect(PRESENT)).poll_write(cx, data) {
-            Poll::Ready(Ok(n)) => {
-                this.write_stall.progress();
-                this.bytes_out += n as u64;
-                Poll::Ready(Ok(n))
-            }
-            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
-            Poll::Pending => this.write_pending(cx),
-        }
+        let polled = Pin::new(this.inner.as_mut().expect(PRESENT)).poll_write(cx, data);
+        this.wrote(cx, polled)
     }
 
     fn poll_write_vectored(
@@ -302,15 +312,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for ClientIo<S> {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let this = &mut *self;
-        match Pin::new(this.inner.as_mut().expect(PRESENT)).poll_write_vectored(cx, bufs) {
-            Poll::Ready(Ok(n)) => {
-                this.write_stall.progress();
-                this.bytes_out += n as u64;
-                Poll::Ready(Ok(n))
-            }
-            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
-            Poll::Pending => this.write_pending(cx),
-        }
+        let polled = Pin::new(this.inner.as_mut().expect(PRESENT)).poll_write_vectored(cx, bufs);
+        this.wrote(cx, polled)
     }
 
     fn is_write_vectored(&self) -> bool {

@@ -203,7 +203,12 @@ impl RedirectAction {
                 if is_url_char(b) {
                     encoded.push(b);
                 } else {
-                    encoded.extend_from_slice(format!("%{b:02X}").as_bytes());
+                    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+                    encoded.extend_from_slice(&[
+                        b'%',
+                        HEX[usize::from(b >> 4)],
+                        HEX[usize::from(b & 15)],
+                    ]);
                 }
             }
             url = encoded;
