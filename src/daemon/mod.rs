@@ -5,7 +5,7 @@ pub mod cli;
 mod demo;
 mod notify;
 mod run;
-mod trim;
+pub mod trim;
 mod watch;
 
 pub use cli::main;

@@ -144,6 +144,7 @@ pub async fn serve(path: &Path, loaded: Loaded, on_ready: Option<Box<dyn FnOnce(
     notify::ready("serving");
     notify::start_watchdog();
     super::trim::spawn();
+    crate::proxy::pool::spawn_purger(server.live.clone());
     if let Some(f) = on_ready {
         f();
     }

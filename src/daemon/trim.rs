@@ -1,25 +1,36 @@
 //! Gives memory back to the system after bursts of connections.
 //!
-//! Parking an idle connection frees hyper's buffers, but glibc keeps freed
-//! memory in its arenas: resident memory would stay at the burst's peak.
-//! When many connections were parked since the last look, `malloc_trim`
-//! returns the free pages (off the runtime's threads: it walks the heap).
+//! Parking an idle connection frees hyper's buffers, and purging the idle
+//! target connections of a burst frees theirs, but glibc keeps freed memory in
+//! its arenas: resident memory would stay at the burst's peak. Whoever frees a
+//! lot tells [`freed`]; when enough was freed since the last look,
+//! `malloc_trim` returns the free pages (off the runtime's threads: it walks
+//! the heap).
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 /// How often the trimmer looks.
-const EVERY: Duration = Duration::from_secs(5);
-/// Parked connections since the last trim that make a trim worth it.
-const WORTH_IT: u64 = 256;
+const EVERY: Duration = Duration::from_secs(2);
+/// Memory freed since the last trim that makes a trim worth it.
+const WORTH_IT_KIB: u64 = 1024;
+
+/// KiB freed (estimated) since the process started.
+static FREED_KIB: AtomicU64 = AtomicU64::new(0);
+
+/// Notes that about `kib` KiB of heap were just freed.
+pub fn freed(kib: u64) {
+    FREED_KIB.fetch_add(kib, Ordering::Relaxed);
+}
 
 /// Starts the trimmer on the current runtime.
 pub fn spawn() {
     tokio::spawn(async {
-        let mut last = crate::listener::parked_total();
+        let mut last = FREED_KIB.load(Ordering::Relaxed);
         loop {
             tokio::time::sleep(EVERY).await;
-            let now = crate::listener::parked_total();
-            if now - last >= WORTH_IT {
+            let now = FREED_KIB.load(Ordering::Relaxed);
+            if now - last >= WORTH_IT_KIB {
                 last = now;
                 let _ = tokio::task::spawn_blocking(trim).await;
             }

@@ -1,13 +1,13 @@
 //! Binding listening sockets and accepting connections on them.
 
 use crate::listener::ClientConn;
+use crate::listener::park::{ParkingLot, ResumeContext};
 use crate::runtime::Live;
 use crate::runtime::listener::ListenerRuntime;
 use http::HeaderValue;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::Notify;
@@ -52,10 +52,28 @@ pub(super) async fn first_byte(
     grace: bool,
 ) -> bool {
     tokio::select! {
-        ready = stream.readable() => ready.is_ok(),
+        ready = readable(stream) => ready.is_ok(),
         _ = tokio::time::sleep(idle) => false,
         _ = finish.changed() => {
-            grace && matches!(tokio::time::timeout(crate::listener::http::FIRST_REQUEST_GRACE, stream.readable()).await, Ok(Ok(())))
+            grace && matches!(tokio::time::timeout(crate::listener::http::FIRST_REQUEST_GRACE, readable(stream)).await, Ok(Ok(())))
+        }
+    }
+}
+
+/// Resolves once `stream` has a byte to read (or the peer closed it). tokio
+/// assumes an accepted socket readable until a read finds nothing, so its
+/// `readable()` alone returns at once for a silent connection: a one-byte
+/// peek makes the wait real (and costs a syscall only when data is there).
+async fn readable(stream: &tokio::net::TcpStream) -> io::Result<()> {
+    loop {
+        stream.readable().await?;
+        let mut byte = [std::mem::MaybeUninit::<u8>::uninit()];
+        match stream.try_io(tokio::io::Interest::READABLE, || {
+            socket2::SockRef::from(stream).peek(&mut byte)
+        }) {
+            Ok(_) => return Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            Err(e) => return Err(e),
         }
     }
 }
@@ -109,6 +127,21 @@ impl OpenStreams {
 
 struct StreamGuard(Arc<OpenStreams>);
 
+/// What an open client connection holds until it closes, wherever it waits
+/// (its task, or the parking lot): its place among the listener's open
+/// connections, its share of the descriptor budget, and the active gauge.
+pub struct Held {
+    _open: StreamGuard,
+    _share: Option<super::budget::BudgetGuard>,
+    active: prometheus::IntGauge,
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.active.dec();
+    }
+}
+
 impl Drop for StreamGuard {
     fn drop(&mut self) {
         if self
@@ -161,6 +194,23 @@ pub async fn accept_loop(
     // nothing lost when another process shares the port (SO_REUSEPORT).
     let mut stopping = false;
     let budget = super::budget::budget();
+    // Idle HTTP/1 connections of this listener wait here between requests.
+    let lot = match ParkingLot::new(ResumeContext {
+        name: name.clone(),
+        live: live.clone(),
+        port: port.clone(),
+        local_port,
+        finish: finish.clone(),
+    }) {
+        Ok(lot) => {
+            tokio::spawn(lot.clone().run());
+            Some(lot)
+        }
+        Err(e) => {
+            tracing::warn!(listener = %name, "idle connections will not be parked: {e}");
+            None
+        }
+    };
     loop {
         let (accepted, share) = if stopping {
             // Straight to the kernel: tokio's cached readiness may not know yet
@@ -218,75 +268,97 @@ pub async fn accept_loop(
             continue;
         }
         let _ = stream.set_nodelay(true);
-        let conn = Arc::new(ClientConn {
+        let conn = Arc::new(ClientConn::new(
             peer,
-            listener_name: runtime.name.clone(),
-            live: live.clone(),
-            in_flight: Arc::default(),
-            upgraded: AtomicBool::new(false),
-            forwarded: if runtime.protocol.is_http() {
-                runtime.forwarded_for(peer, &port)
-            } else {
-                crate::proxy::headers::ForwardedFor::none()
-            },
+            &runtime,
+            live.clone(),
+            &port,
             local_port,
-            tls: std::sync::OnceLock::new(),
-            ambiguous_from: AtomicU64::new(u64::MAX),
-        });
+        ));
         let finish = finish.clone();
         runtime.metrics.active_connections.inc();
+        let held = Held {
+            _open: streams.enter(),
+            _share: share,
+            active: runtime.metrics.active_connections.clone(),
+        };
         // The PROXY header names the address this connection really reached.
         let local = if runtime.proxy_protocol {
             stream.local_addr().unwrap_or(bound)
         } else {
             bound
         };
-        let stream_guard = streams.enter();
-        tokio::spawn(async move {
-            let _stream_guard = stream_guard;
-            let _share = share;
-            let active = runtime.metrics.active_connections.clone();
-            match runtime.tls.clone() {
-                None => {
-                    // hyper allocates its read buffer on its first read: a silent
-                    // HTTP connection waits here, costing only this task.
-                    if !runtime.protocol.is_http()
-                        || first_byte(&stream, runtime.idle_timeout, finish.clone(), true).await
-                    {
-                        // Boxed, here and below: the task's own future stays small
-                        // (a silent connection costs little), the serving state is
-                        // allocated once there is something to serve.
-                        Box::pin(serve_stream(stream, conn, runtime, finish, local)).await;
-                    }
-                }
-                Some(tls) => {
-                    let handshake = Box::pin(tokio_rustls::TlsAcceptor::from(tls).accept(stream));
-                    match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, handshake).await {
-                        Ok(Ok(stream)) => {
-                            if runtime.access_log.is_some() {
-                                let _ = conn
-                                    .tls
-                                    .set(crate::proxy::record::TlsInfo::of(stream.get_ref().1));
-                            }
-                            Box::pin(serve_stream(stream, conn, runtime, finish, local)).await
-                        }
-                        Ok(Err(e)) => {
-                            tracing::debug!(peer = %conn.peer, "TLS handshake failed: {e}");
-                            runtime.metrics.tls_handshake_errors.inc();
-                        }
-                        Err(_) => {
-                            tracing::debug!(peer = %conn.peer, "TLS handshake not finished within {TLS_HANDSHAKE_TIMEOUT:?}");
-                            runtime.metrics.tls_handshake_errors.inc();
-                        }
-                    }
-                }
-            }
-            active.dec();
-        });
+        // One task per connection; its future is small (a silent connection
+        // costs little): the serving state is boxed once there is something to serve.
+        let accepted = Accepted {
+            stream,
+            conn,
+            runtime,
+            finish,
+            local,
+            held,
+        };
+        match accepted.runtime.tls.clone() {
+            None => tokio::spawn(serve_plain(accepted, lot.clone())),
+            Some(tls) => tokio::spawn(serve_tls(accepted, tls)),
+        };
     }
     Draining {
         stop: stop_connections,
         open: streams,
+    }
+}
+
+/// An accepted connection and what serving it needs.
+struct Accepted {
+    stream: tokio::net::TcpStream,
+    conn: Arc<ClientConn>,
+    runtime: Arc<ListenerRuntime>,
+    finish: tokio::sync::watch::Receiver<bool>,
+    /// The address the client reached (for a PROXY header).
+    local: SocketAddr,
+    held: Held,
+}
+
+/// Serves a connection of an http or tcp listener.
+async fn serve_plain(a: Accepted, lot: Option<Arc<ParkingLot>>) {
+    // hyper allocates its read buffer on its first read: a silent HTTP
+    // connection waits here, costing only this task.
+    if a.runtime.protocol.is_http()
+        && !first_byte(&a.stream, a.runtime.idle_timeout, a.finish.clone(), true).await
+    {
+        return;
+    }
+    Box::pin(serve_stream(
+        a.stream, a.conn, a.runtime, a.finish, a.local, lot, a.held,
+    ))
+    .await;
+}
+
+/// Serves a connection of an https or tls listener: the handshake, then the stream.
+async fn serve_tls(a: Accepted, tls: Arc<rustls::ServerConfig>) {
+    let handshake = Box::pin(tokio_rustls::TlsAcceptor::from(tls).accept(a.stream));
+    match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, handshake).await {
+        Ok(Ok(stream)) => {
+            if a.runtime.access_log.is_some() {
+                let _ = a
+                    .conn
+                    .tls
+                    .set(crate::proxy::record::TlsInfo::of(stream.get_ref().1));
+            }
+            Box::pin(serve_stream(
+                stream, a.conn, a.runtime, a.finish, a.local, None, a.held,
+            ))
+            .await
+        }
+        Ok(Err(e)) => {
+            tracing::debug!(peer = %a.conn.peer, "TLS handshake failed: {e}");
+            a.runtime.metrics.tls_handshake_errors.inc();
+        }
+        Err(_) => {
+            tracing::debug!(peer = %a.conn.peer, "TLS handshake not finished within {TLS_HANDSHAKE_TIMEOUT:?}");
+            a.runtime.metrics.tls_handshake_errors.inc();
+        }
     }
 }
 
@@ -298,10 +370,13 @@ async fn serve_stream<S: super::http::ClientStream>(
     runtime: Arc<ListenerRuntime>,
     finish: tokio::sync::watch::Receiver<bool>,
     local: SocketAddr,
+    lot: Option<Arc<ParkingLot>>,
+    held: Held,
 ) {
     if runtime.protocol.is_http() {
-        super::http::serve(stream, conn, runtime, finish).await;
+        super::http::serve(stream, conn, runtime, finish, lot, held, true).await;
     } else {
         crate::proxy::tcp::serve(stream, &conn, local, runtime).await;
+        drop(held);
     }
 }

@@ -3,7 +3,9 @@
 
 use crate::config::Listener;
 use crate::listener::ClientConn;
+use crate::listener::accept::Held;
 use crate::listener::io::{ClientIo, ParkSlot};
+use crate::listener::park::ParkingLot;
 use crate::proxy::body::InFlight;
 use crate::runtime::listener::ListenerRuntime;
 use hyper::service::service_fn;
@@ -51,64 +53,60 @@ pub const PARK_AFTER: Duration = Duration::from_secs(1);
 /// A client stream, and whether it can be parked (plain TCP can; a TLS
 /// stream keeps its session state and is not parked).
 pub trait ClientStream: AsyncRead + AsyncWrite + Unpin + Send + 'static {
-    /// The socket to wait on while parked.
-    fn parkable(&self) -> Option<&TcpStream>;
+    /// The plain socket, for the parking lot; `Err(self)` when it cannot park.
+    fn into_parkable(self) -> Result<TcpStream, Self>
+    where
+        Self: Sized;
+
+    /// Whether [`ClientStream::into_parkable`] would give the socket.
+    fn is_parkable(&self) -> bool;
 }
 
 impl ClientStream for TcpStream {
-    fn parkable(&self) -> Option<&TcpStream> {
-        Some(self)
+    fn into_parkable(self) -> Result<TcpStream, Self> {
+        Ok(self)
+    }
+
+    fn is_parkable(&self) -> bool {
+        true
     }
 }
 
 impl ClientStream for tokio_rustls::server::TlsStream<TcpStream> {
-    fn parkable(&self) -> Option<&TcpStream> {
-        None
+    fn into_parkable(self) -> Result<TcpStream, Self> {
+        Err(self)
+    }
+
+    fn is_parkable(&self) -> bool {
+        false
     }
 }
 
 /// Serves requests on `stream` until the client leaves, the connection idles
 /// out, or a graceful shutdown closes it. An idle HTTP/1 connection is parked
-/// (see [`PARK_AFTER`]) and served by a fresh hyper connection when its next
-/// request arrives.
+/// in `lot` (see [`PARK_AFTER`]), which serves its next request with a new
+/// call; `held` goes with the connection wherever it waits. `first` is false
+/// for a connection back from the lot (no first-request grace on a drain).
 pub async fn serve<S: ClientStream>(
-    mut stream: S,
+    stream: S,
     conn: Arc<ClientConn>,
-    mut runtime: Arc<ListenerRuntime>,
+    runtime: Arc<ListenerRuntime>,
     mut finish: tokio::sync::watch::Receiver<bool>,
+    lot: Option<Arc<ParkingLot>>,
+    held: Held,
+    first: bool,
 ) {
-    let slot: Option<ParkSlot<S>> = stream.parkable().map(|_| Arc::default());
-    let mut first_cycle = true;
-    loop {
-        let parked = serve_until_parked(
-            stream,
-            &conn,
-            &runtime,
-            &mut finish,
-            first_cycle,
-            slot.as_ref(),
-        );
-        // Boxed: while parked, only the socket and this small future remain.
-        let Some((next, idle_left)) = Box::pin(parked).await else {
-            return;
-        };
-        stream = next;
-        first_cycle = false;
-        if *finish.borrow() {
-            return;
-        }
-        let Some(socket) = stream.parkable() else {
-            return;
-        };
-        if !super::accept::first_byte(socket, idle_left, finish.clone(), false).await {
-            return;
-        }
-        conn.ambiguous_from.store(u64::MAX, Ordering::Relaxed);
-        // The next request is served with the listener's current settings.
-        match conn.listener() {
-            Some(current) => runtime = current,
-            None => return,
-        }
+    let slot: Option<ParkSlot<S>> = lot
+        .as_ref()
+        .filter(|_| stream.is_parkable())
+        .map(|_| Arc::default());
+    let parked = serve_until_parked(stream, &conn, &runtime, &mut finish, first, slot.as_ref());
+    // Boxed: the task's own future stays small.
+    let Some((stream, idle_left)) = Box::pin(parked).await else {
+        return;
+    };
+    if let (Some(lot), Ok(socket)) = (lot, stream.into_parkable()) {
+        lot.park(socket, conn.peer, idle_left, held);
     }
 }
 

@@ -33,13 +33,8 @@ enum Phase {
 
 const PRESENT: &str = "the stream is only taken out on drop";
 
-/// Connections parked since the process started (the memory trimmer watches it).
-static PARKED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-
-/// How many connections were parked so far.
-pub fn parked_total() -> u64 {
-    PARKED.load(Ordering::Relaxed)
-}
+/// What parking a connection frees (hyper's buffers and state), roughly.
+const PARKING_FREES_KIB: u64 = 16;
 
 /// Where a parked connection's stream goes when hyper lets go of it, with
 /// what is left of its idle timeout.
@@ -236,7 +231,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for ClientIo<S> {
                     if this.phase == Phase::Idle && this.park_timer {
                         // End of stream for hyper; the stream itself lives on.
                         this.parked = true;
-                        PARKED.fetch_add(1, Ordering::Relaxed);
+                        crate::daemon::trim::freed(PARKING_FREES_KIB);
                         return Poll::Ready(Ok(()));
                     }
                     if this.phase == Phase::Head {

@@ -7,8 +7,8 @@ pub mod framing;
 pub mod h2_watch;
 mod http;
 mod io;
+mod park;
 
-pub use io::parked_total;
 mod set;
 
 pub use accept::bind;
@@ -45,6 +45,32 @@ pub struct ClientConn {
 }
 
 impl ClientConn {
+    /// A connection from `peer` accepted (or resumed from parking) on a
+    /// listener with these settings, bound to `local_port`.
+    pub fn new(
+        peer: SocketAddr,
+        runtime: &ListenerRuntime,
+        live: Arc<Live>,
+        port: &::http::HeaderValue,
+        local_port: u16,
+    ) -> Self {
+        ClientConn {
+            peer,
+            listener_name: runtime.name.clone(),
+            live,
+            in_flight: Arc::default(),
+            upgraded: AtomicBool::new(false),
+            forwarded: if runtime.protocol.is_http() {
+                runtime.forwarded_for(peer, port)
+            } else {
+                ForwardedFor::none()
+            },
+            local_port,
+            tls: std::sync::OnceLock::new(),
+            ambiguous_from: AtomicU64::new(u64::MAX),
+        }
+    }
+
     /// This connection's listener in the live snapshot (`None` if a reload removed it).
     pub fn listener(&self) -> Option<Arc<ListenerRuntime>> {
         self.live.load().listener(&self.listener_name).cloned()

@@ -27,6 +27,18 @@ const MAX_IDLE: usize = 512;
 /// close theirs after 60–75 s, and reusing one they are closing loses a request.
 const IDLE_TTL: Duration = Duration::from_secs(55);
 
+/// Idle connections per target kept whatever their age (up to [`IDLE_TTL`]):
+/// a quiet target keeps its warm connections.
+const KEEP_IDLE: usize = 4;
+/// Beyond [`KEEP_IDLE`], an idle connection unused this long is closed by
+/// [`ConnPool::purge`]: a burst's extra connections do not linger with their
+/// buffers (~30 KiB each in hyper), as HAProxy's `pool-purge-delay` closes
+/// idle server connections beyond what traffic needs.
+pub const PURGE_AFTER: Duration = Duration::from_secs(3);
+
+/// What an idle connection holds (hyper's buffers and request channel), roughly.
+const CONN_KIB: u64 = 30;
+
 /// A target's response head larger than this is refused (502), as HAProxy's
 /// 16 KiB buffer and nginx's `proxy_buffer_size` do; it also caps hyper's read
 /// buffer for response bodies (streamed in reads of up to this size).
@@ -122,6 +134,27 @@ impl ConnPool {
         }
     }
 
+    /// Closes the idle connections that are expired, or beyond the
+    /// [`KEEP_IDLE`] most recently used and unused for [`PURGE_AFTER`].
+    /// Runs every second or so (see [`spawn_purger`]).
+    pub fn purge(&self, now: Instant) {
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        let before = idle.len();
+        // Least recently used first.
+        while let Some(oldest) = idle.front() {
+            let unused = now.saturating_duration_since(oldest.since);
+            if unused > IDLE_TTL || (idle.len() > KEEP_IDLE && unused > PURGE_AFTER) {
+                idle.pop_front();
+            } else {
+                break;
+            }
+        }
+        let closed = before - idle.len();
+        if closed > 0 {
+            crate::daemon::trim::freed(closed as u64 * CONN_KIB);
+        }
+    }
+
     /// Number of idle connections (for tests and status).
     pub fn idle_count(&self) -> usize {
         self.idle.lock().unwrap_or_else(|e| e.into_inner()).len()
@@ -131,6 +164,25 @@ impl ConnPool {
     pub fn clear(&self) {
         self.idle.lock().unwrap_or_else(|e| e.into_inner()).clear();
     }
+}
+
+/// Purges the idle connections of every target of the live snapshot each
+/// second, for as long as the daemon runs.
+pub fn spawn_purger(live: std::sync::Arc<crate::runtime::Live>) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let now = Instant::now();
+            let snapshot = live.load();
+            for group in &snapshot.groups {
+                for target in &group.targets {
+                    target.shared.pool.purge(now);
+                }
+            }
+        }
+    });
 }
 
 /// Why no connection could be opened.
