@@ -4,7 +4,13 @@
 //! its buffers up front: with 64 KiB each (what bulk transfers want) a short
 //! connection pays for 128 KiB of memset; with 16 KiB bulk throughput drops
 //! by a fifth (measured with benches/load.sh). Here each direction starts with
-//! 16 KiB and grows to 64 KiB the first time a read fills its buffer.
+//! 16 KiB, never zeroed (reads go into the spare capacity), and grows to
+//! 64 KiB the first time a read fills its buffer.
+//!
+//! Between plain sockets, the last direction to end does not shut its writer
+//! down: the socket is closed right after, which sends the same FIN (the
+//! other way already ended, so nothing unread could turn it into a reset),
+//! and a short connection saves a syscall.
 
 use std::future::Future;
 use std::io;
@@ -23,9 +29,11 @@ const READS_PER_POLL: usize = 16;
 /// One direction: read into the buffer, write it all out, at end of stream
 /// flush and shut the writer down (half-close).
 struct Half {
+    /// `buf[pos..]` is what was read and not written yet.
     buf: Vec<u8>,
     pos: usize,
-    cap: usize,
+    /// A read filled the buffer: the next one gets the largest.
+    grow: bool,
     read_done: bool,
     need_flush: bool,
     done: bool,
@@ -35,9 +43,9 @@ struct Half {
 impl Half {
     fn new() -> Self {
         Half {
-            buf: vec![0; START],
+            buf: Vec::with_capacity(START),
             pos: 0,
-            cap: 0,
+            grow: false,
             read_done: false,
             need_flush: false,
             done: false,
@@ -45,11 +53,14 @@ impl Half {
         }
     }
 
+    /// Copies until end of stream; `shut_down` says whether the writer is then
+    /// shut down (or left for the caller to close).
     fn poll_copy<R, W>(
         &mut self,
         cx: &mut Context<'_>,
         mut reader: Pin<&mut R>,
         mut writer: Pin<&mut W>,
+        shut_down: bool,
     ) -> Poll<io::Result<()>>
     where
         R: AsyncRead + ?Sized,
@@ -60,11 +71,8 @@ impl Half {
         }
         let mut reads = 0;
         loop {
-            while self.pos < self.cap {
-                match writer
-                    .as_mut()
-                    .poll_write(cx, &self.buf[self.pos..self.cap])
-                {
+            while self.pos < self.buf.len() {
+                match writer.as_mut().poll_write(cx, &self.buf[self.pos..]) {
                     Poll::Ready(Ok(0)) => {
                         return Poll::Ready(Err(io::Error::new(
                             io::ErrorKind::WriteZero,
@@ -85,7 +93,9 @@ impl Half {
                     ready!(writer.as_mut().poll_flush(cx))?;
                     self.need_flush = false;
                 }
-                ready!(writer.as_mut().poll_shutdown(cx))?;
+                if shut_down {
+                    ready!(writer.as_mut().poll_shutdown(cx))?;
+                }
                 self.done = true;
                 return Poll::Ready(Ok(()));
             }
@@ -93,17 +103,24 @@ impl Half {
                 cx.waker().wake_by_ref();
                 return Poll::Pending;
             }
-            let mut read = ReadBuf::new(&mut self.buf);
+            if self.grow {
+                self.grow = false;
+                self.buf = Vec::with_capacity(MAX);
+            }
+            self.buf.clear();
+            self.pos = 0;
+            let mut read = ReadBuf::uninit(self.buf.spare_capacity_mut());
             match reader.as_mut().poll_read(cx, &mut read) {
                 Poll::Ready(Ok(())) => {
                     let n = read.filled().len();
+                    // SAFETY: the reader initialised the first `n` bytes of the
+                    // spare capacity (ReadBuf's filled part starts at its start).
+                    unsafe { self.buf.set_len(n) };
                     reads += 1;
-                    self.pos = 0;
-                    self.cap = n;
                     if n == 0 {
                         self.read_done = true;
-                    } else if n == self.buf.len() && self.buf.len() < MAX {
-                        self.buf.resize(MAX, 0);
+                    } else if n == self.buf.capacity() && n < MAX {
+                        self.grow = true;
                     }
                 }
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
@@ -120,9 +137,10 @@ impl Half {
 }
 
 /// Copies `a` → `b` and `b` → `a` until both directions reached end of stream
-/// (each shutting its writer down when its reader ends); the bytes copied
-/// each way, or the first error.
-pub async fn bidirectional<A, B>(a: &mut A, b: &mut B) -> io::Result<(u64, u64)>
+/// (each shutting its writer down when its reader ends; with `plain`, the
+/// last one leaves that to the caller's close); the bytes copied each way, or
+/// the first error.
+pub async fn bidirectional<A, B>(a: &mut A, b: &mut B, plain: bool) -> io::Result<(u64, u64)>
 where
     A: AsyncRead + AsyncWrite + Unpin + ?Sized,
     B: AsyncRead + AsyncWrite + Unpin + ?Sized,
@@ -132,6 +150,7 @@ where
         b,
         a_to_b: Half::new(),
         b_to_a: Half::new(),
+        plain,
     }
     .await
 }
@@ -141,6 +160,8 @@ struct Bidirectional<'a, A: ?Sized, B: ?Sized> {
     b: &'a mut B,
     a_to_b: Half,
     b_to_a: Half,
+    /// Both sides are plain sockets, closed by the caller once done.
+    plain: bool,
 }
 
 impl<A, B> Future for Bidirectional<'_, A, B>
@@ -152,12 +173,20 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
-        let forward = this
-            .a_to_b
-            .poll_copy(cx, Pin::new(&mut *this.a), Pin::new(&mut *this.b))?;
-        let backward = this
-            .b_to_a
-            .poll_copy(cx, Pin::new(&mut *this.b), Pin::new(&mut *this.a))?;
+        let shut_a_to_b = !(this.plain && this.b_to_a.done);
+        let forward = this.a_to_b.poll_copy(
+            cx,
+            Pin::new(&mut *this.a),
+            Pin::new(&mut *this.b),
+            shut_a_to_b,
+        )?;
+        let shut_b_to_a = !(this.plain && this.a_to_b.done);
+        let backward = this.b_to_a.poll_copy(
+            cx,
+            Pin::new(&mut *this.b),
+            Pin::new(&mut *this.a),
+            shut_b_to_a,
+        )?;
         match (forward, backward) {
             (Poll::Ready(()), Poll::Ready(())) => {
                 Poll::Ready(Ok((this.a_to_b.amount, this.b_to_a.amount)))
@@ -176,7 +205,7 @@ mod tests {
     async fn copies_both_ways_with_half_close_and_grows() {
         let (mut client, mut near) = tokio::io::duplex(256 * 1024);
         let (mut far, mut server) = tokio::io::duplex(256 * 1024);
-        let copy = tokio::spawn(async move { bidirectional(&mut near, &mut far).await });
+        let copy = tokio::spawn(async move { bidirectional(&mut near, &mut far, false).await });
         let big: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
         let sent = big.clone();
         let writer = tokio::spawn(async move {
@@ -194,5 +223,62 @@ mod tests {
         server.shutdown().await.unwrap();
         assert_eq!(writer.await.unwrap(), b"reply");
         assert_eq!(copy.await.unwrap().unwrap(), (300_000, 5));
+    }
+
+    /// Counts the shutdowns of the stream it wraps.
+    struct Shutdowns<S>(S, std::sync::Arc<std::sync::atomic::AtomicUsize>);
+
+    impl<S: AsyncRead + Unpin> AsyncRead for Shutdowns<S> {
+        fn poll_read(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &mut ReadBuf<'_>,
+        ) -> Poll<io::Result<()>> {
+            Pin::new(&mut self.0).poll_read(cx, buf)
+        }
+    }
+
+    impl<S: AsyncWrite + Unpin> AsyncWrite for Shutdowns<S> {
+        fn poll_write(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            data: &[u8],
+        ) -> Poll<io::Result<usize>> {
+            Pin::new(&mut self.0).poll_write(cx, data)
+        }
+        fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Pin::new(&mut self.0).poll_flush(cx)
+        }
+        fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+            self.1.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Pin::new(&mut self.0).poll_shutdown(cx)
+        }
+    }
+
+    #[tokio::test]
+    async fn between_plain_sockets_only_the_first_end_is_shut_down() {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let (mut client, near) = tokio::io::duplex(1024);
+        let (far, mut server) = tokio::io::duplex(1024);
+        let (near_shut, far_shut) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let mut near = Shutdowns(near, near_shut.clone());
+        let mut far = Shutdowns(far, far_shut.clone());
+        let copy = tokio::spawn(async move { bidirectional(&mut near, &mut far, true).await });
+        // The server answers and closes first: its end reaches the client.
+        client.write_all(b"ask").await.unwrap();
+        let mut asked = [0u8; 3];
+        server.read_exact(&mut asked).await.unwrap();
+        server.write_all(b"answer").await.unwrap();
+        server.shutdown().await.unwrap();
+        let mut answer = Vec::new();
+        client.read_to_end(&mut answer).await.unwrap();
+        assert_eq!(answer, b"answer");
+        assert_eq!(near_shut.load(Ordering::SeqCst), 1);
+        // Then the client closes: the copy ends without shutting the server side
+        // down (closing the socket sends that end).
+        client.shutdown().await.unwrap();
+        assert_eq!(copy.await.unwrap().unwrap(), (3, 6));
+        assert_eq!(far_shut.load(Ordering::SeqCst), 0);
     }
 }

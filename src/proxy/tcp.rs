@@ -83,7 +83,9 @@ where
         listener.metrics.clone(),
         Direction::TargetSide,
     );
-    let copy = crate::proxy::copy::bidirectional(&mut client, &mut target);
+    // A tls listener's client side ends with a close_notify: always shut down.
+    let plain = listener.tls.is_none();
+    let copy = crate::proxy::copy::bidirectional(&mut client, &mut target, plain);
     tokio::pin!(copy);
     let idle = listener.idle_timeout;
     let mut wait = idle;
