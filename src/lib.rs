@@ -13,3 +13,4 @@ pub mod proxy;
 pub mod route;
 pub mod runtime;
 pub mod tls;
+pub mod workers;

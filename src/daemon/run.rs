@@ -56,17 +56,19 @@ pub fn run(path: &Path) -> u8 {
     runtime.block_on(serve(path, loaded, None))
 }
 
-/// A multi-threaded runtime with `threads` workers (0 = one per CPU).
+/// The main thread's runtime, and `threads` worker threads for client
+/// connections (0 = one per CPU; with 1, the main runtime serves them too).
+/// See [`crate::workers`].
 pub fn tokio_runtime(threads: usize) -> std::io::Result<tokio::runtime::Runtime> {
-    let mut builder = if threads == 1 {
-        tokio::runtime::Builder::new_current_thread()
-    } else {
-        tokio::runtime::Builder::new_multi_thread()
+    let threads = match threads {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
     };
-    if threads > 1 {
-        builder.worker_threads(threads);
-    }
-    builder.enable_all().thread_name("edgelb").build()
+    crate::workers::start(threads)?;
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .thread_name("edgelb")
+        .build()
 }
 
 /// Runs until SIGTERM/SIGINT; `on_ready` is told once everything is bound.

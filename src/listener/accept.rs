@@ -9,7 +9,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::net::{TcpListener, TcpSocket};
+use tokio::net::TcpListener;
 use tokio::sync::Notify;
 
 /// A client TLS handshake that takes longer is dropped.
@@ -23,15 +23,34 @@ const BACKLOG: u32 = 4096;
 /// while the old one still serves (a zero-downtime upgrade: start the new one,
 /// then SIGTERM the old one).
 pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
-    let socket = if addr.is_ipv4() {
-        TcpSocket::new_v4()?
-    } else {
-        TcpSocket::new_v6()?
-    };
-    socket.set_reuseaddr(true)?;
-    socket.set_reuseport(true)?;
-    socket.bind(addr)?;
-    socket.listen(BACKLOG)
+    TcpListener::from_std(bind_std(addr)?)
+}
+
+/// As [`bind`], not yet registered with a runtime (a worker registers its own).
+pub fn bind_std(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        Some(socket2::Protocol::TCP),
+    )?;
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(BACKLOG as i32)?;
+    Ok(socket.into())
+}
+
+/// Binds one socket per worker on `addr` (with port 0, all on the port the
+/// first one got), for the workers to accept on each their own.
+pub fn bind_for_workers(addr: SocketAddr, count: usize) -> io::Result<Vec<std::net::TcpListener>> {
+    let first = bind_std(addr)?;
+    let shared = first.local_addr()?;
+    let mut sockets = vec![first];
+    for _ in 1..count {
+        sockets.push(bind_std(shared)?);
+    }
+    Ok(sockets)
 }
 
 /// Whether an accept error means the process ran out of something (descriptors,
@@ -176,12 +195,23 @@ impl Draining {
 /// handle so the caller can drain them.
 pub async fn accept_loop(
     name: Arc<str>,
-    socket: Arc<TcpListener>,
+    socket: std::net::TcpListener,
     live: Arc<Live>,
     stop: Arc<Notify>,
 ) -> Draining {
     let (stop_connections, finish) = tokio::sync::watch::channel(false);
     let streams = Arc::new(OpenStreams::default());
+    // Registered with the runtime of the thread that accepts on it.
+    let socket = match TcpListener::from_std(socket) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(listener = %name, "cannot accept: {e}");
+            return Draining {
+                stop: stop_connections,
+                open: streams,
+            };
+        }
+    };
     let mut backoff = Duration::from_millis(10);
     // The real port (the configured one may be 0), for X-Forwarded-Port.
     let bound = socket

@@ -4,14 +4,13 @@
 //! bind error fails the reload and changes nothing); a removed one stops
 //! accepting and its connections drain.
 
-use super::accept::{Draining, accept_loop, bind};
+use super::accept::{Draining, accept_loop, bind_for_workers};
 use crate::config::{Config, ListenerProtocol};
 use crate::runtime::Live;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::net::TcpListener;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
@@ -23,17 +22,30 @@ struct Identity {
     protocol: ListenerProtocol,
 }
 
+/// The sockets of one listener: one per worker (see [`crate::workers`]).
+type Sockets = Arc<Vec<std::net::TcpListener>>;
+
 struct Running {
     identity: Identity,
     name: Arc<str>,
-    socket: Arc<TcpListener>,
-    stop: Arc<Notify>,
-    task: JoinHandle<Draining>,
+    sockets: Sockets,
+    /// One accept loop per socket, each on its worker, each stopped on its own.
+    loops: Vec<(Arc<Notify>, JoinHandle<Draining>)>,
+}
+
+impl Running {
+    /// Tells every accept loop to stop; returns their drains.
+    fn stop(self) -> impl Iterator<Item = JoinHandle<Draining>> {
+        self.loops.into_iter().map(|(stop, task)| {
+            stop.notify_one();
+            task
+        })
+    }
 }
 
 /// Sockets bound for a configuration, not yet serving.
 pub struct Prepared {
-    new: Vec<(Identity, Arc<TcpListener>)>,
+    new: Vec<(Identity, Sockets)>,
 }
 
 /// Every listener that accepts connections now.
@@ -64,16 +76,20 @@ impl ListenerSet {
             if self.running.iter().any(|r| r.identity == id) {
                 continue;
             }
-            let socket = match self.running.iter().find(|r| r.identity.bind == id.bind) {
-                Some(r) => r.socket.clone(),
-                None => Arc::new(bind(id.bind).map_err(|e| {
-                    io::Error::new(
-                        e.kind(),
-                        format!("listener {:?}: cannot bind {}: {e}", id.name, id.bind),
-                    )
-                })?),
+            let sockets = match self.running.iter().find(|r| r.identity.bind == id.bind) {
+                Some(r) => r.sockets.clone(),
+                None => Arc::new(
+                    bind_for_workers(id.bind, crate::workers::sockets_per_listener()).map_err(
+                        |e| {
+                            io::Error::new(
+                                e.kind(),
+                                format!("listener {:?}: cannot bind {}: {e}", id.name, id.bind),
+                            )
+                        },
+                    )?,
+                ),
             };
-            new.push((id, socket));
+            new.push((id, sockets));
         }
         Ok(Prepared { new })
     }
@@ -94,27 +110,35 @@ impl ListenerSet {
                 kept.push(r);
             } else {
                 tracing::info!(listener = %r.identity.name, bind = %r.identity.bind, "listener removed: draining its connections");
-                r.stop.notify_one();
-                stopped.push(r.task);
+                stopped.extend(r.stop());
             }
         }
         self.running = kept;
-        for (identity, socket) in prepared.new {
+        for (identity, sockets) in prepared.new {
             tracing::info!(listener = %identity.name, bind = %identity.bind, protocol = identity.protocol.as_str(), "listening");
             let name: Arc<str> = Arc::from(identity.name.as_str());
-            let stop = Arc::new(Notify::new());
-            let task = tokio::spawn(accept_loop(
-                name.clone(),
-                socket.clone(),
-                live.clone(),
-                stop.clone(),
-            ));
+            let mut loops = Vec::with_capacity(sockets.len());
+            for (i, socket) in sockets.iter().enumerate() {
+                // Each loop owns a descriptor of its own for the socket.
+                let socket = match socket.try_clone() {
+                    Ok(s) => s,
+                    Err(e) => {
+                        tracing::error!(listener = %identity.name, "cannot start accepting: {e}");
+                        continue;
+                    }
+                };
+                let stop = Arc::new(Notify::new());
+                let task = crate::workers::spawn_on(
+                    i,
+                    accept_loop(name.clone(), socket, live.clone(), stop.clone()),
+                );
+                loops.push((stop, task));
+            }
             self.running.push(Running {
                 identity,
                 name,
-                socket,
-                stop,
-                task,
+                sockets,
+                loops,
             });
         }
         stopped
@@ -131,18 +155,12 @@ impl ListenerSet {
         self.running
             .iter()
             .find(|r| r.identity.name == name)
-            .and_then(|r| r.socket.local_addr().ok())
+            .and_then(|r| r.sockets.first()?.local_addr().ok())
     }
 
     /// Stops every listener (sockets closed at once) and returns their drains.
     pub fn stop_all(&mut self) -> Vec<JoinHandle<Draining>> {
-        self.running
-            .drain(..)
-            .map(|r| {
-                r.stop.notify_one();
-                r.task
-            })
-            .collect()
+        self.running.drain(..).flat_map(Running::stop).collect()
     }
 }
 

@@ -96,17 +96,34 @@ struct Idle {
 }
 
 /// The idle connections of one target. Its state lives beside the target's
-/// health, so pools survive reloads that keep the target.
-#[derive(Default)]
+/// health, so pools survive reloads that keep the target. Each worker thread
+/// has its own list (a connection is driven by the runtime it was opened on),
+/// so the lock of a list is never contended.
 pub struct ConnPool {
-    idle: Mutex<VecDeque<Idle>>,
+    idle: Box<[Mutex<VecDeque<Idle>>]>,
+}
+
+impl Default for ConnPool {
+    fn default() -> Self {
+        ConnPool {
+            idle: (0..crate::workers::slots())
+                .map(|_| Mutex::default())
+                .collect(),
+        }
+    }
 }
 
 impl ConnPool {
+    /// The current worker's idle connections.
+    fn mine(&self) -> std::sync::MutexGuard<'_, VecDeque<Idle>> {
+        let slot = crate::workers::slot().min(self.idle.len() - 1);
+        self.idle[slot].lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// An idle connection ready for a request, most recently used first. Closed
     /// or expired connections are dropped; one not ready yet is kept for later.
     pub fn checkout(&self, now: Instant) -> Option<TargetConn> {
-        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        let mut idle = self.mine();
         for _ in 0..idle.len() {
             let mut entry = idle.pop_back()?;
             if now.saturating_duration_since(entry.since) > IDLE_TTL || entry.conn.ended {
@@ -128,7 +145,7 @@ impl ConnPool {
         if conn.ended {
             return;
         }
-        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        let mut idle = self.mine();
         if idle.len() < MAX_IDLE {
             idle.push_back(Idle { conn, since });
         }
@@ -138,7 +155,12 @@ impl ConnPool {
     /// [`KEEP_IDLE`] most recently used and unused for [`PURGE_AFTER`].
     /// Runs every second or so (see [`spawn_purger`]).
     pub fn purge(&self, now: Instant) {
-        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        for idle in &self.idle {
+            Self::purge_list(&mut idle.lock().unwrap_or_else(|e| e.into_inner()), now);
+        }
+    }
+
+    fn purge_list(idle: &mut VecDeque<Idle>, now: Instant) {
         let before = idle.len();
         // Least recently used first.
         while let Some(oldest) = idle.front() {
@@ -157,12 +179,17 @@ impl ConnPool {
 
     /// Number of idle connections (for tests and status).
     pub fn idle_count(&self) -> usize {
-        self.idle.lock().unwrap_or_else(|e| e.into_inner()).len()
+        self.idle
+            .iter()
+            .map(|l| l.lock().unwrap_or_else(|e| e.into_inner()).len())
+            .sum()
     }
 
     /// Closes every idle connection (a target that is draining or removed).
     pub fn clear(&self) {
-        self.idle.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        for idle in &self.idle {
+            idle.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        }
     }
 }
 
