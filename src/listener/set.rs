@@ -43,9 +43,10 @@ impl Running {
     }
 }
 
-/// Sockets bound for a configuration, not yet serving.
+/// Sockets bound for a configuration, not yet serving: per new listener, its
+/// sockets and a descriptor of each for its accept loop.
 pub struct Prepared {
-    new: Vec<(Identity, Sockets)>,
+    new: Vec<(Identity, Sockets, Vec<std::net::TcpListener>)>,
 }
 
 /// Every listener that accepts connections now.
@@ -76,20 +77,26 @@ impl ListenerSet {
             if self.running.iter().any(|r| r.identity == id) {
                 continue;
             }
+            let failed = |e: io::Error| {
+                io::Error::new(
+                    e.kind(),
+                    format!("listener {:?}: cannot bind {}: {e}", id.name, id.bind),
+                )
+            };
             let sockets = match self.running.iter().find(|r| r.identity.bind == id.bind) {
                 Some(r) => r.sockets.clone(),
                 None => Arc::new(
-                    bind_for_workers(id.bind, crate::workers::sockets_per_listener()).map_err(
-                        |e| {
-                            io::Error::new(
-                                e.kind(),
-                                format!("listener {:?}: cannot bind {}: {e}", id.name, id.bind),
-                            )
-                        },
-                    )?,
+                    bind_for_workers(id.bind, crate::workers::sockets_per_listener())
+                        .map_err(failed)?,
                 ),
             };
-            new.push((id, sockets));
+            // Each accept loop owns a descriptor of its own for its socket.
+            let for_loops = sockets
+                .iter()
+                .map(|s| s.try_clone())
+                .collect::<io::Result<Vec<_>>>()
+                .map_err(failed)?;
+            new.push((id, sockets, for_loops));
         }
         Ok(Prepared { new })
     }
@@ -114,19 +121,11 @@ impl ListenerSet {
             }
         }
         self.running = kept;
-        for (identity, sockets) in prepared.new {
+        for (identity, sockets, for_loops) in prepared.new {
             tracing::info!(listener = %identity.name, bind = %identity.bind, protocol = identity.protocol.as_str(), "listening");
             let name: Arc<str> = Arc::from(identity.name.as_str());
-            let mut loops = Vec::with_capacity(sockets.len());
-            for (i, socket) in sockets.iter().enumerate() {
-                // Each loop owns a descriptor of its own for the socket.
-                let socket = match socket.try_clone() {
-                    Ok(s) => s,
-                    Err(e) => {
-                        tracing::error!(listener = %identity.name, "cannot start accepting: {e}");
-                        continue;
-                    }
-                };
+            let mut loops = Vec::with_capacity(for_loops.len());
+            for (i, socket) in for_loops.into_iter().enumerate() {
                 let stop = Arc::new(Notify::new());
                 let task = crate::workers::spawn_on(
                     i,
