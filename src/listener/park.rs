@@ -1,5 +1,5 @@
 //! The parking lot of a listener: idle HTTP/1 client connections wait here for
-//! their next request at the cost of a few dozen bytes each.
+//! their next request at the cost of under a hundred bytes each.
 //!
 //! A connection idle for [`super::http::PARK_AFTER`] leaves hyper (which frees
 //! its buffers) and its task (which ends). What is left — the socket, the
@@ -83,9 +83,11 @@ impl Slots {
 pub struct ResumeContext {
     /// The listener's name: the connection is served with its current settings.
     pub name: Arc<str>,
+    /// The live snapshot, for the listener's current settings.
     pub live: Arc<Live>,
-    /// The listener's port, for X-Forwarded-Port and redirects.
+    /// The listener's port as a header value, for X-Forwarded-Port.
     pub port: HeaderValue,
+    /// The listener's port, for redirects.
     pub local_port: u16,
     /// Turns true when the listener finishes (a drain or a stop).
     pub finish: watch::Receiver<bool>,
