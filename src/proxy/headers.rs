@@ -58,39 +58,41 @@ fn has_token(list: &[u8], token: &[u8]) -> bool {
 /// Removes hop-by-hop headers, including those the `Connection` header names.
 /// With `keep_upgrade`, `Upgrade` and `Connection: upgrade` stay.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
-    // Names listed in Connection are hop-by-hop too (rare: only allocate then).
-    let mut named: Vec<HeaderName> = Vec::new();
-    for v in headers.get_all(header::CONNECTION) {
-        if v.as_bytes().eq_ignore_ascii_case(b"keep-alive")
-            || v.as_bytes().eq_ignore_ascii_case(b"close")
-        {
-            continue;
+    // One scan over the names present (a string match each), then work only
+    // for those found: usually none, or just `connection`.
+    let mut found = 0u16;
+    for name in headers.keys() {
+        if let Some(i) = hop_by_hop_index(name.as_str()) {
+            found |= 1 << i;
         }
-        for token in v.as_bytes().split(|&b| b == b',') {
-            let token = token.trim_ascii();
-            if token.eq_ignore_ascii_case(b"close")
-                || token.eq_ignore_ascii_case(b"keep-alive")
-                || token.eq_ignore_ascii_case(b"upgrade")
-                || token.is_empty()
+    }
+    if found & 1 != 0 {
+        // Names listed in Connection are hop-by-hop too (rare: only allocate then).
+        let mut named: Vec<HeaderName> = Vec::new();
+        for v in headers.get_all(header::CONNECTION) {
+            if v.as_bytes().eq_ignore_ascii_case(b"keep-alive")
+                || v.as_bytes().eq_ignore_ascii_case(b"close")
             {
                 continue;
             }
-            if let Ok(name) = HeaderName::from_bytes(token) {
-                named.push(name);
+            for token in v.as_bytes().split(|&b| b == b',') {
+                let token = token.trim_ascii();
+                if token.eq_ignore_ascii_case(b"close")
+                    || token.eq_ignore_ascii_case(b"keep-alive")
+                    || token.eq_ignore_ascii_case(b"upgrade")
+                    || token.is_empty()
+                {
+                    continue;
+                }
+                if let Ok(name) = HeaderName::from_bytes(token) {
+                    named.push(name);
+                }
             }
         }
-    }
-    for name in named {
-        if !is_protected(&name) {
-            headers.remove(name);
-        }
-    }
-    // One scan over the names present, then removals only for those found
-    // (usually none or just `connection`), instead of a lookup per name.
-    let mut found = 0u16;
-    for name in headers.keys() {
-        if let Some(i) = HOP_BY_HOP.iter().position(|h| h == name) {
-            found |= 1 << i;
+        for name in named {
+            if !is_protected(&name) {
+                headers.remove(name);
+            }
         }
     }
     for (i, name) in HOP_BY_HOP.iter().enumerate() {
@@ -101,6 +103,21 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
     if keep_upgrade {
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
     }
+}
+
+/// The index in [`HOP_BY_HOP`] of a header name, if it is hop-by-hop.
+fn hop_by_hop_index(name: &str) -> Option<usize> {
+    Some(match name {
+        "connection" => 0,
+        "keep-alive" => 1,
+        "proxy-connection" => 2,
+        "proxy-authenticate" => 3,
+        "te" => 4,
+        "trailer" => 5,
+        "transfer-encoding" => 6,
+        "upgrade" => 7,
+        _ => return None,
+    })
 }
 
 /// Headers a client may not get removed by naming them in `Connection`.
@@ -230,6 +247,15 @@ mod tests {
             proto: HeaderValue::from_static("http"),
             port: HeaderValue::from_static("8080"),
         }
+    }
+
+    #[test]
+    fn the_name_match_and_the_hop_by_hop_list_agree() {
+        for (i, name) in HOP_BY_HOP.iter().enumerate() {
+            assert_eq!(hop_by_hop_index(name.as_str()), Some(i), "{name}");
+        }
+        assert_eq!(hop_by_hop_index("content-length"), None);
+        assert_eq!(hop_by_hop_index("x-upgrade"), None);
     }
 
     #[test]
