@@ -199,6 +199,26 @@ async fn answer(
     }
 }
 
+pin_project_lite::pin_project! {
+    /// Sending a request on either kind of [`Conn`].
+    #[project = ExchangeProj]
+    enum Exchange<D, U> {
+        Driven { #[pin] send: D },
+        Upgradable { #[pin] send: U },
+    }
+}
+
+impl<T, D: Future<Output = T>, U: Future<Output = T>> Future for Exchange<D, U> {
+    type Output = T;
+
+    fn poll(self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<T> {
+        match self.project() {
+            ExchangeProj::Driven { send } => send.poll(cx),
+            ExchangeProj::Upgradable { send } => send.poll(cx),
+        }
+    }
+}
+
 /// A connection to a target for one request.
 enum Conn {
     /// A pooled (or new) connection driven by this request.
@@ -355,11 +375,13 @@ async fn forward(
         if let Some(r) = record.as_mut() {
             r.target(&group.name, target.addr);
         }
-        let exchange = async {
-            match &mut target_conn {
-                Conn::Driven(c) => c.send(req).await,
-                Conn::Upgradable(s) => s.try_send_request(req).await,
-            }
+        // Not an async block over both: that would hold a second copy of the
+        // request in a future moved with every request.
+        let exchange = match &mut target_conn {
+            Conn::Driven(c) => Exchange::Driven { send: c.send(req) },
+            Conn::Upgradable(s) => Exchange::Upgradable {
+                send: s.try_send_request(req),
+            },
         };
         match tokio::time::timeout(group.request_timeout, exchange).await {
             Err(_elapsed) => {

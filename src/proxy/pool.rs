@@ -65,22 +65,28 @@ impl TargetConn {
     }
 
     /// Sends `req` and waits for the response head, driving the connection.
-    /// An unsent request comes back in the error.
-    pub async fn send(
+    /// An unsent request comes back in the error. The request is handed to
+    /// the connection now; the future only holds that hand-off, not a copy of
+    /// the request (it is moved with every request, so its size counts).
+    pub fn send(
         &mut self,
         req: Request<RequestBody>,
-    ) -> Result<Response<Incoming>, TrySendError<Request<RequestBody>>> {
-        let mut response = pin!(self.sender.try_send_request(req));
-        poll_fn(|cx| {
-            let ended = self.poll_drive(cx);
-            let polled = response.as_mut().poll(cx);
-            if ended && polled.is_pending() {
-                // The driver is gone: the response can only be an error now.
-                cx.waker().wake_by_ref();
-            }
-            polled
-        })
-        .await
+    ) -> impl Future<Output = Result<Response<Incoming>, TrySendError<Request<RequestBody>>>> + '_
+    {
+        let response = self.sender.try_send_request(req);
+        async move {
+            let mut response = pin!(response);
+            poll_fn(|cx| {
+                let ended = self.poll_drive(cx);
+                let polled = response.as_mut().poll(cx);
+                if ended && polled.is_pending() {
+                    // The driver is gone: the response can only be an error now.
+                    cx.waker().wake_by_ref();
+                }
+                polled
+            })
+            .await
+        }
     }
 
     /// Whether another request can go on this connection now.
