@@ -121,7 +121,7 @@ targets = [ {{ address = "{}" }} ]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_thousand_idle_keep_alive_connections_cost_little_once_parked() {
     const CONNS: usize = 2000;
-    raise_nofile();
+    edgelb::listener::budget::raise_nofile();
     let t = TestTarget::start("t").await;
     let listen = listen_addr();
     let lb = Edgelb::start(&config_with(listen, t.addr, "idle_timeout = \"60s\"")).await;
@@ -172,7 +172,7 @@ async fn two_thousand_idle_keep_alive_connections_cost_little_once_parked() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_silent_connections_cost_little_and_are_served_when_they_speak() {
     const CONNS: usize = 1000;
-    raise_nofile();
+    edgelb::listener::budget::raise_nofile();
     let t = TestTarget::start("t").await;
     let listen = listen_addr();
     let lb = Edgelb::start(&config_with(listen, t.addr, "idle_timeout = \"60s\"")).await;

@@ -60,21 +60,20 @@ fn is_exhaustion(e: &io::Error) -> bool {
     matches!(e.raw_os_error(), Some(12 | 23 | 24 | 105))
 }
 
-/// Waits until a connection has something to read; `false` when it stayed
+/// Waits until a new connection has something to read; `false` when it stayed
 /// silent for `idle` (closed, as an idle keep-alive connection would be) or the
-/// listener finishes and nothing arrives within a short grace (`grace`: a new
-/// connection's request may be on the wire; a parked one gets none).
-pub(super) async fn first_byte(
+/// listener finishes and nothing arrives within a short grace (its request may
+/// be on the wire). Parked connections wait in the parking lot instead.
+async fn first_byte(
     stream: &tokio::net::TcpStream,
     idle: Duration,
     mut finish: tokio::sync::watch::Receiver<bool>,
-    grace: bool,
 ) -> bool {
     tokio::select! {
         ready = readable(stream) => ready.is_ok(),
         _ = tokio::time::sleep(idle) => false,
         _ = finish.changed() => {
-            grace && matches!(tokio::time::timeout(crate::listener::http::FIRST_REQUEST_GRACE, readable(stream)).await, Ok(Ok(())))
+            matches!(tokio::time::timeout(crate::listener::http::FIRST_REQUEST_GRACE, readable(stream)).await, Ok(Ok(())))
         }
     }
 }
@@ -355,7 +354,7 @@ async fn serve_plain(a: Accepted, lot: Option<Arc<ParkingLot>>) {
     // hyper allocates its read buffer on its first read: a silent HTTP
     // connection waits here, costing only this task.
     if a.runtime.protocol.is_http()
-        && !first_byte(&a.stream, a.runtime.idle_timeout, a.finish.clone(), true).await
+        && !first_byte(&a.stream, a.runtime.idle_timeout, a.finish.clone()).await
     {
         return;
     }

@@ -38,7 +38,8 @@ pub fn budget() -> &'static ConnectionBudget {
 }
 
 /// Raises the soft descriptor limit to the hard one; returns the limit in force.
-fn raise_nofile() -> usize {
+/// (Also for tests that open thousands of connections themselves.)
+pub fn raise_nofile() -> usize {
     let mut lim = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,

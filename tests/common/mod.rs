@@ -615,19 +615,3 @@ pub fn proc_status_kib(pid: i32, field: &str) -> u64 {
 pub fn peak_rss_kib(pid: i32) -> u64 {
     proc_status_kib(pid, "VmHWM")
 }
-
-/// Raises this test process's soft descriptor limit to the hard one (tests
-/// that open thousands of connections), as edgelb does for itself.
-pub fn raise_nofile() {
-    // SAFETY: getrlimit/setrlimit only read and write the struct passed.
-    unsafe {
-        let mut lim = libc::rlimit {
-            rlim_cur: 0,
-            rlim_max: 0,
-        };
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
-            lim.rlim_cur = lim.rlim_max;
-            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
-        }
-    }
-}
