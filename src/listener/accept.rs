@@ -358,6 +358,13 @@ async fn serve_plain(a: Accepted, lot: Option<Arc<ParkingLot>>) {
     {
         return;
     }
+    if a.runtime.protocol.is_http() {
+        Box::pin(crate::h1::serve(
+            a.stream, a.conn, a.runtime, a.finish, lot, a.held, true,
+        ))
+        .await;
+        return;
+    }
     Box::pin(serve_stream(
         a.stream, a.conn, a.runtime, a.finish, a.local, lot, a.held,
     ))

@@ -16,7 +16,8 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
 
-const REQUEST_TIMEOUT_RESPONSE: &[u8] =
+/// What a client whose request head is late gets before the connection closes.
+pub(crate) const REQUEST_TIMEOUT_RESPONSE: &[u8] =
     b"HTTP/1.1 408 Request Timeout\r\nconnection: close\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: 20\r\n\r\n408 Request Timeout\n";
 const H2_PREFACE_START: &[u8] = b"PRI ";
 

@@ -1,13 +1,13 @@
 //! Listeners: accept loops, the per-connection HTTP service, the set of running
 //! listeners and how it changes on reload.
 
-mod accept;
+pub(crate) mod accept;
 pub mod budget;
 pub mod framing;
 pub mod h2_watch;
-mod http;
-mod io;
-mod park;
+pub(crate) mod http;
+pub(crate) mod io;
+pub(crate) mod park;
 
 mod set;
 

@@ -324,7 +324,7 @@ async fn resume(lot: Arc<ParkingLot>, parked: Parked) {
         context.local_port,
     ));
     let finish = context.finish.clone();
-    super::http::serve(
+    crate::h1::serve(
         stream,
         conn,
         runtime,

@@ -207,6 +207,11 @@ fn append_forwarded_for(headers: &mut HeaderMap, ip: &HeaderValue) {
 /// A new request id: 32 hex digits, a random per-process prefix and a counter,
 /// unique across processes and restarts without a random draw per request.
 pub fn new_request_id() -> HeaderValue {
+    HeaderValue::from_bytes(&new_request_id_bytes()).expect("hex digits are a valid header value")
+}
+
+/// [`new_request_id`] as bytes, for heads written without a header map.
+pub fn new_request_id_bytes() -> [u8; 32] {
     static PREFIX: OnceLock<u64> = OnceLock::new();
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let prefix = *PREFIX.get_or_init(random_u64);
@@ -214,7 +219,7 @@ pub fn new_request_id() -> HeaderValue {
     let mut buf = [0u8; 32];
     hex(prefix, &mut buf[..16]);
     hex(n, &mut buf[16..]);
-    HeaderValue::from_bytes(&buf).expect("hex digits are a valid header value")
+    buf
 }
 
 fn hex(mut v: u64, out: &mut [u8]) {

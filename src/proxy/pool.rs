@@ -20,6 +20,7 @@ use std::pin::{Pin, pin};
 use std::sync::Mutex;
 use std::task::{Context, Waker};
 use std::time::{Duration, Instant};
+use tokio::net::TcpStream;
 
 /// Idle connections kept per target at most.
 const MAX_IDLE: usize = 512;
@@ -96,17 +97,24 @@ impl TargetConn {
     }
 }
 
-struct Idle {
-    conn: TargetConn,
+struct Idle<C> {
+    conn: C,
     since: Instant,
 }
+
+/// What an idle plain connection of the HTTP/1 fast path holds (a socket and
+/// its registration; no buffers), roughly.
+const RAW_CONN_KIB: u64 = 1;
 
 /// The idle connections of one target. Its state lives beside the target's
 /// health, so pools survive reloads that keep the target. Each worker thread
 /// has its own list (a connection is driven by the runtime it was opened on),
 /// so the lock of a list is never contended.
 pub struct ConnPool {
-    idle: Box<[Mutex<VecDeque<Idle>>]>,
+    idle: Box<[Mutex<VecDeque<Idle<TargetConn>>>]>,
+    /// Plain sockets between requests of the HTTP/1 fast path ([`crate::h1`]),
+    /// which speaks HTTP/1.1 on them itself.
+    raw: Box<[Mutex<VecDeque<Idle<TcpStream>>>]>,
 }
 
 impl Default for ConnPool {
@@ -115,21 +123,24 @@ impl Default for ConnPool {
             idle: (0..crate::workers::slots())
                 .map(|_| Mutex::default())
                 .collect(),
+            raw: (0..crate::workers::slots())
+                .map(|_| Mutex::default())
+                .collect(),
         }
     }
 }
 
-impl ConnPool {
-    /// The current worker's idle connections.
-    fn mine(&self) -> std::sync::MutexGuard<'_, VecDeque<Idle>> {
-        let slot = crate::workers::slot().min(self.idle.len() - 1);
-        self.idle[slot].lock().unwrap_or_else(|e| e.into_inner())
-    }
+/// The current worker's list of `lists`.
+fn mine<T>(lists: &[Mutex<T>]) -> std::sync::MutexGuard<'_, T> {
+    let slot = crate::workers::slot().min(lists.len() - 1);
+    lists[slot].lock().unwrap_or_else(|e| e.into_inner())
+}
 
+impl ConnPool {
     /// An idle connection ready for a request, most recently used first. Closed
     /// or expired connections are dropped; one not ready yet is kept for later.
     pub fn checkout(&self, now: Instant) -> Option<TargetConn> {
-        let mut idle = self.mine();
+        let mut idle = mine(&self.idle);
         for _ in 0..idle.len() {
             let mut entry = idle.pop_back()?;
             if now.saturating_duration_since(entry.since) > IDLE_TTL || entry.conn.ended {
@@ -151,7 +162,35 @@ impl ConnPool {
         if conn.ended {
             return;
         }
-        let mut idle = self.mine();
+        let mut idle = mine(&self.idle);
+        if idle.len() < MAX_IDLE {
+            idle.push_back(Idle { conn, since });
+        }
+    }
+
+    /// An idle plain socket for the fast path, most recently used first. One
+    /// the target closed meanwhile has had a readiness event: a peek finds its
+    /// end and drops it; one without costs no syscall.
+    pub fn checkout_raw(&self, now: Instant) -> Option<TcpStream> {
+        let mut idle = mine(&self.raw);
+        while let Some(entry) = idle.pop_back() {
+            if now.saturating_duration_since(entry.since) > IDLE_TTL {
+                continue;
+            }
+            let mut byte = [0u8; 1];
+            match entry.conn.try_read(&mut byte) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Some(entry.conn),
+                // Closed, reset, or bytes nobody asked for: not reusable.
+                _ => continue,
+            }
+        }
+        None
+    }
+
+    /// Gives a plain socket back after a complete exchange; `since` is when
+    /// its last request was sent.
+    pub fn put_raw(&self, conn: TcpStream, since: Instant) {
+        let mut idle = mine(&self.raw);
         if idle.len() < MAX_IDLE {
             idle.push_back(Idle { conn, since });
         }
@@ -162,11 +201,17 @@ impl ConnPool {
     /// Runs every second or so (see [`spawn_purger`]).
     pub fn purge(&self, now: Instant) {
         for idle in &self.idle {
-            Self::purge_list(&mut idle.lock().unwrap_or_else(|e| e.into_inner()), now);
+            let closed = Self::purge_list(&mut idle.lock().unwrap_or_else(|e| e.into_inner()), now);
+            crate::daemon::trim::freed(closed as u64 * CONN_KIB);
+        }
+        for idle in &self.raw {
+            let closed = Self::purge_list(&mut idle.lock().unwrap_or_else(|e| e.into_inner()), now);
+            crate::daemon::trim::freed(closed as u64 * RAW_CONN_KIB);
         }
     }
 
-    fn purge_list(idle: &mut VecDeque<Idle>, now: Instant) {
+    /// Closes what [`ConnPool::purge`] closes of one list; returns how many.
+    fn purge_list<C>(idle: &mut VecDeque<Idle<C>>, now: Instant) -> usize {
         let before = idle.len();
         // Least recently used first.
         while let Some(oldest) = idle.front() {
@@ -177,23 +222,26 @@ impl ConnPool {
                 break;
             }
         }
-        let closed = before - idle.len();
-        if closed > 0 {
-            crate::daemon::trim::freed(closed as u64 * CONN_KIB);
-        }
+        before - idle.len()
     }
 
     /// Number of idle connections (for tests and status).
     pub fn idle_count(&self) -> usize {
-        self.idle
-            .iter()
-            .map(|l| l.lock().unwrap_or_else(|e| e.into_inner()).len())
-            .sum()
+        fn count<T>(lists: &[Mutex<VecDeque<T>>]) -> usize {
+            lists
+                .iter()
+                .map(|l| l.lock().unwrap_or_else(|e| e.into_inner()).len())
+                .sum()
+        }
+        count(&self.idle) + count(&self.raw)
     }
 
     /// Closes every idle connection (a target that is draining or removed).
     pub fn clear(&self) {
         for idle in &self.idle {
+            idle.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        }
+        for idle in &self.raw {
             idle.lock().unwrap_or_else(|e| e.into_inner()).clear();
         }
     }
@@ -245,6 +293,18 @@ async fn connect_stream(
         Err(_) => Err(ConnectError::Timeout),
         Ok(Err(e)) => Err(ConnectError::Io(e)),
         Ok(Ok(s)) => Ok(s),
+    }
+}
+
+/// Opens a plain connection to `addr` for the HTTP/1 fast path.
+pub async fn connect_raw(addr: SocketAddr, timeout: Duration) -> Result<TcpStream, ConnectError> {
+    match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
+        Err(_) => Err(ConnectError::Timeout),
+        Ok(Err(e)) => Err(ConnectError::Io(e)),
+        Ok(Ok(s)) => {
+            let _ = s.set_nodelay(true);
+            Ok(s)
+        }
     }
 }
 

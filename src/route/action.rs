@@ -107,6 +107,16 @@ impl ForwardAction {
         }
     }
 
+    /// The group for a request when no cookie can matter: `None` for a
+    /// sticky forward over several groups (its cookie decides; see [`Self::pick`]).
+    pub fn pick_without_cookies(&self) -> Option<&GroupChoice> {
+        match self.choices.len() {
+            1 => Some(&self.choices[0]),
+            _ if self.stickiness.is_some() => None,
+            _ => Some(&self.choices[self.split_pick()]),
+        }
+    }
+
     fn split_pick(&self) -> usize {
         self.split
             .pick(self.choices.len(), |i| self.choices[i].weight, |_| 0)

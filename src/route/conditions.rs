@@ -76,9 +76,7 @@ impl Conditions {
         for (name, patterns) in &self.headers {
             let any = r
                 .headers
-                .get_all(name)
-                .iter()
-                .any(|v| patterns.iter().any(|p| p.matches(v.as_bytes())));
+                .any_value(name, |v| patterns.iter().any(|p| p.matches(v)));
             if !any {
                 return false;
             }

@@ -1,7 +1,7 @@
 //! What routing sees of a request: borrowed views, no allocation.
 
 use http::request::Parts;
-use http::{HeaderMap, Method, header};
+use http::{HeaderMap, HeaderName, Method, header};
 use std::borrow::Cow;
 use std::net::IpAddr;
 
@@ -14,7 +14,7 @@ pub struct RequestView<'a> {
     pub path: Cow<'a, [u8]>,
     /// The raw query string without `?` (empty when none).
     pub query: &'a [u8],
-    pub headers: &'a HeaderMap,
+    pub headers: HeaderLines<'a>,
     /// The TCP peer (IPv4-mapped IPv6 shown as IPv4).
     pub source_ip: IpAddr,
 }
@@ -33,8 +33,51 @@ impl<'a> RequestView<'a> {
             host: strip_port(authority),
             path: remove_dot_segments(parts.uri.path().as_bytes()),
             query: parts.uri.query().unwrap_or("").as_bytes(),
-            headers: &parts.headers,
+            headers: HeaderLines::Map(&parts.headers),
             source_ip: source_ip.to_canonical(),
+        }
+    }
+
+    /// A view of a request head parsed in place (the HTTP/1 fast path):
+    /// `target` in origin form, `host` the Host header's value.
+    pub fn raw(
+        method: &'a Method,
+        target: &'a [u8],
+        host: &'a [u8],
+        headers: &'a [httparse::Header<'a>],
+        source_ip: IpAddr,
+    ) -> Self {
+        let (path, query) = match memchr::memchr(b'?', target) {
+            Some(q) => (&target[..q], &target[q + 1..]),
+            None => (target, &b""[..]),
+        };
+        RequestView {
+            method,
+            host: strip_port(host),
+            path: remove_dot_segments(path),
+            query,
+            headers: HeaderLines::Raw(headers),
+            source_ip: source_ip.to_canonical(),
+        }
+    }
+}
+
+/// A request's header lines as routing reads them: hyper's map, or the lines
+/// of a head parsed in place.
+#[derive(Clone, Copy)]
+pub enum HeaderLines<'a> {
+    Map(&'a HeaderMap),
+    Raw(&'a [httparse::Header<'a>]),
+}
+
+impl HeaderLines<'_> {
+    /// Whether any value of header `name` satisfies `pred`.
+    pub fn any_value(&self, name: &HeaderName, pred: impl Fn(&[u8]) -> bool) -> bool {
+        match self {
+            HeaderLines::Map(map) => map.get_all(name).iter().any(|v| pred(v.as_bytes())),
+            HeaderLines::Raw(lines) => lines
+                .iter()
+                .any(|h| h.name.eq_ignore_ascii_case(name.as_str()) && pred(h.value)),
         }
     }
 }

@@ -1,0 +1,721 @@
+//! The fast path's client connection: requests read in place, forwarded on
+//! plain keep-alive target connections, responses relayed as they come.
+
+use super::chunked::ChunkedScan;
+use super::request::{MAX_HEADERS, Parsed, RequestHead};
+use super::response::{self, Framing, ResponseHead};
+use super::rewrite;
+use crate::admin::metrics::{ClassCounters, ListenerMetrics};
+use crate::config::GroupProtocol;
+use crate::health::{Outcome, Reason};
+use crate::listener::ClientConn;
+use crate::listener::http::PARK_AFTER;
+use crate::proxy::pool::{self, ConnectError, TARGET_MAX_HEAD_BYTES};
+use crate::route::{GroupChoice, RequestView, RouteAction};
+use crate::runtime::listener::ListenerRuntime;
+use crate::runtime::target::{GroupRuntime, OutstandingGuard};
+use http::Method;
+use std::future::{Future, poll_fn};
+use std::io::{self, IoSlice};
+use std::pin::{Pin, pin};
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio::time::{Instant, Sleep};
+
+/// First size of a client's read buffer (it grows for a larger head).
+const CLIENT_BUF: usize = 4096;
+/// Size of the buffer a target's response goes through.
+const TARGET_BUF: usize = 16 * 1024;
+/// Times a request goes again on a fresh pooled connection when a reused one
+/// turned out closed before any byte of a response.
+const MAX_STALE_RETRIES: u32 = 3;
+
+/// How a connection left the fast path.
+pub enum End {
+    Closed,
+    /// Idle: to the parking lot with this much of its idle timeout left.
+    Park(Duration),
+    /// A request the fast path does not serve is at the start of the buffer:
+    /// hyper takes the connection from there.
+    Hyper,
+}
+
+/// After a response: what the connection does next.
+enum Next {
+    KeepAlive,
+    Close,
+    Hyper,
+}
+
+/// One timer per connection, re-armed lazily: a deadline that moves later
+/// (the next request's) leaves the timer where it is; when it fires early it
+/// is set to the current deadline. Most requests touch no timer at all.
+struct Clock {
+    sleep: Option<Pin<Box<Sleep>>>,
+    armed: Instant,
+}
+
+impl Clock {
+    fn new() -> Self {
+        Clock {
+            sleep: None,
+            armed: Instant::now(),
+        }
+    }
+
+    /// Ready once `deadline` has passed.
+    fn poll_until(&mut self, cx: &mut Context<'_>, deadline: Instant) -> Poll<()> {
+        let sleep = match &mut self.sleep {
+            Some(s) => {
+                if self.armed > deadline {
+                    s.as_mut().reset(deadline);
+                    self.armed = deadline;
+                }
+                s
+            }
+            None => {
+                self.armed = deadline;
+                self.sleep
+                    .insert(Box::pin(tokio::time::sleep_until(deadline)))
+            }
+        };
+        loop {
+            ready!(sleep.as_mut().poll(cx));
+            if Instant::now() >= deadline {
+                return Poll::Ready(());
+            }
+            sleep.as_mut().reset(deadline);
+            self.armed = deadline;
+        }
+    }
+}
+
+/// How long a wait may last.
+#[derive(Clone, Copy)]
+enum Limit {
+    At(Instant),
+    /// This long from when the wait starts (read from the clock only if it does).
+    Quiet(Duration),
+}
+
+impl Limit {
+    fn deadline(self) -> Instant {
+        match self {
+            Limit::At(t) => t,
+            Limit::Quiet(d) => Instant::now() + d,
+        }
+    }
+}
+
+/// Why a read or write did not happen.
+enum Wait {
+    Timeout,
+    Io,
+}
+
+/// Reads what `stream` has into the spare capacity of `buf` (`max` bytes of
+/// capacity at least); the number of bytes, 0 at the end of the stream.
+async fn read_some(
+    stream: &mut TcpStream,
+    buf: &mut Vec<u8>,
+    clock: &mut Clock,
+    limit: Limit,
+    max: usize,
+) -> Result<usize, Wait> {
+    if buf.capacity() - buf.len() < max / 4 {
+        buf.reserve(max);
+    }
+    let mut deadline = None;
+    poll_fn(|cx| {
+        if let Poll::Ready(r) = poll_read_into(stream, cx, buf) {
+            return Poll::Ready(r.map_err(|_| Wait::Io));
+        }
+        let d = *deadline.get_or_insert_with(|| limit.deadline());
+        ready!(clock.poll_until(cx, d));
+        Poll::Ready(Err(Wait::Timeout))
+    })
+    .await
+}
+
+fn poll_read_into(
+    stream: &mut TcpStream,
+    cx: &mut Context<'_>,
+    buf: &mut Vec<u8>,
+) -> Poll<io::Result<usize>> {
+    if buf.capacity() == buf.len() {
+        buf.reserve(CLIENT_BUF);
+    }
+    let mut read = ReadBuf::uninit(buf.spare_capacity_mut());
+    ready!(Pin::new(stream).poll_read(cx, &mut read))?;
+    let n = read.filled().len();
+    // SAFETY: the reader initialised the first `n` bytes of the spare capacity.
+    unsafe { buf.set_len(buf.len() + n) };
+    Poll::Ready(Ok(n))
+}
+
+/// Writes all of `bufs`; fails when the peer takes nothing for the limit.
+async fn write_all(
+    stream: &mut TcpStream,
+    clock: &mut Clock,
+    limit: Limit,
+    mut bufs: &mut [IoSlice<'_>],
+) -> Result<usize, Wait> {
+    let mut total = 0;
+    IoSlice::advance_slices(&mut bufs, 0);
+    while !bufs.is_empty() {
+        let mut deadline = None;
+        let n = poll_fn(
+            |cx| match Pin::new(&mut *stream).poll_write_vectored(cx, bufs) {
+                Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => Poll::Ready(Err(Wait::Io)),
+                Poll::Ready(Ok(n)) => Poll::Ready(Ok(n)),
+                Poll::Pending => {
+                    let d = *deadline.get_or_insert_with(|| limit.deadline());
+                    ready!(clock.poll_until(cx, d));
+                    Poll::Ready(Err(Wait::Timeout))
+                }
+            },
+        )
+        .await?;
+        total += n;
+        IoSlice::advance_slices(&mut bufs, n);
+    }
+    Ok(total)
+}
+
+/// A fast-path connection's state between and during requests.
+pub struct Session<'a> {
+    pub stream: &'a mut TcpStream,
+    pub conn: &'a ClientConn,
+    pub finish: &'a mut tokio::sync::watch::Receiver<bool>,
+    /// Whether an idle connection goes to a parking lot.
+    pub parkable: bool,
+    clock: Clock,
+    /// The target's request head.
+    target_head: Vec<u8>,
+    /// What goes to the client before a body: a response head.
+    out: Vec<u8>,
+    /// A target's response as it is read.
+    tbuf: Vec<u8>,
+    bytes_in: u64,
+    bytes_out: u64,
+    metrics: ListenerMetrics,
+}
+
+impl<'a> Session<'a> {
+    /// A session on `stream`, counting bytes into `metrics`.
+    pub fn new(
+        stream: &'a mut TcpStream,
+        conn: &'a ClientConn,
+        finish: &'a mut tokio::sync::watch::Receiver<bool>,
+        parkable: bool,
+        metrics: ListenerMetrics,
+    ) -> Self {
+        Session {
+            stream,
+            conn,
+            finish,
+            parkable,
+            clock: Clock::new(),
+            target_head: Vec::new(),
+            out: Vec::new(),
+            tbuf: Vec::new(),
+            bytes_in: 0,
+            bytes_out: 0,
+            metrics,
+        }
+    }
+
+    fn flush_counters(&mut self) {
+        if self.bytes_in > 0 {
+            self.metrics.bytes_in.inc_by(self.bytes_in);
+            self.bytes_in = 0;
+        }
+        if self.bytes_out > 0 {
+            self.metrics.bytes_out.inc_by(self.bytes_out);
+            self.bytes_out = 0;
+        }
+    }
+
+    /// Serves requests from `buf` (bytes already read) and the stream until
+    /// the connection closes, idles into the lot, or meets a request for hyper.
+    pub async fn run(&mut self, buf: &mut Vec<u8>) -> End {
+        let mut head_deadline: Option<Instant> = None;
+        let end = loop {
+            let Some(listener) = self.conn.listener() else {
+                break End::Hyper;
+            };
+            if !buf.is_empty() {
+                let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
+                match super::request::parse(buf, &mut slots, listener.max_header_bytes) {
+                    Parsed::Complete(head) => {
+                        let len = head.len;
+                        match self.handle(&listener, &head).await {
+                            Next::Hyper => break End::Hyper,
+                            Next::Close => break End::Closed,
+                            Next::KeepAlive => {}
+                        }
+                        buf.drain(..len);
+                        head_deadline = None;
+                        self.flush_counters();
+                        continue;
+                    }
+                    // hyper answers a head over the limit (431).
+                    Parsed::Partial if buf.len() <= listener.max_header_bytes + 1024 => {}
+                    Parsed::Partial | Parsed::Unusual => break End::Hyper,
+                }
+                let deadline = *head_deadline
+                    .get_or_insert_with(|| Instant::now() + listener.header_read_timeout);
+                match read_some(
+                    self.stream,
+                    buf,
+                    &mut self.clock,
+                    Limit::At(deadline),
+                    CLIENT_BUF,
+                )
+                .await
+                {
+                    Ok(0) | Err(Wait::Io) => break End::Closed,
+                    Ok(n) => self.bytes_in += n as u64,
+                    Err(Wait::Timeout) => {
+                        tracing::debug!(peer = %self.conn.peer, "request head not complete within header_read_timeout");
+                        let mut slices =
+                            [IoSlice::new(crate::listener::io::REQUEST_TIMEOUT_RESPONSE)];
+                        if let Ok(n) = write_all(
+                            self.stream,
+                            &mut self.clock,
+                            Limit::Quiet(Duration::ZERO),
+                            &mut slices,
+                        )
+                        .await
+                        {
+                            self.bytes_out += n as u64;
+                        }
+                        break End::Closed;
+                    }
+                }
+                continue;
+            }
+            // Idle between requests: the next one, the park or idle deadline, or a drain.
+            let now = Instant::now();
+            let idle = listener.idle_timeout;
+            let park = self.parkable && PARK_AFTER < idle;
+            let deadline = now + if park { PARK_AFTER } else { idle };
+            drop(listener);
+            let mut finishing = pin!(self.finish.changed());
+            let stream = &mut *self.stream;
+            let clock = &mut self.clock;
+            let woke = poll_fn(|cx| {
+                if let Poll::Ready(r) = poll_read_into(stream, cx, buf) {
+                    return Poll::Ready(Some(r));
+                }
+                if finishing.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(None);
+                }
+                ready!(clock.poll_until(cx, deadline));
+                Poll::Ready(Some(Err(io::ErrorKind::TimedOut.into())))
+            })
+            .await;
+            match woke {
+                Some(Ok(0)) | None => break End::Closed,
+                Some(Ok(n)) => self.bytes_in += n as u64,
+                Some(Err(e)) if e.kind() == io::ErrorKind::TimedOut && park => {
+                    break End::Park(idle - PARK_AFTER);
+                }
+                Some(Err(_)) => break End::Closed,
+            }
+        };
+        self.flush_counters();
+        end
+    }
+
+    /// Serves one request if it is the fast path's kind; `Next::Hyper` (with
+    /// nothing done yet) when it is not.
+    async fn handle(&mut self, listener: &ListenerRuntime, head: &RequestHead<'_>) -> Next {
+        if listener.access_log.is_some() {
+            return Next::Hyper;
+        }
+        let Ok(method) = Method::from_bytes(head.method.as_bytes()) else {
+            return Next::Hyper;
+        };
+        let view = RequestView::raw(
+            &method,
+            head.target,
+            head.host,
+            head.headers,
+            self.conn.peer.ip(),
+        );
+        let RouteAction::Forward(forward) = listener.routes.select(&view).action else {
+            return Next::Hyper;
+        };
+        let Some(choice) = forward.pick_without_cookies() else {
+            return Next::Hyper;
+        };
+        let group = &choice.group;
+        if group.stickiness.is_some() || group.protocol != GroupProtocol::Http {
+            return Next::Hyper;
+        }
+        let close = head.close || *self.finish.borrow();
+        rewrite::target_head(&mut self.target_head, head, &self.conn.forwarded);
+        let replayable = matches!(
+            method,
+            Method::GET
+                | Method::HEAD
+                | Method::OPTIONS
+                | Method::TRACE
+                | Method::PUT
+                | Method::DELETE
+        );
+        self.forward(listener, choice, method == Method::HEAD, replayable, close)
+            .await
+    }
+
+    /// Sends the request in `target_head` to a target of `choice` and relays
+    /// the answer; failures before a response are answered as the load
+    /// balancer (502, 503, 504).
+    async fn forward(
+        &mut self,
+        listener: &ListenerRuntime,
+        choice: &GroupChoice,
+        head_request: bool,
+        replayable: bool,
+        close: bool,
+    ) -> Next {
+        choice.metrics.requests.inc();
+        let group = &choice.group;
+        let Some(mut index) = group.pick(None) else {
+            return self.lb_error(503, &choice.metrics.from_lb, close).await;
+        };
+        let mut connect_failed = false;
+        let mut stale = 0;
+        loop {
+            let target = &group.targets[index];
+            let now = std::time::Instant::now();
+            let pooled = if stale < MAX_STALE_RETRIES {
+                target.shared.pool.checkout_raw(now)
+            } else {
+                None
+            };
+            let reused = pooled.is_some();
+            let mut tconn = match pooled {
+                Some(c) => c,
+                None => match Box::pin(pool::connect_raw(target.addr, group.connect_timeout)).await
+                {
+                    Ok(c) => c,
+                    Err(e) => {
+                        group.metrics.connection_errors.inc();
+                        tracing::warn!(target_group = %group.name, target = %target.address, "connect failed: {e}");
+                        let reason = match e {
+                            ConnectError::Timeout => Reason::Timeout,
+                            ConnectError::Io(_) => Reason::FailedHealthChecks,
+                        };
+                        group.record(index, Outcome::Failure(reason));
+                        if !connect_failed && let Some(next) = group.pick(Some(index)) {
+                            connect_failed = true;
+                            index = next;
+                            continue;
+                        }
+                        return self.lb_error(502, &choice.metrics.from_lb, close).await;
+                    }
+                },
+            };
+            let sent_at = if reused {
+                now
+            } else {
+                std::time::Instant::now()
+            };
+            let outstanding = target.start_request();
+            let deadline = Instant::from_std(sent_at) + group.request_timeout;
+            match self
+                .exchange_head(&mut tconn, deadline, head_request, close)
+                .await
+            {
+                Ok((resp, close)) => {
+                    group
+                        .metrics
+                        .response_time
+                        .observe(sent_at.elapsed().as_secs_f64());
+                    choice.metrics.from_target.count(resp.status);
+                    return self
+                        .relay_body(
+                            listener,
+                            tconn,
+                            resp,
+                            group,
+                            index,
+                            outstanding,
+                            sent_at,
+                            close,
+                        )
+                        .await;
+                }
+                Err(HeadError::Stale) if reused && replayable => {
+                    stale += 1;
+                    continue;
+                }
+                Err(HeadError::Timeout) => {
+                    tracing::warn!(target_group = %group.name, target = %target.address, "no response within request_timeout");
+                    group.metrics.response_errors.inc();
+                    group.record(index, Outcome::Failure(Reason::Timeout));
+                    return self.lb_error(504, &choice.metrics.from_lb, close).await;
+                }
+                Err(e) => {
+                    let why = match e {
+                        HeadError::Broken(why) => why,
+                        _ => "closed without a response",
+                    };
+                    tracing::warn!(target_group = %group.name, target = %target.address, "target failed: {why}");
+                    group.metrics.response_errors.inc();
+                    group.record(index, Outcome::Failure(Reason::FailedHealthChecks));
+                    return self.lb_error(502, &choice.metrics.from_lb, close).await;
+                }
+            }
+        }
+    }
+
+    /// Sends the target head and reads the response head (1xx ones skipped);
+    /// the client's head is in `out` after.
+    async fn exchange_head(
+        &mut self,
+        tconn: &mut TcpStream,
+        deadline: Instant,
+        head_request: bool,
+        close: bool,
+    ) -> Result<(ResponseHead, bool), HeadError> {
+        let mut slices = [IoSlice::new(&self.target_head)];
+        match write_all(tconn, &mut self.clock, Limit::At(deadline), &mut slices).await {
+            Ok(_) => {}
+            Err(Wait::Timeout) => return Err(HeadError::Timeout),
+            Err(Wait::Io) => return Err(HeadError::Stale),
+        }
+        self.tbuf.clear();
+        loop {
+            if !self.tbuf.is_empty() {
+                // A drain that began meanwhile closes the connection after this response.
+                let close = close || *self.finish.borrow();
+                match response::parse(&self.tbuf, head_request, close, &mut self.out) {
+                    response::Parsed::Complete(h) if h.len > TARGET_MAX_HEAD_BYTES => {
+                        return Err(HeadError::Broken("response head too large"));
+                    }
+                    response::Parsed::Complete(h) => return Ok((h, close)),
+                    response::Parsed::Informational(n) => {
+                        self.tbuf.drain(..n);
+                        continue;
+                    }
+                    response::Parsed::Invalid(why) => return Err(HeadError::Broken(why)),
+                    response::Parsed::Partial => {}
+                }
+                if self.tbuf.len() > TARGET_MAX_HEAD_BYTES {
+                    return Err(HeadError::Broken("response head too large"));
+                }
+            }
+            let empty = self.tbuf.is_empty();
+            match read_some(
+                tconn,
+                &mut self.tbuf,
+                &mut self.clock,
+                Limit::At(deadline),
+                TARGET_BUF,
+            )
+            .await
+            {
+                Ok(0) | Err(Wait::Io) if empty => return Err(HeadError::Stale),
+                Ok(0) | Err(Wait::Io) => {
+                    return Err(HeadError::Broken("closed inside its response head"));
+                }
+                Ok(_) => {}
+                Err(Wait::Timeout) => return Err(HeadError::Timeout),
+            }
+        }
+    }
+
+    /// Relays the head in `out` and the body after it from the target to the
+    /// client; the target connection goes back to its pool if it can.
+    #[allow(clippy::too_many_arguments)]
+    async fn relay_body(
+        &mut self,
+        listener: &ListenerRuntime,
+        mut tconn: TcpStream,
+        resp: ResponseHead,
+        group: &GroupRuntime,
+        index: usize,
+        outstanding: OutstandingGuard,
+        sent_at: std::time::Instant,
+        close: bool,
+    ) -> Next {
+        let stall = Limit::Quiet(listener.idle_timeout);
+        let mut start = resp.len;
+        let mut reusable = resp.reusable;
+        let mut scan = ChunkedScan::default();
+        let mut left = match resp.framing {
+            Framing::Length(n) => n,
+            _ => 0,
+        };
+        let mut head_sent = false;
+        let mut ended = false;
+        loop {
+            let avail = self.tbuf.len() - start;
+            let (take, done) = match resp.framing {
+                Framing::Empty => (0, true),
+                Framing::Length(_) => {
+                    let take = left.min(avail as u64);
+                    left -= take;
+                    (take as usize, left == 0)
+                }
+                Framing::Chunked => match scan.feed(&self.tbuf[start..]) {
+                    Ok(take) => (take, scan.is_done()),
+                    Err(_) => {
+                        return self.broken(group, index, "malformed chunked body");
+                    }
+                },
+                Framing::UntilClose => (avail, ended),
+            };
+            if done && take < avail {
+                // Bytes after the body: the connection cannot be trusted.
+                reusable = false;
+            }
+            let body = &self.tbuf[start..start + take];
+            let mut size_line = [0u8; 18];
+            let head: &[u8] = if head_sent { b"" } else { &self.out };
+            let written = if resp.framing == Framing::UntilClose {
+                let size = chunk_size_line(&mut size_line, take);
+                let end: &[u8] = if ended { b"0\r\n\r\n" } else { b"" };
+                let (size, crlf): (&[u8], &[u8]) = if take > 0 {
+                    (size, b"\r\n")
+                } else {
+                    (b"", b"")
+                };
+                let mut slices = [
+                    IoSlice::new(head),
+                    IoSlice::new(size),
+                    IoSlice::new(body),
+                    IoSlice::new(crlf),
+                    IoSlice::new(end),
+                ];
+                write_all(self.stream, &mut self.clock, stall, &mut slices).await
+            } else {
+                let mut slices = [IoSlice::new(head), IoSlice::new(body)];
+                write_all(self.stream, &mut self.clock, stall, &mut slices).await
+            };
+            match written {
+                Ok(n) => self.bytes_out += n as u64,
+                // The client left or stopped reading: the target connection is dropped.
+                Err(_) => return Next::Close,
+            }
+            head_sent = true;
+            if done {
+                break;
+            }
+            self.tbuf.clear();
+            start = 0;
+            match read_some(
+                &mut tconn,
+                &mut self.tbuf,
+                &mut self.clock,
+                stall,
+                TARGET_BUF,
+            )
+            .await
+            {
+                Ok(0) if resp.framing == Framing::UntilClose => ended = true,
+                Ok(0) | Err(Wait::Io) => {
+                    return self.broken(group, index, "closed inside its response body");
+                }
+                Ok(_) => {}
+                Err(Wait::Timeout) => {
+                    return self.broken(group, index, "response body stalled");
+                }
+            }
+        }
+        if reusable {
+            group.targets[index].shared.pool.put_raw(tconn, sent_at);
+        }
+        drop(outstanding);
+        if close { Next::Close } else { Next::KeepAlive }
+    }
+
+    /// A target broke off a response already under way: it counts against the
+    /// target, and the client connection closes (its response is cut short).
+    fn broken(&mut self, group: &GroupRuntime, index: usize, why: &str) -> Next {
+        tracing::warn!(target_group = %group.name, target = %group.targets[index].address, "target response failed: {why}");
+        group.metrics.response_errors.inc();
+        group.record(index, Outcome::Failure(Reason::FailedHealthChecks));
+        Next::Close
+    }
+
+    /// Answers as the load balancer (the same text as hyper's path writes).
+    async fn lb_error(&mut self, status: u16, counters: &ClassCounters, close: bool) -> Next {
+        counters.count(status);
+        let close = close || *self.finish.borrow();
+        let (line, text): (&[u8], &[u8]) = match status {
+            502 => (b"502 Bad Gateway", b"502 Bad Gateway\n"),
+            503 => (b"503 Service Unavailable", b"503 Service Unavailable\n"),
+            _ => (b"504 Gateway Timeout", b"504 Gateway Timeout\n"),
+        };
+        let out = &mut self.out;
+        out.clear();
+        out.extend_from_slice(b"HTTP/1.1 ");
+        out.extend_from_slice(line);
+        out.extend_from_slice(b"\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: ");
+        out.extend_from_slice(text.len().to_string().as_bytes());
+        if close {
+            out.extend_from_slice(b"\r\nconnection: close");
+        }
+        out.extend_from_slice(b"\r\ndate: ");
+        super::date::append(out);
+        out.extend_from_slice(b"\r\n\r\n");
+        out.extend_from_slice(text);
+        let mut slices = [IoSlice::new(&self.out)];
+        match write_all(
+            self.stream,
+            &mut self.clock,
+            Limit::Quiet(Duration::from_secs(10)),
+            &mut slices,
+        )
+        .await
+        {
+            Ok(n) => self.bytes_out += n as u64,
+            Err(_) => return Next::Close,
+        }
+        if close { Next::Close } else { Next::KeepAlive }
+    }
+}
+
+/// Why no response head came.
+enum HeadError {
+    /// Nothing at all came back (closed or reset): on a reused connection,
+    /// most likely closed by the target while idle.
+    Stale,
+    Timeout,
+    Broken(&'static str),
+}
+
+/// `{size:x}\r\n` into `buf`.
+fn chunk_size_line(buf: &mut [u8; 18], size: usize) -> &[u8] {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut i = 16;
+    let mut v = size;
+    loop {
+        i -= 1;
+        buf[i] = DIGITS[v & 0xf];
+        v >>= 4;
+        if v == 0 {
+            break;
+        }
+    }
+    buf[16] = b'\r';
+    buf[17] = b'\n';
+    &buf[i..]
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn chunk_size_lines() {
+        let mut b = [0u8; 18];
+        assert_eq!(super::chunk_size_line(&mut b, 0), b"0\r\n");
+        assert_eq!(super::chunk_size_line(&mut b, 255), b"ff\r\n");
+        assert_eq!(super::chunk_size_line(&mut b, 4096), b"1000\r\n");
+    }
+}

@@ -1,0 +1,78 @@
+//! The HTTP/1 fast path: plain HTTP/1.1 keep-alive requests without a body are
+//! parsed in place (httparse), routed, and forwarded with their head rewritten
+//! straight into the target's buffer, on plain target connections of our own
+//! pool; responses are relayed as they arrive. Per request that is a few
+//! thousand instructions instead of hyper's header maps, dispatchers and
+//! body channels (see docs/performance.md).
+//!
+//! Anything else on the connection — a body, an upgrade, HTTP/2's preface,
+//! a head to refuse, a route that redirects, answers itself or is sticky, an
+//! access log, a TLS target group — hands the connection to hyper's path
+//! ([`crate::listener`]) with the bytes read so far, from that request on.
+
+mod chunked;
+mod conn;
+mod date;
+mod request;
+mod response;
+mod rewind;
+mod rewrite;
+
+use crate::listener::ClientConn;
+use crate::listener::accept::Held;
+use crate::listener::park::ParkingLot;
+use crate::runtime::listener::ListenerRuntime;
+use std::sync::{Arc, OnceLock};
+use tokio::net::TcpStream;
+
+/// `EDGELB_HTTP1_FAST_PATH=off` serves every request with hyper: a switch for
+/// comparing the two paths and for ruling the fast path out when debugging.
+pub fn enabled() -> bool {
+    static ON: OnceLock<bool> = OnceLock::new();
+    *ON.get_or_init(|| std::env::var("EDGELB_HTTP1_FAST_PATH").map_or(true, |v| v != "off"))
+}
+
+/// Serves a plain client connection of an http listener, starting on the
+/// fast path; the arguments are those of the hyper path it may hand over to.
+pub async fn serve(
+    mut stream: TcpStream,
+    conn: Arc<ClientConn>,
+    runtime: Arc<ListenerRuntime>,
+    mut finish: tokio::sync::watch::Receiver<bool>,
+    lot: Option<Arc<ParkingLot>>,
+    held: Held,
+    first: bool,
+) {
+    if !enabled() {
+        crate::listener::http::serve(stream, conn, runtime, finish, lot, held, first).await;
+        return;
+    }
+    let mut buf = Vec::new();
+    let end = {
+        let mut session = conn::Session::new(
+            &mut stream,
+            &conn,
+            &mut finish,
+            lot.is_some(),
+            runtime.metrics.clone(),
+        );
+        Box::pin(session.run(&mut buf)).await
+    };
+    match end {
+        conn::End::Closed => {}
+        conn::End::Park(idle_left) => {
+            if let Some(lot) = lot {
+                drop(buf);
+                crate::daemon::trim::freed(20);
+                lot.park(stream, conn.peer, idle_left, held);
+            }
+        }
+        conn::End::Hyper => {
+            let stream = rewind::Rewind::new(stream, buf);
+            Box::pin(crate::listener::http::serve(
+                stream, conn, runtime, finish, lot, held, first,
+            ))
+            .await;
+        }
+    }
+}

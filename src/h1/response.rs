@@ -1,0 +1,296 @@
+//! A target's response head read in place, and the head the client gets:
+//! hop-by-hop headers out, framing made explicit, `Date` added when missing.
+
+/// Header lines a target's response may have (hyper's limit too).
+pub const MAX_HEADERS: usize = 100;
+
+/// How a response body is delimited on the target connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    /// No body (HEAD, 204, 304, or `Content-Length: 0`).
+    Empty,
+    Length(u64),
+    /// Passed on as it is; [`super::chunked::ChunkedScan`] finds its end.
+    Chunked,
+    /// Until the target closes; sent on chunked to the client.
+    UntilClose,
+}
+
+/// A response head, with the client's version written.
+#[derive(Debug)]
+pub struct ResponseHead {
+    pub status: u16,
+    /// Bytes of the target's head.
+    pub len: usize,
+    pub framing: Framing,
+    /// The target connection can carry another request after this body.
+    pub reusable: bool,
+}
+
+/// What the bytes read from the target so far hold.
+#[derive(Debug)]
+pub enum Parsed {
+    Complete(ResponseHead),
+    Partial,
+    /// A 1xx head of this many bytes: skipped, the real one follows.
+    Informational(usize),
+    Invalid(&'static str),
+}
+
+/// Reads a response head at the start of `buf` (the answer to a HEAD request
+/// when `head_request`) and writes the client's head into `out`; with
+/// `close`, the client's connection closes after this response.
+pub fn parse(buf: &[u8], head_request: bool, close: bool, out: &mut Vec<u8>) -> Parsed {
+    let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut resp = httparse::Response::new(&mut slots);
+    let len = match resp.parse(buf) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) => return Parsed::Partial,
+        Err(_) => return Parsed::Invalid("malformed response head"),
+    };
+    let (Some(version), Some(status)) = (resp.version, resp.code) else {
+        return Parsed::Invalid("malformed response head");
+    };
+    match status {
+        101 => return Parsed::Invalid("101 to a request that asked for no upgrade"),
+        100..=199 => return Parsed::Informational(len),
+        200..=999 => {}
+        _ => return Parsed::Invalid("status out of range"),
+    }
+    let headers: &[httparse::Header] = resp.headers;
+
+    // What the Connection header says, and the framing headers.
+    let mut listed: [&[u8]; 8] = [b""; 8];
+    let mut n_listed = 0;
+    let mut keep_alive = version == 1;
+    let mut length: Option<u64> = None;
+    let mut chunked = None;
+    let mut has_date = false;
+    for h in headers {
+        match h.name.len() {
+            4 if h.name.eq_ignore_ascii_case("date") => has_date = true,
+            10 if h.name.eq_ignore_ascii_case("connection") => {
+                for token in h.value.split(|&b| b == b',') {
+                    let token = token.trim_ascii();
+                    if token.eq_ignore_ascii_case(b"close") {
+                        keep_alive = false;
+                    } else if token.eq_ignore_ascii_case(b"keep-alive") {
+                        keep_alive = keep_alive || version == 0;
+                    } else if !token.is_empty() && n_listed < listed.len() {
+                        listed[n_listed] = token;
+                        n_listed += 1;
+                    }
+                }
+            }
+            14 if h.name.eq_ignore_ascii_case("content-length") => {
+                let Some(n) = parse_length(h.value) else {
+                    return Parsed::Invalid("malformed Content-Length");
+                };
+                if length.is_some_and(|l| l != n) {
+                    return Parsed::Invalid("two different Content-Lengths");
+                }
+                length = Some(n);
+            }
+            17 if h.name.eq_ignore_ascii_case("transfer-encoding") => {
+                let last = h.value.rsplit(|&b| b == b',').next().unwrap_or(b"");
+                chunked = Some(last.trim_ascii().eq_ignore_ascii_case(b"chunked"));
+            }
+            _ => {}
+        }
+    }
+    let bodiless = head_request || status == 204 || status == 304;
+    let framing = match (chunked, length) {
+        _ if bodiless => Framing::Empty,
+        (Some(true), _) => Framing::Chunked,
+        (Some(false), _) => Framing::UntilClose,
+        (None, Some(0)) => Framing::Empty,
+        (None, Some(n)) => Framing::Length(n),
+        (None, None) => Framing::UntilClose,
+    };
+    // Both framings at once: chunked wins and the connection is not trusted
+    // with another request (RFC 9112 §6.3).
+    let reusable =
+        keep_alive && framing != Framing::UntilClose && !(chunked.is_some() && length.is_some());
+
+    out.clear();
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(itoa_3(status).as_slice());
+    out.push(b' ');
+    out.extend_from_slice(resp.reason.unwrap_or("").as_bytes());
+    out.extend_from_slice(b"\r\n");
+    let listed = &listed[..n_listed];
+    for h in headers {
+        if is_hop_by_hop(h.name)
+            || (chunked.is_some() && h.name.eq_ignore_ascii_case("content-length"))
+            || listed
+                .iter()
+                .any(|t| t.eq_ignore_ascii_case(h.name.as_bytes()))
+        {
+            continue;
+        }
+        out.extend_from_slice(h.name.as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(h.value);
+        out.extend_from_slice(b"\r\n");
+    }
+    if matches!(framing, Framing::Chunked | Framing::UntilClose) {
+        out.extend_from_slice(b"transfer-encoding: chunked\r\n");
+    }
+    if close {
+        out.extend_from_slice(b"connection: close\r\n");
+    }
+    if !has_date {
+        out.extend_from_slice(b"date: ");
+        super::date::append(out);
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    Parsed::Complete(ResponseHead {
+        status,
+        len,
+        framing,
+        reusable,
+    })
+}
+
+/// Hop-by-hop headers (RFC 9110 §7.6.1, and the old `Proxy-Connection`),
+/// whatever their case.
+pub fn is_hop_by_hop(name: &str) -> bool {
+    let is = |n: &str| name.eq_ignore_ascii_case(n);
+    match name.len() {
+        2 => is("te"),
+        7 => is("trailer") || is("upgrade"),
+        10 => is("connection") || is("keep-alive"),
+        16 => is("proxy-connection"),
+        17 => is("transfer-encoding"),
+        18 => is("proxy-authenticate"),
+        _ => false,
+    }
+}
+
+/// A Content-Length value: digits only (one value; a list of equal ones too).
+fn parse_length(value: &[u8]) -> Option<u64> {
+    let mut found: Option<u64> = None;
+    for part in value.split(|&b| b == b',') {
+        let part = part.trim_ascii();
+        if part.is_empty() || part.len() > 18 || !part.iter().all(u8::is_ascii_digit) {
+            return None;
+        }
+        let n = part.iter().fold(0u64, |n, d| n * 10 + (d - b'0') as u64);
+        if found.is_some_and(|f| f != n) {
+            return None;
+        }
+        found = Some(n);
+    }
+    found
+}
+
+fn itoa_3(status: u16) -> [u8; 3] {
+    [
+        b'0' + (status / 100 % 10) as u8,
+        b'0' + (status / 10 % 10) as u8,
+        b'0' + (status % 10) as u8,
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn client_head(target: &str, head_request: bool, close: bool) -> (Parsed, String) {
+        let mut out = Vec::new();
+        let parsed = parse(target.as_bytes(), head_request, close, &mut out);
+        (parsed, String::from_utf8(out).unwrap())
+    }
+
+    #[test]
+    fn keeps_end_to_end_headers_and_drops_hop_by_hop_ones() {
+        let target = "HTTP/1.1 200 OK\r\nDate: x\r\nConnection: keep-alive, X-Hop\r\nX-Hop: 1\r\nKeep-Alive: timeout=5\r\nX-App: a\r\nContent-Length: 3\r\n\r\nabc";
+        let (parsed, out) = client_head(target, false, false);
+        let Parsed::Complete(h) = parsed else {
+            panic!("{parsed:?}")
+        };
+        assert_eq!(
+            (h.status, h.framing, h.reusable),
+            (200, Framing::Length(3), true)
+        );
+        assert_eq!(h.len, target.len() - 3);
+        assert_eq!(
+            out,
+            "HTTP/1.1 200 OK\r\nDate: x\r\nX-App: a\r\nContent-Length: 3\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn framing_of_each_kind() {
+        let framing = |head: &str, head_request| match client_head(head, head_request, false).0 {
+            Parsed::Complete(h) => (h.framing, h.reusable),
+            other => panic!("{other:?}"),
+        };
+        let chunked = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n";
+        assert_eq!(framing(chunked, false), (Framing::Chunked, true));
+        let both = "HTTP/1.1 200 OK\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n";
+        assert_eq!(framing(both, false), (Framing::Chunked, false));
+        assert_eq!(
+            framing("HTTP/1.1 200 OK\r\n\r\n", false),
+            (Framing::UntilClose, false)
+        );
+        let length = "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n";
+        assert_eq!(framing(length, true), (Framing::Empty, true));
+        assert_eq!(
+            framing("HTTP/1.1 304 Not Modified\r\n\r\n", false),
+            (Framing::Empty, true)
+        );
+        let old = "HTTP/1.0 200 OK\r\nContent-Length: 1\r\n\r\n";
+        assert_eq!(framing(old, false), (Framing::Length(1), false));
+        let closing = "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 1\r\n\r\n";
+        assert_eq!(framing(closing, false), (Framing::Length(1), false));
+    }
+
+    #[test]
+    fn the_client_head_says_chunked_and_close_and_has_a_date() {
+        let (_, out) = client_head("HTTP/1.1 299 Whatever\r\n\r\n", false, true);
+        assert!(out.starts_with(
+            "HTTP/1.1 299 Whatever\r\ntransfer-encoding: chunked\r\nconnection: close\r\ndate: "
+        ));
+        assert!(out.ends_with(" GMT\r\n\r\n"), "{out}");
+    }
+
+    #[test]
+    fn odd_heads() {
+        assert!(matches!(
+            client_head("HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1", false, false).0,
+            Parsed::Informational(25)
+        ));
+        assert!(matches!(
+            client_head("HTTP/1.1 101 Switching\r\n\r\n", false, false).0,
+            Parsed::Invalid(_)
+        ));
+        assert!(matches!(
+            client_head(
+                "HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+                false,
+                false
+            )
+            .0,
+            Parsed::Invalid(_)
+        ));
+        assert!(matches!(
+            client_head(
+                "HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n",
+                false,
+                false
+            )
+            .0,
+            Parsed::Invalid(_)
+        ));
+        assert!(matches!(
+            client_head("HTTP/1.1 200 OK\r\nContent-Le", false, false).0,
+            Parsed::Partial
+        ));
+        assert!(matches!(
+            client_head("garbage\r\n\r\n", false, false).0,
+            Parsed::Invalid(_)
+        ));
+    }
+}
