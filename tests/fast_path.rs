@@ -1,0 +1,278 @@
+//! The HTTP/1 fast path on the wire: what targets get, how each kind of
+//! response body reaches the client, stale pooled connections, and the hand
+//! over to hyper in the middle of a connection.
+
+mod common;
+
+use bytes::Bytes;
+use common::*;
+use http::Request;
+use http_body_util::Full;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// How a scripted target answers request `n` (0-based, health checks aside)
+/// of one of its connections: bytes to write and whether to close after;
+/// `None` closes the connection without an answer.
+type Script = fn(usize, &str) -> Option<(Vec<u8>, bool)>;
+
+/// A target that speaks raw HTTP/1.1 by `script` and records every request
+/// head it reads (body-less requests only).
+async fn scripted_target(script: Script) -> (SocketAddr, Arc<Mutex<Vec<String>>>) {
+    let socket = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = socket.local_addr().unwrap();
+    let heads: Arc<Mutex<Vec<String>>> = Arc::default();
+    let seen = heads.clone();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = socket.accept().await {
+            let seen = seen.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut n = 0;
+                loop {
+                    let end = loop {
+                        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                            break end + 4;
+                        }
+                        let mut chunk = [0u8; 4096];
+                        match stream.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(k) => buf.extend_from_slice(&chunk[..k]),
+                        }
+                    };
+                    let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+                    buf.drain(..end);
+                    if head.starts_with("GET /health ") {
+                        let ok = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+                        if stream.write_all(ok).await.is_err() {
+                            return;
+                        }
+                        continue;
+                    }
+                    seen.lock().unwrap().push(head.clone());
+                    let Some((answer, close)) = script(n, &head) else {
+                        return;
+                    };
+                    n += 1;
+                    if stream.write_all(&answer).await.is_err() || close {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (addr, heads)
+}
+
+async fn start_lb(target: SocketAddr) -> (Edgelb, SocketAddr) {
+    let listen = listen_addr();
+    let config = one_group_config(
+        listen,
+        &[(target, 1)],
+        "[target_groups.health_check]\ninterval = \"60s\"\npath = \"/health\"\n",
+    );
+    (Edgelb::start(&config).await, listen)
+}
+
+fn get_req(path: &str) -> Request<Full<Bytes>> {
+    Request::get(path)
+        .header("host", "test.local")
+        .body(Full::new(Bytes::new()))
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_kind_of_response_body_reaches_the_client_on_one_connection() {
+    let (target, _) = scripted_target(|_, head| {
+        let path = head.split(' ').nth(1).unwrap_or("");
+        let answer: &[u8] = match path {
+            "/chunked" => b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6;x=y\r\n world\r\n0\r\nx-trailer: t\r\n\r\n",
+            "/hints" => b"HTTP/1.1 103 Early Hints\r\nlink: </a.css>\r\n\r\nHTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nafter",
+            "/head" => b"HTTP/1.1 200 OK\r\ncontent-length: 1000\r\n\r\n",
+            "/until-close" => return Some((b"HTTP/1.1 200 OK\r\nx-kind: eof\r\n\r\nuntil the end".to_vec(), true)),
+            _ => b"HTTP/1.1 404 Not Found\r\ncontent-length: 4\r\n\r\nnope",
+        };
+        Some((answer.to_vec(), false))
+    })
+    .await;
+    let (_lb, listen) = start_lb(target).await;
+    let mut h1 = H1::connect(listen).await;
+    for round in 0..2 {
+        let got = h1.get("/chunked").await;
+        assert_eq!(
+            (got.status.as_u16(), got.text().as_str()),
+            (200, "hello world"),
+            "round {round}"
+        );
+        let got = h1.get("/until-close").await;
+        assert_eq!(got.text(), "until the end");
+        assert_eq!(got.headers["x-kind"], "eof");
+        assert_eq!(got.headers["transfer-encoding"], "chunked");
+        let got = h1.get("/hints").await;
+        assert_eq!((got.status.as_u16(), got.text().as_str()), (200, "after"));
+        let head = Request::head("/head")
+            .header("host", "test.local")
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        let got = h1.send(head).await.unwrap();
+        assert_eq!((got.status.as_u16(), got.body.len()), (200, 0));
+        assert_eq!(got.headers["content-length"], "1000");
+        let got = h1.get("/missing").await;
+        assert_eq!((got.status.as_u16(), got.text().as_str()), (404, "nope"));
+        assert!(got.headers.contains_key("date"), "a date is added");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_target_gets_the_head_rewritten_and_the_rest_as_sent() {
+    let (target, heads) = scripted_target(|_, _| {
+        Some((b"HTTP/1.1 200 OK\r\nConnection: keep-alive, X-Secret\r\nX-Secret: s\r\nKeep-Alive: timeout=5\r\nContent-Length: 2\r\n\r\nok".to_vec(), false))
+    })
+    .await;
+    let (_lb, listen) = start_lb(target).await;
+    let mut client = TcpStream::connect(listen).await.unwrap();
+    client
+        .write_all(b"GET /p?q=1 HTTP/1.1\r\nHost: app.example\r\nX-Custom-Case: V\r\nConnection: keep-alive\r\nKeep-Alive: 300\r\nTE: trailers\r\nX-Forwarded-For: 203.0.113.9\r\nX-Forwarded-Proto: https\r\nX-Forwarded-Port: 1\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = vec![0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(5), client.read(&mut answer))
+        .await
+        .expect("an answer")
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer[..n]).into_owned();
+    assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
+    assert!(answer.ends_with("\r\n\r\nok"), "{answer}");
+    let lower = answer.to_ascii_lowercase();
+    for hop in ["x-secret", "keep-alive", "connection:"] {
+        assert!(!lower.contains(hop), "{hop} reached the client: {answer}");
+    }
+    let head = heads.lock().unwrap()[0].clone();
+    assert!(head.starts_with("GET /p?q=1 HTTP/1.1\r\n"), "{head}");
+    assert!(head.contains("\r\nHost: app.example\r\n"), "{head}");
+    assert!(head.contains("\r\nX-Custom-Case: V\r\n"), "{head}");
+    assert!(
+        head.contains("\r\nx-forwarded-for: 203.0.113.9, 127.0.0.1\r\n"),
+        "{head}"
+    );
+    assert!(head.contains("\r\nx-forwarded-proto: http\r\n"), "{head}");
+    assert!(
+        head.contains(&format!("\r\nx-forwarded-port: {}\r\n", listen.port())),
+        "{head}"
+    );
+    assert!(head.contains("\r\nx-request-id: "), "{head}");
+    let lower = head.to_ascii_lowercase();
+    for hop in [
+        "keep-alive",
+        "\r\nte:",
+        "connection:",
+        ": https",
+        "port: 1\r\n",
+    ] {
+        assert!(!lower.contains(hop), "{hop:?} reached the target: {head}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pooled_connection_the_target_dropped_costs_a_get_nothing_and_a_post_its_answer() {
+    // Each target connection answers one request; the next request on it is
+    // read and the connection closed without an answer (a keep-alive race).
+    let (target, heads) = scripted_target(|n, _| {
+        (n == 0).then(|| {
+            (
+                b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok".to_vec(),
+                false,
+            )
+        })
+    })
+    .await;
+    let (lb, listen) = start_lb(target).await;
+    let mut h1 = H1::connect(listen).await;
+    for i in 0..5 {
+        let got = h1.get(&format!("/get/{i}")).await;
+        assert_eq!(
+            (got.status.as_u16(), got.text().as_str()),
+            (200, "ok"),
+            "GET {i}"
+        );
+    }
+    let post = Request::post("/post")
+        .header("host", "test.local")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let got = h1.send(post).await.unwrap();
+    assert_eq!(got.status.as_u16(), 502, "a POST is not sent twice");
+    let gets = heads
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|h| h.starts_with("GET /get/"))
+        .count();
+    assert!(gets >= 5, "the GETs went again: {gets}");
+    assert_eq!(
+        lb.metric("edgelb_http_responses_total{class=\"5xx\",listener=\"front\",source=\"lb\",target_group=\"web\"}")
+            .await,
+        1.0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_the_fast_path_does_not_serve_go_to_hyper_mid_connection() {
+    let web = TestTarget::start("web").await;
+    let (_lb, listen) = start_lb(web.addr).await;
+    // Pipelined: a fast-path GET, a POST with a body (hyper's), then a GET.
+    let answer = raw_exchange(
+        listen,
+        b"GET /one HTTP/1.1\r\nHost: x\r\n\r\nPOST /two HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhelloGET /three HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(answer.matches("HTTP/1.1 200 OK").count(), 3, "{answer}");
+    let seen = web.seen.lock().unwrap().clone();
+    let got: Vec<(String, String, u64)> = seen
+        .iter()
+        .map(|s| (s.method.clone(), s.uri.clone(), s.body_len))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("GET".into(), "/one".into(), 0),
+            ("POST".into(), "/two".into(), 5),
+            ("GET".into(), "/three".into(), 0)
+        ]
+    );
+    // A head hyper refuses still gets its 400 after fast-path requests.
+    let answer = raw_exchange(
+        listen,
+        b"GET /ok HTTP/1.1\r\nHost: x\r\n\r\nGET /bad HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n",
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 200 OK"), "{answer}");
+    assert!(answer.contains("HTTP/1.1 400 Bad Request"), "{answer}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broken_chunked_body_cuts_the_client_off_and_counts_against_the_target() {
+    let (target, _) = scripted_target(|_, _| {
+        Some((
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhelloXX".to_vec(),
+            false,
+        ))
+    })
+    .await;
+    let (lb, listen) = start_lb(target).await;
+    let got = H1::connect(listen).await.send(get_req("/")).await;
+    assert!(got.is_err(), "the body must not look complete: {got:?}");
+    wait_for(
+        Duration::from_secs(5),
+        "the error to be counted",
+        || async {
+            lb.metric("edgelb_target_response_errors_total{target_group=\"web\"}")
+                .await
+                >= 1.0
+        },
+    )
+    .await;
+}
