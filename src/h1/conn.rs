@@ -349,13 +349,16 @@ impl<'a> Session<'a> {
         let RouteAction::Forward(forward) = listener.routes.select(&view).action else {
             return Next::Hyper;
         };
+        // Decided before the pick, which moves the group split along.
+        let plain = |c: &GroupChoice| {
+            c.group.stickiness.is_none() && c.group.protocol == GroupProtocol::Http
+        };
+        if !forward.choices.iter().all(plain) {
+            return Next::Hyper;
+        }
         let Some(choice) = forward.pick_without_cookies() else {
             return Next::Hyper;
         };
-        let group = &choice.group;
-        if group.stickiness.is_some() || group.protocol != GroupProtocol::Http {
-            return Next::Hyper;
-        }
         let close = head.close || *self.finish.borrow();
         rewrite::target_head(&mut self.target_head, head, &self.conn.forwarded);
         let replayable = matches!(
