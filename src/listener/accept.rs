@@ -400,7 +400,7 @@ async fn serve_tls(a: Accepted, tls: Arc<rustls::ServerConfig>) {
 
 /// Serves an accepted (and, for https/tls, decrypted) connection by the
 /// listener's protocol: HTTP requests, or a byte stream to a tcp group.
-async fn serve_stream<S: super::http::ClientStream>(
+async fn serve_stream<S: super::http::ClientStream + crate::proxy::tcp::Prefetch>(
     stream: S,
     conn: Arc<ClientConn>,
     runtime: Arc<ListenerRuntime>,

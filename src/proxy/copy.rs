@@ -42,14 +42,23 @@ struct Half {
 
 impl Half {
     fn new() -> Self {
+        Self::seeded(Vec::with_capacity(START), 0)
+    }
+
+    /// A direction whose first bytes were read already (`buf`), of which the
+    /// first `written` went out already.
+    fn seeded(mut buf: Vec<u8>, written: usize) -> Self {
+        if buf.capacity() < START {
+            buf.reserve(START - buf.len());
+        }
         Half {
-            buf: Vec::with_capacity(START),
-            pos: 0,
+            buf,
+            pos: written,
             grow: false,
             read_done: false,
-            need_flush: false,
+            need_flush: written > 0,
             done: false,
-            amount: 0,
+            amount: written as u64,
         }
     }
 
@@ -145,10 +154,26 @@ where
     A: AsyncRead + AsyncWrite + Unpin + ?Sized,
     B: AsyncRead + AsyncWrite + Unpin + ?Sized,
 {
+    bidirectional_seeded(a, b, plain, Vec::new(), 0).await
+}
+
+/// As [`bidirectional`], with `first` already read from `a`, of which the
+/// first `written` bytes were already written to `b`.
+pub async fn bidirectional_seeded<A, B>(
+    a: &mut A,
+    b: &mut B,
+    plain: bool,
+    first: Vec<u8>,
+    written: usize,
+) -> io::Result<(u64, u64)>
+where
+    A: AsyncRead + AsyncWrite + Unpin + ?Sized,
+    B: AsyncRead + AsyncWrite + Unpin + ?Sized,
+{
     Bidirectional {
         a,
         b,
-        a_to_b: Half::new(),
+        a_to_b: Half::seeded(first, written),
         b_to_a: Half::new(),
         plain,
     }

@@ -29,7 +29,7 @@ pub async fn serve<S>(
     local: SocketAddr,
     listener: Arc<ListenerRuntime>,
 ) where
-    S: AsyncRead + AsyncWrite + Unpin,
+    S: AsyncRead + AsyncWrite + Unpin + Prefetch,
 {
     let peer = conn.peer;
     let mut record = listener
@@ -51,12 +51,21 @@ async fn forward_stream<S>(
     mut record: Option<&mut StreamRecord>,
 ) -> (u64, u64)
 where
-    S: AsyncRead + AsyncWrite + Unpin,
+    S: AsyncRead + AsyncWrite + Unpin + Prefetch,
 {
+    let mut client = client;
     let Some(group) = listener.tcp_group() else {
         return (0, 0);
     };
-    let Some((index, mut target)) = connect_target(&group).await else {
+    // What the client sent already goes out with the connect (see `connect_speculative`).
+    let mut first = Vec::new();
+    if !listener.proxy_protocol {
+        client.prefetch(&mut first);
+        if !first.is_empty() {
+            listener.metrics.bytes_in.inc_by(first.len() as u64);
+        }
+    }
+    let Some((index, mut target, written)) = connect_target(&group, &first).await else {
         if let Some(r) = record.as_mut() {
             r.error("no_target_reachable");
         }
@@ -85,7 +94,8 @@ where
     );
     // A tls listener's client side ends with a close_notify: always shut down.
     let plain = listener.tls.is_none();
-    let copy = crate::proxy::copy::bidirectional(&mut client, &mut target, plain);
+    let copy =
+        crate::proxy::copy::bidirectional_seeded(&mut client, &mut target, plain, first, written);
     tokio::pin!(copy);
     let idle = listener.idle_timeout;
     let mut wait = idle;
@@ -128,18 +138,21 @@ where
     }
 }
 
-/// Connects to a target of `group`; a refused or timed-out connect counts
-/// against that target and the next one is tried.
-async fn connect_target(group: &GroupRuntime) -> Option<(usize, TcpStream)> {
+/// Connects to a target of `group`, sending it what of `first` it takes at
+/// once; a refused or timed-out connect counts against that target and the
+/// next one is tried. The stream and how many bytes of `first` went out.
+async fn connect_target(group: &GroupRuntime, first: &[u8]) -> Option<(usize, TcpStream, usize)> {
     let mut exclude = None;
     for _ in 0..MAX_ATTEMPTS.min(group.targets.len().max(1)) {
         let index = group.pick(exclude)?;
         let target = &group.targets[index];
-        match tokio::time::timeout(group.connect_timeout, TcpStream::connect(target.addr)).await {
-            Ok(Ok(stream)) => {
-                let _ = stream.set_nodelay(true);
-                return Some((index, stream));
-            }
+        match tokio::time::timeout(
+            group.connect_timeout,
+            connect_speculative(target.addr, first),
+        )
+        .await
+        {
+            Ok(Ok((stream, written))) => return Some((index, stream, written)),
             Ok(Err(e)) => {
                 tracing::warn!(target_group = %group.name, target = %target.address, "connect failed: {e}");
                 group.metrics.connection_errors.inc();
@@ -155,6 +168,66 @@ async fn connect_target(group: &GroupRuntime) -> Option<(usize, TcpStream)> {
     }
     None
 }
+
+/// Connects to `addr` and sends `first` right away, as HAProxy does: on
+/// loopback and fast networks the handshake is done when `connect` returns,
+/// so the bytes go out without waiting a turn of the event loop for the
+/// socket to be writable (nor asking it for its error). When it is still
+/// connecting, the wait is tokio's (writable, then `SO_ERROR`).
+async fn connect_speculative(addr: SocketAddr, first: &[u8]) -> io::Result<(TcpStream, usize)> {
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM.nonblocking(),
+        Some(socket2::Protocol::TCP),
+    )?;
+    let _ = socket.set_tcp_nodelay(true);
+    match socket.connect(&addr.into()) {
+        Ok(()) => {}
+        Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
+        Err(e) => return Err(e),
+    }
+    let mut written = 0;
+    if !first.is_empty() {
+        match socket.send_with_flags(first, libc::MSG_NOSIGNAL) {
+            Ok(n) => written = n,
+            // Still connecting.
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let stream = TcpStream::from_std(socket.into())?;
+    if written == 0 {
+        stream.writable().await?;
+        if let Some(e) = stream.take_error()? {
+            return Err(e);
+        }
+    }
+    Ok((stream, written))
+}
+
+/// Client streams whose waiting bytes can be taken before the target is
+/// connected (plain sockets; a TLS stream's come through its session).
+pub trait Prefetch {
+    /// Moves what the client has sent already into `buf` (nothing if nothing waits).
+    fn prefetch(&mut self, _buf: &mut Vec<u8>) {}
+}
+
+impl Prefetch for TcpStream {
+    fn prefetch(&mut self, buf: &mut Vec<u8>) {
+        buf.reserve(16 * 1024);
+        // A read through tokio (not `try_read`) so that a short read clears the
+        // readiness, as the copy's own reads do: no extra `EAGAIN` read later.
+        let mut read = ReadBuf::uninit(buf.spare_capacity_mut());
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        if let Poll::Ready(Ok(())) = Pin::new(self).poll_read(&mut cx, &mut read) {
+            let n = read.filled().len();
+            // SAFETY: the reader initialised the first `n` bytes of the spare capacity.
+            unsafe { buf.set_len(n) };
+        }
+    }
+}
+
+impl Prefetch for tokio_rustls::server::TlsStream<TcpStream> {}
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Direction {
