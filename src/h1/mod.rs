@@ -13,10 +13,10 @@
 mod chunked;
 mod conn;
 mod date;
-mod request;
-mod response;
+pub mod request;
+pub mod response;
 mod rewind;
-mod rewrite;
+pub mod rewrite;
 
 use crate::listener::ClientConn;
 use crate::listener::accept::Held;
