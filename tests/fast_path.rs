@@ -276,3 +276,92 @@ async fn a_broken_chunked_body_cuts_the_client_off_and_counts_against_the_target
     )
     .await;
 }
+
+fn log_lines(path: &std::path::Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn access_log_lines_from_the_fast_path() {
+    let (target, heads) = scripted_target(|_, _| {
+        Some((
+            b"HTTP/1.1 201 Created\r\ncontent-length: 3\r\n\r\nnew".to_vec(),
+            false,
+        ))
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("access.log");
+    let (listen, dead_listen) = (listen_addr(), listen_addr());
+    let config = one_group_config(
+        listen,
+        &[(target, 1)],
+        "[target_groups.health_check]\ninterval = \"60s\"\npath = \"/health\"\n",
+    )
+    .replace(
+        "[global]\n",
+        &format!("[global]\naccess_log = \"{}\"\n", log.display()),
+    ) + &format!(
+        "\n[[listeners]]\nname = \"dead\"\nprotocol = \"http\"\nbind = \"{dead_listen}\"\ndefault_action = {{ forward = \"gone\" }}\n\n[[target_groups]]\nname = \"gone\"\nprotocol = \"http\"\ntargets = [ {{ address = \"{}\" }} ]\n[target_groups.health_check]\ninterval = \"60s\"\n",
+        dead_addr()
+    );
+    let _lb = Edgelb::start(&config).await;
+    let answer = raw_exchange(
+        listen,
+        b"GET /made?by=fast HTTP/1.1\r\nHost: Shop.Example:8080\r\nUser-Agent: ua/1\r\nX-Case: kept\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 201 Created"), "{answer}");
+    let answer = raw_exchange(
+        dead_listen,
+        b"GET /nowhere HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 502 Bad Gateway"), "{answer}");
+    wait_for(Duration::from_secs(5), "two access log lines", || async {
+        log_lines(&log).len() >= 2
+    })
+    .await;
+    let lines = log_lines(&log);
+    let ok = lines.iter().find(|l| l["listener"] == "front").unwrap();
+    // The fast path served it: the target saw the client's header case.
+    let head = heads.lock().unwrap()[0].clone();
+    assert!(head.contains("\r\nX-Case: kept\r\n"), "{head}");
+    let id = ok["request_id"].as_str().expect("a request id");
+    assert!(
+        head.contains(&format!("\r\nx-request-id: {id}\r\n")),
+        "{id} / {head}"
+    );
+    assert_eq!(
+        (&ok["method"], &ok["host"], &ok["path"], &ok["query"]),
+        (
+            &"GET".into(),
+            &"Shop.Example:8080".into(),
+            &"/made".into(),
+            &"by=fast".into()
+        )
+    );
+    assert_eq!(
+        (&ok["protocol"], &ok["user_agent"]),
+        (&"HTTP/1.1".into(), &"ua/1".into())
+    );
+    assert_eq!(
+        (&ok["elb_status_code"], &ok["target_status_code"]),
+        (&201.into(), &201.into())
+    );
+    assert_eq!(
+        (&ok["sent_bytes"], &ok["action"]),
+        (&3.into(), &"forward".into())
+    );
+    let failed = lines.iter().find(|l| l["listener"] == "dead").unwrap();
+    assert_eq!(failed["elb_status_code"], 502);
+    assert_eq!(failed["error_reason"], "connect_failed");
+    assert!(
+        failed.get("target_status_code").is_none_or(|v| v.is_null()),
+        "{failed}"
+    );
+}

@@ -11,6 +11,7 @@ use crate::health::{Outcome, Reason};
 use crate::listener::ClientConn;
 use crate::listener::http::PARK_AFTER;
 use crate::proxy::pool::{self, ConnectError, TARGET_MAX_HEAD_BYTES};
+use crate::proxy::record::RequestRecord;
 use crate::route::{GroupChoice, RequestView, RouteAction};
 use crate::runtime::listener::ListenerRuntime;
 use crate::runtime::target::{GroupRuntime, OutstandingGuard};
@@ -201,6 +202,8 @@ pub struct Session<'a> {
     bytes_in: u64,
     bytes_out: u64,
     metrics: ListenerMetrics,
+    /// The current request's access-log record, when the listener logs.
+    record: Option<Box<RequestRecord>>,
 }
 
 impl<'a> Session<'a> {
@@ -224,6 +227,7 @@ impl<'a> Session<'a> {
             bytes_in: 0,
             bytes_out: 0,
             metrics,
+            record: None,
         }
     }
 
@@ -333,9 +337,6 @@ impl<'a> Session<'a> {
     /// Serves one request if it is the fast path's kind; `Next::Hyper` (with
     /// nothing done yet) when it is not.
     async fn handle(&mut self, listener: &ListenerRuntime, head: &RequestHead<'_>) -> Next {
-        if listener.access_log.is_some() {
-            return Next::Hyper;
-        }
         let Ok(method) = Method::from_bytes(head.method.as_bytes()) else {
             return Next::Hyper;
         };
@@ -346,7 +347,8 @@ impl<'a> Session<'a> {
             head.headers,
             self.conn.peer.ip(),
         );
-        let RouteAction::Forward(forward) = listener.routes.select(&view).action else {
+        let selected = listener.routes.select(&view);
+        let RouteAction::Forward(forward) = selected.action else {
             return Next::Hyper;
         };
         // Decided before the pick, which moves the group split along.
@@ -360,7 +362,24 @@ impl<'a> Session<'a> {
             return Next::Hyper;
         };
         let close = head.close || *self.finish.borrow();
-        rewrite::target_head(&mut self.target_head, head, &self.conn.forwarded);
+        let made_id = rewrite::target_head(&mut self.target_head, head, &self.conn.forwarded);
+        if let Some(log) = &listener.access_log {
+            let mut record = RequestRecord::new_raw(
+                log,
+                self.conn,
+                &listener.name,
+                head.method,
+                head.target,
+                head.host,
+                header_value(head, "user-agent"),
+            );
+            record.routed(selected.priority, "forward");
+            match &made_id {
+                Some(id) => record.request_id_raw(Some(id)),
+                None => record.request_id_raw(header_value(head, "x-request-id")),
+            }
+            self.record = Some(record);
+        }
         let replayable = matches!(
             method,
             Method::GET
@@ -370,8 +389,12 @@ impl<'a> Session<'a> {
                 | Method::PUT
                 | Method::DELETE
         );
-        self.forward(listener, choice, method == Method::HEAD, replayable, close)
-            .await
+        let next = self
+            .forward(listener, choice, method == Method::HEAD, replayable, close)
+            .await;
+        // Written now that the response is done (or cut off).
+        self.record = None;
+        next
     }
 
     /// Sends the request in `target_head` to a target of `choice` and relays
@@ -388,6 +411,7 @@ impl<'a> Session<'a> {
         choice.metrics.requests.inc();
         let group = &choice.group;
         let Some(mut index) = group.pick(None) else {
+            self.note_error("no_target");
             return self.lb_error(503, &choice.metrics.from_lb, close).await;
         };
         let mut connect_failed = false;
@@ -419,6 +443,10 @@ impl<'a> Session<'a> {
                             index = next;
                             continue;
                         }
+                        if let Some(r) = &mut self.record {
+                            r.target(&group.name, target.addr);
+                            r.error("connect_failed");
+                        }
                         return self.lb_error(502, &choice.metrics.from_lb, close).await;
                     }
                 },
@@ -429,6 +457,9 @@ impl<'a> Session<'a> {
                 std::time::Instant::now()
             };
             let outstanding = target.start_request();
+            if let Some(r) = &mut self.record {
+                r.target(&group.name, target.addr);
+            }
             let deadline = Instant::from_std(sent_at) + group.request_timeout;
             match self
                 .exchange_head(&mut tconn, deadline, head_request, close)
@@ -440,6 +471,10 @@ impl<'a> Session<'a> {
                         .response_time
                         .observe(sent_at.elapsed().as_secs_f64());
                     choice.metrics.from_target.count(resp.status);
+                    if let Some(r) = &mut self.record {
+                        r.target_status(resp.status);
+                        r.response(resp.status);
+                    }
                     return self
                         .relay_body(
                             listener,
@@ -461,6 +496,7 @@ impl<'a> Session<'a> {
                     tracing::warn!(target_group = %group.name, target = %target.address, "no response within request_timeout");
                     group.metrics.response_errors.inc();
                     group.record(index, Outcome::Failure(Reason::Timeout));
+                    self.note_error("target_timeout");
                     return self.lb_error(504, &choice.metrics.from_lb, close).await;
                 }
                 Err(e) => {
@@ -468,6 +504,11 @@ impl<'a> Session<'a> {
                         HeadError::Broken(why) => why,
                         _ => "closed without a response",
                     };
+                    self.note_error(if why == HEAD_TOO_LARGE {
+                        "target_head_too_large"
+                    } else {
+                        "target_failed"
+                    });
                     tracing::warn!(target_group = %group.name, target = %target.address, "target failed: {why}");
                     group.metrics.response_errors.inc();
                     group.record(index, Outcome::Failure(Reason::FailedHealthChecks));
@@ -499,7 +540,7 @@ impl<'a> Session<'a> {
                 let close = close || *self.finish.borrow();
                 match response::parse(&self.tbuf, head_request, close, &mut self.out) {
                     response::Parsed::Complete(h) if h.len > TARGET_MAX_HEAD_BYTES => {
-                        return Err(HeadError::Broken("response head too large"));
+                        return Err(HeadError::Broken(HEAD_TOO_LARGE));
                     }
                     response::Parsed::Complete(h) => return Ok((h, close)),
                     response::Parsed::Informational(n) => {
@@ -510,7 +551,7 @@ impl<'a> Session<'a> {
                     response::Parsed::Partial => {}
                 }
                 if self.tbuf.len() > TARGET_MAX_HEAD_BYTES {
-                    return Err(HeadError::Broken("response head too large"));
+                    return Err(HeadError::Broken(HEAD_TOO_LARGE));
                 }
             }
             let empty = self.tbuf.is_empty();
@@ -602,7 +643,12 @@ impl<'a> Session<'a> {
                 write_all(self.stream, &mut self.clock, stall, &mut slices).await
             };
             match written {
-                Ok(n) => self.bytes_out += n as u64,
+                Ok(n) => {
+                    self.bytes_out += n as u64;
+                    if let Some(r) = &mut self.record {
+                        r.add_sent(take);
+                    }
+                }
                 // The client left or stopped reading: the target connection is dropped.
                 Err(_) => return Next::Close,
             }
@@ -650,6 +696,9 @@ impl<'a> Session<'a> {
     /// Answers as the load balancer (the same text as hyper's path writes).
     async fn lb_error(&mut self, status: u16, counters: &ClassCounters, close: bool) -> Next {
         counters.count(status);
+        if let Some(r) = &mut self.record {
+            r.response(status);
+        }
         let close = close || *self.finish.borrow();
         let (line, text): (&[u8], &[u8]) = match status {
             502 => (b"502 Bad Gateway", b"502 Bad Gateway\n"),
@@ -678,12 +727,36 @@ impl<'a> Session<'a> {
         )
         .await
         {
-            Ok(n) => self.bytes_out += n as u64,
+            Ok(n) => {
+                self.bytes_out += n as u64;
+                if let Some(r) = &mut self.record {
+                    r.add_sent(text.len());
+                }
+            }
             Err(_) => return Next::Close,
         }
         if close { Next::Close } else { Next::KeepAlive }
     }
 }
+
+impl Session<'_> {
+    /// Why the load balancer answered itself, for the access log.
+    fn note_error(&mut self, reason: &'static str) {
+        if let Some(r) = &mut self.record {
+            r.error(reason);
+        }
+    }
+}
+
+/// The first value of header `name` (lower case) in a head read in place.
+fn header_value<'b>(head: &RequestHead<'b>, name: &str) -> Option<&'b [u8]> {
+    head.headers
+        .iter()
+        .find(|h| h.name.eq_ignore_ascii_case(name))
+        .map(|h| h.value)
+}
+
+const HEAD_TOO_LARGE: &str = "response head too large";
 
 /// Why no response head came.
 enum HeadError {

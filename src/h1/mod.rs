@@ -6,8 +6,8 @@
 //! body channels (see docs/performance.md).
 //!
 //! Anything else on the connection — a body, an upgrade, HTTP/2's preface,
-//! a head to refuse, a route that redirects, answers itself or is sticky, an
-//! access log, a TLS target group — hands the connection to hyper's path
+//! a head to refuse, a route that redirects, answers itself or is sticky, a
+//! TLS target group — hands the connection to hyper's path
 //! ([`crate::listener`]) with the bytes read so far, from that request on.
 
 mod chunked;

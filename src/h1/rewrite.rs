@@ -6,8 +6,13 @@ use super::request::RequestHead;
 use super::response::is_hop_by_hop;
 use crate::proxy::headers::{ForwardedFor, new_request_id_bytes};
 
-/// Writes the target's request head for `head` into `out`.
-pub fn target_head(out: &mut Vec<u8>, head: &RequestHead<'_>, fwd: &ForwardedFor) {
+/// Writes the target's request head for `head` into `out`; the request id it
+/// made, when the client sent none.
+pub fn target_head(
+    out: &mut Vec<u8>,
+    head: &RequestHead<'_>,
+    fwd: &ForwardedFor,
+) -> Option<[u8; 32]> {
     out.clear();
     out.extend_from_slice(head.method.as_bytes());
     out.push(b' ');
@@ -49,12 +54,14 @@ pub fn target_head(out: &mut Vec<u8>, head: &RequestHead<'_>, fwd: &ForwardedFor
     out.extend_from_slice(b"\r\nx-forwarded-port: ");
     out.extend_from_slice(fwd.port.as_bytes());
     out.extend_from_slice(b"\r\n");
-    if !head.has_request_id {
+    let made = (!head.has_request_id).then(new_request_id_bytes);
+    if let Some(id) = &made {
         out.extend_from_slice(b"x-request-id: ");
-        out.extend_from_slice(&new_request_id_bytes());
+        out.extend_from_slice(id);
         out.extend_from_slice(b"\r\n");
     }
     out.extend_from_slice(b"\r\n");
+    made
 }
 
 #[cfg(test)]

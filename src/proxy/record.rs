@@ -48,6 +48,24 @@ fn text(v: Option<&HeaderValue>) -> Value {
         .map_or(Value::Null, |s| Value::String(s.to_owned()))
 }
 
+/// What a record takes from a request head.
+struct HeadFields<'a> {
+    method: &'a str,
+    host: Value,
+    path: &'a str,
+    query: Option<&'a str>,
+    protocol: String,
+    user_agent: Value,
+    received_bytes: u64,
+}
+
+/// A header value as [`text`] shows it (visible ASCII only, else null).
+fn raw_text(v: Option<&[u8]>) -> Value {
+    v.filter(|v| v.iter().all(|&b| b == b'\t' || (0x20..0x7f).contains(&b)))
+        .and_then(|v| std::str::from_utf8(v).ok())
+        .map_or(Value::Null, |s| Value::String(s.to_owned()))
+}
+
 /// One HTTP request's record.
 pub struct RequestRecord {
     log: Arc<AccessLog>,
@@ -67,31 +85,71 @@ impl RequestRecord {
         listener: &str,
         parts: &Parts,
     ) -> Box<Self> {
-        let mut f = Map::new();
-        f.insert("type".into(), json!("http"));
-        f.insert("time".into(), json!(log_time(SystemTime::now())));
-        f.insert("listener".into(), json!(listener));
-        f.insert("client".into(), json!(conn.peer.to_string()));
-        f.insert("method".into(), json!(parts.method.as_str()));
-        f.insert(
-            "host".into(),
-            text(parts.headers.get(header::HOST))
-                .as_str()
-                .map_or_else(|| json!(parts.uri.host()), |h| json!(h)),
-        );
-        f.insert("path".into(), json!(parts.uri.path()));
-        f.insert("query".into(), json!(parts.uri.query()));
-        f.insert("protocol".into(), json!(format!("{:?}", parts.version)));
-        f.insert(
-            "user_agent".into(),
-            text(parts.headers.get(header::USER_AGENT)),
-        );
         let received_bytes = parts
             .headers
             .get(header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
             .unwrap_or(0);
-        f.insert("received_bytes".into(), json!(received_bytes));
+        let head = HeadFields {
+            method: parts.method.as_str(),
+            host: text(parts.headers.get(header::HOST))
+                .as_str()
+                .map_or_else(|| json!(parts.uri.host()), |h| json!(h)),
+            path: parts.uri.path(),
+            query: parts.uri.query(),
+            protocol: format!("{:?}", parts.version),
+            user_agent: text(parts.headers.get(header::USER_AGENT)),
+            received_bytes,
+        };
+        Self::start(log, conn, listener, head)
+    }
+
+    /// Starts a record for an HTTP/1.1 request head read in place (the fast
+    /// path): `target` in origin form, the `Host` and `User-Agent` values.
+    pub fn new_raw(
+        log: &Arc<AccessLog>,
+        conn: &ClientConn,
+        listener: &str,
+        method: &str,
+        target: &[u8],
+        host: &[u8],
+        user_agent: Option<&[u8]>,
+    ) -> Box<Self> {
+        let target = std::str::from_utf8(target).unwrap_or("");
+        let (path, query) = match target.split_once('?') {
+            Some((path, query)) => (path, Some(query)),
+            None => (target, None),
+        };
+        let head = HeadFields {
+            method,
+            host: raw_text(Some(host)),
+            path,
+            query,
+            protocol: "HTTP/1.1".to_owned(),
+            user_agent: raw_text(user_agent),
+            received_bytes: 0,
+        };
+        Self::start(log, conn, listener, head)
+    }
+
+    fn start(
+        log: &Arc<AccessLog>,
+        conn: &ClientConn,
+        listener: &str,
+        head: HeadFields,
+    ) -> Box<Self> {
+        let mut f = Map::new();
+        f.insert("type".into(), json!("http"));
+        f.insert("time".into(), json!(log_time(SystemTime::now())));
+        f.insert("listener".into(), json!(listener));
+        f.insert("client".into(), json!(conn.peer.to_string()));
+        f.insert("method".into(), json!(head.method));
+        f.insert("host".into(), head.host);
+        f.insert("path".into(), json!(head.path));
+        f.insert("query".into(), json!(head.query));
+        f.insert("protocol".into(), json!(head.protocol));
+        f.insert("user_agent".into(), head.user_agent);
+        f.insert("received_bytes".into(), json!(head.received_bytes));
         let tls = conn.tls.get();
         f.insert("tls_version".into(), json!(tls.map(|t| t.version)));
         f.insert("tls_cipher".into(), json!(tls.map(|t| t.cipher.clone())));
@@ -119,6 +177,11 @@ impl RequestRecord {
     /// The request id the target saw.
     pub fn request_id(&mut self, id: Option<&HeaderValue>) {
         self.fields.insert("request_id".into(), text(id));
+    }
+
+    /// [`Self::request_id`] from the bytes of a head written in place.
+    pub fn request_id_raw(&mut self, id: Option<&[u8]>) {
+        self.fields.insert("request_id".into(), raw_text(id));
     }
 
     /// The target group and target tried last.
