@@ -1,9 +1,9 @@
 //! The HTTP/1 fast path: plain HTTP/1.1 keep-alive requests without a body are
 //! parsed in place (httparse), routed, and forwarded with their head rewritten
 //! straight into the target's buffer, on plain target connections of our own
-//! pool; responses are relayed as they arrive. Per request that is a few
-//! thousand instructions instead of hyper's header maps, dispatchers and
-//! body channels (see docs/performance.md).
+//! pool; responses are relayed as they arrive. Per request that is ~12,600
+//! instructions and no allocation, against ~41,000 and 10 through hyper's header
+//! maps, dispatchers and body channels (see docs/performance.md).
 //!
 //! Anything else on the connection — a body, an upgrade, HTTP/2's preface,
 //! a head to refuse, a route that redirects, answers itself or is sticky, a
