@@ -365,3 +365,90 @@ async fn access_log_lines_from_the_fast_path() {
         "{failed}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_clients_speaking_http1_take_the_fast_path_and_may_leave_it() {
+    let (target, heads) = scripted_target(|_, head| {
+        let path = head.split(' ').nth(1).unwrap_or("");
+        let body = format!("answer {path}");
+        Some((
+            format!(
+                "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{body}",
+                body.len()
+            )
+            .into_bytes(),
+            false,
+        ))
+    })
+    .await;
+    let ca = common::tls::TestCa::new();
+    let dir = tempfile::tempdir().unwrap();
+    let cert = ca.issue(dir.path(), "site", &["site.example.com"]);
+    let listen = listen_addr();
+    let config = one_group_config(
+        listen,
+        &[(target, 1)],
+        "[target_groups.health_check]\ninterval = \"60s\"\npath = \"/health\"\n",
+    )
+    .replace(
+        "protocol = \"http\"\nbind",
+        &format!(
+            "protocol = \"https\"\ncertificates = [ {{ cert = \"{}\", key = \"{}\" }} ]\nbind",
+            cert.cert_path.display(),
+            cert.key_path.display()
+        ),
+    );
+    let lb = Edgelb::start(&config).await;
+    let client = ca.client_config(&[&rustls::version::TLS13], &[b"http/1.1"]);
+    let mut tls = common::tls::tls_connect(client, listen, "site.example.com")
+        .await
+        .unwrap();
+    let mut answers = String::new();
+    for (i, request) in [
+        "GET /one HTTP/1.1\r\nHost: site.example.com\r\nX-Case: Kept\r\n\r\n",
+        "GET /two HTTP/1.1\r\nHost: site.example.com\r\n\r\n",
+        // An absolute-form target is hyper's: the connection moves there.
+        "GET https://site.example.com/three HTTP/1.1\r\nHost: site.example.com\r\nConnection: close\r\n\r\n",
+    ]
+    .iter()
+    .enumerate()
+    {
+        tls.write_all(request.as_bytes()).await.unwrap();
+        let want = format!("answer /{}", ["one", "two", "three"][i]);
+        let read = async {
+            let mut buf = [0u8; 4096];
+            while !answers.ends_with(&want) {
+                let n = tls.read(&mut buf).await.unwrap();
+                assert!(n > 0, "closed early: {answers}\n{}", lb.log());
+                answers.push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(5), read)
+            .await
+            .unwrap_or_else(|_| panic!("no answer {i}: {answers}"));
+    }
+    assert_eq!(answers.matches("HTTP/1.1 200 OK").count(), 3, "{answers}");
+    let heads = heads.lock().unwrap().clone();
+    assert!(
+        heads[0].contains("\r\nX-Case: Kept\r\n"),
+        "the fast path served it: {}",
+        heads[0]
+    );
+    assert!(
+        heads[0].contains("\r\nx-forwarded-proto: https\r\n"),
+        "{}",
+        heads[0]
+    );
+    assert!(
+        heads[2].starts_with("GET /three HTTP/1.1\r\n"),
+        "{}",
+        heads[2]
+    );
+    assert!(
+        heads[2]
+            .to_ascii_lowercase()
+            .contains("x-forwarded-proto: https"),
+        "{}",
+        heads[2]
+    );
+}

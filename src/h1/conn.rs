@@ -120,8 +120,8 @@ enum Wait {
 
 /// Reads what `stream` has into the spare capacity of `buf` (`max` bytes of
 /// capacity at least); the number of bytes, 0 at the end of the stream.
-async fn read_some(
-    stream: &mut TcpStream,
+async fn read_some<S: AsyncRead + Unpin>(
+    stream: &mut S,
     buf: &mut Vec<u8>,
     clock: &mut Clock,
     limit: Limit,
@@ -142,8 +142,8 @@ async fn read_some(
     .await
 }
 
-fn poll_read_into(
-    stream: &mut TcpStream,
+fn poll_read_into<S: AsyncRead + Unpin>(
+    stream: &mut S,
     cx: &mut Context<'_>,
     buf: &mut Vec<u8>,
 ) -> Poll<io::Result<usize>> {
@@ -159,8 +159,8 @@ fn poll_read_into(
 }
 
 /// Writes all of `bufs`; fails when the peer takes nothing for the limit.
-async fn write_all(
-    stream: &mut TcpStream,
+async fn write_all<S: AsyncWrite + Unpin>(
+    stream: &mut S,
     clock: &mut Clock,
     limit: Limit,
     mut bufs: &mut [IoSlice<'_>],
@@ -192,12 +192,23 @@ async fn write_all(
         total += n;
         IoSlice::advance_slices(&mut bufs, n);
     }
+    // A TLS stream may hold records back until flushed (a socket's flush is a no-op).
+    let mut deadline = None;
+    poll_fn(|cx| match Pin::new(&mut *stream).poll_flush(cx) {
+        Poll::Ready(r) => Poll::Ready(r.map_err(|_| Wait::Io)),
+        Poll::Pending => {
+            let d = *deadline.get_or_insert_with(|| limit.deadline());
+            ready!(clock.poll_until(cx, d));
+            Poll::Ready(Err(Wait::Timeout))
+        }
+    })
+    .await?;
     Ok(total)
 }
 
 /// A fast-path connection's state between and during requests.
-pub struct Session<'a> {
-    pub stream: &'a mut TcpStream,
+pub struct Session<'a, S> {
+    pub stream: &'a mut S,
     pub conn: &'a ClientConn,
     pub finish: &'a mut tokio::sync::watch::Receiver<bool>,
     /// Whether an idle connection goes to a parking lot.
@@ -216,10 +227,10 @@ pub struct Session<'a> {
     record: Option<Box<RequestRecord>>,
 }
 
-impl<'a> Session<'a> {
+impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
     /// A session on `stream`, counting bytes into `metrics`.
     pub fn new(
-        stream: &'a mut TcpStream,
+        stream: &'a mut S,
         conn: &'a ClientConn,
         finish: &'a mut tokio::sync::watch::Receiver<bool>,
         parkable: bool,
@@ -755,7 +766,7 @@ impl<'a> Session<'a> {
     }
 }
 
-impl Session<'_> {
+impl<S> Session<'_, S> {
     /// Why the load balancer answered itself, for the access log.
     fn note_error(&mut self, reason: &'static str) {
         if let Some(r) = &mut self.record {

@@ -1,4 +1,5 @@
-//! The HTTP/1 fast path: plain HTTP/1.1 keep-alive requests without a body are
+//! The HTTP/1 fast path: HTTP/1.1 keep-alive requests without a body (from plain
+//! or TLS clients) are
 //! parsed in place (httparse), routed, and forwarded with their head rewritten
 //! straight into the target's buffer, on plain target connections of our own
 //! pool; responses are relayed as they arrive. Per request that is ~12,600
@@ -20,10 +21,10 @@ pub mod rewrite;
 
 use crate::listener::ClientConn;
 use crate::listener::accept::Held;
+use crate::listener::http::ClientStream;
 use crate::listener::park::ParkingLot;
 use crate::runtime::listener::ListenerRuntime;
 use std::sync::{Arc, OnceLock};
-use tokio::net::TcpStream;
 
 /// `EDGELB_HTTP1_FAST_PATH=off` serves every request with hyper: a switch for
 /// comparing the two paths and for ruling the fast path out when debugging.
@@ -32,10 +33,10 @@ pub fn enabled() -> bool {
     *ON.get_or_init(|| std::env::var("EDGELB_HTTP1_FAST_PATH").map_or(true, |v| v != "off"))
 }
 
-/// Serves a plain client connection of an http listener, starting on the
-/// fast path; the arguments are those of the hyper path it may hand over to.
-pub async fn serve(
-    mut stream: TcpStream,
+/// Serves a client connection of an http or https listener (decrypted), starting
+/// on the fast path; the arguments are those of the hyper path it may hand over to.
+pub async fn serve<S: ClientStream>(
+    mut stream: S,
     conn: Arc<ClientConn>,
     runtime: Arc<ListenerRuntime>,
     mut finish: tokio::sync::watch::Receiver<bool>,
@@ -47,6 +48,7 @@ pub async fn serve(
         crate::listener::http::serve(stream, conn, runtime, finish, lot, held, first).await;
         return;
     }
+    let lot = lot.filter(|_| stream.is_parkable());
     let mut buf = Vec::new();
     let end = {
         let mut session = conn::Session::new(
@@ -61,10 +63,10 @@ pub async fn serve(
     match end {
         conn::End::Closed => {}
         conn::End::Park(idle_left) => {
-            if let Some(lot) = lot {
+            if let (Some(lot), Ok(socket)) = (lot, stream.into_parkable()) {
                 drop(buf);
                 crate::daemon::trim::freed(20);
-                lot.park(stream, conn.peer, idle_left, held);
+                lot.park(socket, conn.peer, idle_left, held);
             }
         }
         conn::End::Hyper => {

@@ -9,15 +9,15 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
 /// `prefix[at..]` is read first, then the stream.
-pub struct Rewind {
+pub struct Rewind<S> {
     prefix: Vec<u8>,
     at: usize,
-    inner: TcpStream,
+    inner: S,
 }
 
-impl Rewind {
+impl<S> Rewind<S> {
     /// `stream` with `prefix` to be read again.
-    pub fn new(inner: TcpStream, prefix: Vec<u8>) -> Self {
+    pub fn new(inner: S, prefix: Vec<u8>) -> Self {
         Rewind {
             prefix,
             at: 0,
@@ -26,7 +26,7 @@ impl Rewind {
     }
 }
 
-impl AsyncRead for Rewind {
+impl<S: AsyncRead + Unpin> AsyncRead for Rewind<S> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -47,7 +47,7 @@ impl AsyncRead for Rewind {
     }
 }
 
-impl AsyncWrite for Rewind {
+impl<S: AsyncWrite + Unpin> AsyncWrite for Rewind<S> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -77,16 +77,19 @@ impl AsyncWrite for Rewind {
     }
 }
 
-impl ClientStream for Rewind {
+impl<S: ClientStream> ClientStream for Rewind<S> {
     fn into_parkable(self) -> Result<TcpStream, Self> {
-        if self.at < self.prefix.len() {
+        if self.at < self.prefix.len() || !self.inner.is_parkable() {
             return Err(self);
         }
-        Ok(self.inner)
+        let Rewind { prefix, at, inner } = self;
+        inner
+            .into_parkable()
+            .map_err(|inner| Rewind { prefix, at, inner })
     }
 
     fn is_parkable(&self) -> bool {
-        true
+        self.inner.is_parkable()
     }
 }
 

@@ -382,6 +382,15 @@ async fn serve_tls(a: Accepted, tls: Arc<rustls::ServerConfig>) {
                     .tls
                     .set(crate::proxy::record::TlsInfo::of(stream.get_ref().1));
             }
+            // HTTP/1.1 over TLS starts on the fast path; h2 (by ALPN) is hyper's.
+            let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
+            if a.runtime.protocol.is_http() && !h2 {
+                Box::pin(crate::h1::serve(
+                    stream, a.conn, a.runtime, a.finish, None, a.held, true,
+                ))
+                .await;
+                return;
+            }
             Box::pin(serve_stream(
                 stream, a.conn, a.runtime, a.finish, a.local, None, a.held,
             ))
