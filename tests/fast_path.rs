@@ -20,7 +20,7 @@ use tokio::net::{TcpListener, TcpStream};
 type Script = fn(usize, &str) -> Option<(Vec<u8>, bool)>;
 
 /// A target that speaks raw HTTP/1.1 by `script` and records every request
-/// head it reads (body-less requests only).
+/// head it reads (with `[body N sum S]` after it for a Content-Length body).
 async fn scripted_target(script: Script) -> (SocketAddr, Arc<Mutex<Vec<String>>>) {
     let socket = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = socket.local_addr().unwrap();
@@ -43,8 +43,26 @@ async fn scripted_target(script: Script) -> (SocketAddr, Arc<Mutex<Vec<String>>>
                             Ok(k) => buf.extend_from_slice(&chunk[..k]),
                         }
                     };
-                    let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+                    let mut head = String::from_utf8_lossy(&buf[..end]).into_owned();
                     buf.drain(..end);
+                    // A declared body is read and noted after the head.
+                    let declared = head.lines().find_map(|l| {
+                        let (name, value) = l.split_once(':')?;
+                        name.eq_ignore_ascii_case("content-length")
+                            .then(|| value.trim().parse::<usize>().ok())?
+                    });
+                    if let Some(len) = declared {
+                        while buf.len() < len {
+                            let mut chunk = [0u8; 65536];
+                            match stream.read(&mut chunk).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(k) => buf.extend_from_slice(&chunk[..k]),
+                            }
+                        }
+                        let body: Vec<u8> = buf.drain(..len).collect();
+                        let sum: u64 = body.iter().map(|&b| b as u64).sum();
+                        head.push_str(&format!("[body {len} sum {sum}]"));
+                    }
                     if head.starts_with("GET /health ") {
                         let ok = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
                         if stream.write_all(ok).await.is_err() {
@@ -450,5 +468,62 @@ async fn https_clients_speaking_http1_take_the_fast_path_and_may_leave_it() {
             .contains("x-forwarded-proto: https"),
         "{}",
         heads[2]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_bodies_of_a_declared_length_stream_through_on_a_kept_connection() {
+    let (target, heads) = scripted_target(|_, head| {
+        let note = head
+            .rsplit_once('[')
+            .map_or("none", |(_, n)| n.trim_end_matches(']'))
+            .to_owned();
+        Some((
+            format!(
+                "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{note}",
+                note.len()
+            )
+            .into_bytes(),
+            false,
+        ))
+    })
+    .await;
+    let (_lb, listen) = start_lb(target).await;
+    let mut client = TcpStream::connect(listen).await.unwrap();
+    // Larger than every buffer on the way: the body is pumped in pieces.
+    let body: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+    let sum: u64 = body.iter().map(|&b| b as u64).sum();
+    let mut request = format!(
+        "PUT /upload HTTP/1.1\r\nHost: x\r\nX-Case: Kept\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    request.extend_from_slice(&body);
+    // A second request pipelined right behind the body.
+    request.extend_from_slice(
+        b"POST /small HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello",
+    );
+    let (mut read_half, mut write_half) = client.split();
+    let (_, answer) = tokio::join!(
+        async { write_half.write_all(&request).await.unwrap() },
+        async {
+            let mut out = Vec::new();
+            tokio::time::timeout(Duration::from_secs(10), read_half.read_to_end(&mut out))
+                .await
+                .expect("both answers")
+                .unwrap();
+            String::from_utf8_lossy(&out).into_owned()
+        }
+    );
+    assert!(
+        answer.contains(&format!("body 300000 sum {sum}")),
+        "{answer}"
+    );
+    assert!(answer.contains("body 5 sum 532"), "{answer}");
+    let heads = heads.lock().unwrap().clone();
+    assert!(
+        heads[0].contains("\r\nX-Case: Kept\r\n"),
+        "the fast path served it: {}",
+        heads[0]
     );
 }

@@ -11,7 +11,7 @@ use crate::health::{Outcome, Reason};
 use crate::listener::ClientConn;
 use crate::listener::http::PARK_AFTER;
 use crate::proxy::pool::{self, ConnectError, TARGET_MAX_HEAD_BYTES};
-use crate::proxy::record::RequestRecord;
+use crate::proxy::record::{RawHead, RequestRecord};
 use crate::route::{GroupChoice, RequestView, RouteAction};
 use crate::runtime::listener::ListenerRuntime;
 use crate::runtime::target::{GroupRuntime, OutstandingGuard};
@@ -132,7 +132,7 @@ async fn read_some<S: AsyncRead + Unpin>(
     }
     let mut deadline = None;
     poll_fn(|cx| {
-        if let Poll::Ready(r) = poll_read_into(stream, cx, buf) {
+        if let Poll::Ready(r) = poll_read_into(stream, cx, buf, max) {
             return Poll::Ready(r.map_err(|_| Wait::Io));
         }
         let d = *deadline.get_or_insert_with(|| limit.deadline());
@@ -142,15 +142,19 @@ async fn read_some<S: AsyncRead + Unpin>(
     .await
 }
 
+/// Reads at most `cap` bytes into the spare capacity of `buf`.
 fn poll_read_into<S: AsyncRead + Unpin>(
     stream: &mut S,
     cx: &mut Context<'_>,
     buf: &mut Vec<u8>,
+    cap: usize,
 ) -> Poll<io::Result<usize>> {
     if buf.capacity() == buf.len() {
         buf.reserve(CLIENT_BUF);
     }
-    let mut read = ReadBuf::uninit(buf.spare_capacity_mut());
+    let spare = buf.spare_capacity_mut();
+    let room = spare.len().min(cap);
+    let mut read = ReadBuf::uninit(&mut spare[..room]);
     ready!(Pin::new(stream).poll_read(cx, &mut read))?;
     let n = read.filled().len();
     // SAFETY: the reader initialised the first `n` bytes of the spare capacity.
@@ -225,6 +229,9 @@ pub struct Session<'a, S> {
     metrics: ListenerMetrics,
     /// The current request's access-log record, when the listener logs.
     record: Option<Box<RequestRecord>>,
+    /// Bytes of the current request's body still to come from the client
+    /// (past those already in its buffer): while some are, an answer closes.
+    body_left: u64,
 }
 
 impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
@@ -249,6 +256,7 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
             bytes_out: 0,
             metrics,
             record: None,
+            body_left: 0,
         }
     }
 
@@ -275,8 +283,10 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
                 let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
                 match super::request::parse(buf, &mut slots, listener.max_header_bytes) {
                     Parsed::Complete(head) => {
-                        let len = head.len;
-                        match self.handle(&listener, &head).await {
+                        let rest = &buf[head.len..];
+                        // The head and the part of its body already read.
+                        let len = head.len + (head.body_len.min(rest.len() as u64) as usize);
+                        match self.handle(&listener, &head, rest).await {
                             Next::Hyper => break End::Hyper,
                             Next::Close => break End::Closed,
                             Next::KeepAlive => {}
@@ -332,7 +342,7 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
             let stream = &mut *self.stream;
             let clock = &mut self.clock;
             let woke = poll_fn(|cx| {
-                if let Poll::Ready(r) = poll_read_into(stream, cx, buf) {
+                if let Poll::Ready(r) = poll_read_into(stream, cx, buf, usize::MAX) {
                     return Poll::Ready(Some(r));
                 }
                 if finishing.as_mut().poll(cx).is_ready() {
@@ -357,7 +367,16 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
 
     /// Serves one request if it is the fast path's kind; `Next::Hyper` (with
     /// nothing done yet) when it is not.
-    async fn handle(&mut self, listener: &ListenerRuntime, head: &RequestHead<'_>) -> Next {
+    async fn handle(
+        &mut self,
+        listener: &ListenerRuntime,
+        head: &RequestHead<'_>,
+        rest: &[u8],
+    ) -> Next {
+        // hyper answers a declared body over the limit (413).
+        if head.body_len > listener.max_body_bytes {
+            return Next::Hyper;
+        }
         let Ok(method) = Method::from_bytes(head.method.as_bytes()) else {
             return Next::Hyper;
         };
@@ -385,15 +404,14 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
         let close = head.close || *self.finish.borrow();
         let made_id = rewrite::target_head(&mut self.target_head, head, &self.conn.forwarded);
         if let Some(log) = &listener.access_log {
-            let mut record = RequestRecord::new_raw(
-                log,
-                self.conn,
-                &listener.name,
-                head.method,
-                head.target,
-                head.host,
-                header_value(head, "user-agent"),
-            );
+            let raw = RawHead {
+                method: head.method,
+                target: head.target,
+                host: head.host,
+                user_agent: header_value(head, "user-agent"),
+                body_len: head.body_len,
+            };
+            let mut record = RequestRecord::new_raw(log, self.conn, &listener.name, raw);
             record.routed(selected.priority, "forward");
             match &made_id {
                 Some(id) => record.request_id_raw(Some(id)),
@@ -401,18 +419,25 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
             }
             self.record = Some(record);
         }
-        let replayable = matches!(
-            method,
-            Method::GET
-                | Method::HEAD
-                | Method::OPTIONS
-                | Method::TRACE
-                | Method::PUT
-                | Method::DELETE
-        );
-        let next = self
-            .forward(listener, choice, method == Method::HEAD, replayable, close)
-            .await;
+        // Only a body-less request can go again: a body is read once.
+        let replayable = head.body_len == 0
+            && matches!(
+                method,
+                Method::GET
+                    | Method::HEAD
+                    | Method::OPTIONS
+                    | Method::TRACE
+                    | Method::PUT
+                    | Method::DELETE
+            );
+        let first_body = &rest[..head.body_len.min(rest.len() as u64) as usize];
+        self.body_left = head.body_len - first_body.len() as u64;
+        let request = Outgoing {
+            head_request: method == Method::HEAD,
+            replayable,
+            first_body,
+        };
+        let next = self.forward(listener, choice, &request, close).await;
         // Written now that the response is done (or cut off).
         self.record = None;
         next
@@ -425,8 +450,7 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
         &mut self,
         listener: &ListenerRuntime,
         choice: &GroupChoice,
-        head_request: bool,
-        replayable: bool,
+        request: &Outgoing<'_>,
         close: bool,
     ) -> Next {
         choice.metrics.requests.inc();
@@ -483,7 +507,7 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
             }
             let deadline = Instant::from_std(sent_at) + group.request_timeout;
             match self
-                .exchange_head(&mut tconn, deadline, head_request, close)
+                .exchange_head(&mut tconn, deadline, request, listener.idle_timeout, close)
                 .await
             {
                 Ok((resp, close)) => {
@@ -509,9 +533,18 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
                         )
                         .await;
                 }
-                Err(HeadError::Stale) if reused && replayable => {
+                Err(HeadError::Stale) if reused && request.replayable => {
                     stale += 1;
                     continue;
+                }
+                Err(HeadError::ClientGone) => {
+                    self.note_error("client_body");
+                    return Next::Close;
+                }
+                Err(HeadError::ClientStalled) => {
+                    tracing::debug!(peer = %self.conn.peer, "request body stalled");
+                    self.note_error("client_body_stalled");
+                    return self.lb_error(408, &choice.metrics.from_lb, true).await;
                 }
                 Err(HeadError::Timeout) => {
                     tracing::warn!(target_group = %group.name, target = %target.address, "no response within request_timeout");
@@ -545,14 +578,49 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
         &mut self,
         tconn: &mut TcpStream,
         deadline: Instant,
-        head_request: bool,
+        request: &Outgoing<'_>,
+        body_stall: Duration,
         close: bool,
     ) -> Result<(ResponseHead, bool), HeadError> {
-        let mut slices = [IoSlice::new(&self.target_head)];
+        let head_request = request.head_request;
+        // The head and the body bytes already read, in one write.
+        let mut slices = [
+            IoSlice::new(&self.target_head),
+            IoSlice::new(request.first_body),
+        ];
         match write_all(tconn, &mut self.clock, Limit::At(deadline), &mut slices).await {
             Ok(_) => {}
             Err(Wait::Timeout) => return Err(HeadError::Timeout),
             Err(Wait::Io) => return Err(HeadError::Stale),
+        }
+        // The rest of the body, as the client sends it.
+        let mut left = self.body_left;
+        while left > 0 {
+            self.tbuf.clear();
+            let want = left.min(TARGET_BUF as u64) as usize;
+            match read_some(
+                self.stream,
+                &mut self.tbuf,
+                &mut self.clock,
+                Limit::Quiet(body_stall),
+                want,
+            )
+            .await
+            {
+                Ok(0) | Err(Wait::Io) => return Err(HeadError::ClientGone),
+                Err(Wait::Timeout) => return Err(HeadError::ClientStalled),
+                Ok(n) => {
+                    self.bytes_in += n as u64;
+                    left -= n as u64;
+                }
+            }
+            let mut slices = [IoSlice::new(&self.tbuf)];
+            match write_all(tconn, &mut self.clock, Limit::At(deadline), &mut slices).await {
+                Ok(_) => {}
+                Err(Wait::Timeout) => return Err(HeadError::Timeout),
+                Err(Wait::Io) => return Err(HeadError::Broken("closed while the body was sent")),
+            }
+            self.body_left = left;
         }
         self.tbuf.clear();
         loop {
@@ -723,11 +791,14 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
     /// Answers as the load balancer (the same text as hyper's path writes).
     async fn lb_error(&mut self, status: u16, counters: &ClassCounters, close: bool) -> Next {
         counters.count(status);
+        // A body not read to its end leaves nothing to frame the next request by.
+        let close = close || self.body_left > 0;
         if let Some(r) = &mut self.record {
             r.response(status);
         }
         let close = close || *self.finish.borrow();
         let (line, text): (&[u8], &[u8]) = match status {
+            408 => (b"408 Request Timeout", b"408 Request Timeout\n"),
             502 => (b"502 Bad Gateway", b"502 Bad Gateway\n"),
             503 => (b"503 Service Unavailable", b"503 Service Unavailable\n"),
             _ => (b"504 Gateway Timeout", b"504 Gateway Timeout\n"),
@@ -785,6 +856,15 @@ fn header_value<'b>(head: &RequestHead<'b>, name: &str) -> Option<&'b [u8]> {
 
 const HEAD_TOO_LARGE: &str = "response head too large";
 
+/// A request as it goes to a target: its head is in the session's
+/// `target_head`, its first body bytes (already read) here.
+struct Outgoing<'a> {
+    head_request: bool,
+    /// Body-less and idempotent: may be sent again.
+    replayable: bool,
+    first_body: &'a [u8],
+}
+
 /// Why no response head came.
 enum HeadError {
     /// Nothing at all came back (closed or reset): on a reused connection,
@@ -792,6 +872,10 @@ enum HeadError {
     Stale,
     Timeout,
     Broken(&'static str),
+    /// The client left in the middle of its body.
+    ClientGone,
+    /// The client's body made no progress for the listener's idle timeout.
+    ClientStalled,
 }
 
 /// `{size:x}\r\n` into `buf`.

@@ -48,6 +48,18 @@ fn text(v: Option<&HeaderValue>) -> Value {
         .map_or(Value::Null, |s| Value::String(s.to_owned()))
 }
 
+/// What a record takes from an HTTP/1.1 request head read in place.
+pub struct RawHead<'a> {
+    pub method: &'a str,
+    /// Origin form: `/path?query`.
+    pub target: &'a [u8],
+    /// The `Host` header's value.
+    pub host: &'a [u8],
+    pub user_agent: Option<&'a [u8]>,
+    /// The declared body length.
+    pub body_len: u64,
+}
+
 /// What a record takes from a request head.
 struct HeadFields<'a> {
     method: &'a str,
@@ -104,30 +116,26 @@ impl RequestRecord {
         Self::start(log, conn, listener, head)
     }
 
-    /// Starts a record for an HTTP/1.1 request head read in place (the fast
-    /// path): `target` in origin form, the `Host` and `User-Agent` values.
+    /// Starts a record for an HTTP/1.1 request head read in place (the fast path).
     pub fn new_raw(
         log: &Arc<AccessLog>,
         conn: &ClientConn,
         listener: &str,
-        method: &str,
-        target: &[u8],
-        host: &[u8],
-        user_agent: Option<&[u8]>,
+        raw: RawHead<'_>,
     ) -> Box<Self> {
-        let target = std::str::from_utf8(target).unwrap_or("");
+        let target = std::str::from_utf8(raw.target).unwrap_or("");
         let (path, query) = match target.split_once('?') {
             Some((path, query)) => (path, Some(query)),
             None => (target, None),
         };
         let head = HeadFields {
-            method,
-            host: raw_text(Some(host)),
+            method: raw.method,
+            host: raw_text(Some(raw.host)),
             path,
             query,
             protocol: "HTTP/1.1".to_owned(),
-            user_agent: raw_text(user_agent),
-            received_bytes: 0,
+            user_agent: raw_text(raw.user_agent),
+            received_bytes: raw.body_len,
         };
         Self::start(log, conn, listener, head)
     }
