@@ -310,6 +310,17 @@ pub struct ListenerMetrics {
     pub client_floods: IntCounter,
 }
 
+/// Adds bytes counted locally (per request, not per read) to a listener's
+/// processed-bytes counters, and zeroes the local counts.
+pub fn flush_bytes(metrics: &ListenerMetrics, bytes_in: &mut u64, bytes_out: &mut u64) {
+    if *bytes_in > 0 {
+        metrics.bytes_in.inc_by(std::mem::take(bytes_in));
+    }
+    if *bytes_out > 0 {
+        metrics.bytes_out.inc_by(std::mem::take(bytes_out));
+    }
+}
+
 /// `edgelb_http_responses_total` of one (listener, group, source), by class.
 #[derive(Clone)]
 pub struct ClassCounters([IntCounter; 4]);

@@ -5,12 +5,12 @@ use super::chunked::ChunkedScan;
 use super::request::{MAX_HEADERS, Parsed, RequestHead};
 use super::response::{self, Framing, ResponseHead};
 use super::rewrite;
-use crate::admin::metrics::{ClassCounters, ListenerMetrics};
+use crate::admin::metrics::{ClassCounters, ListenerMetrics, flush_bytes};
 use crate::config::GroupProtocol;
 use crate::health::{Outcome, Reason};
 use crate::listener::ClientConn;
 use crate::listener::http::PARK_AFTER;
-use crate::proxy::pool::{self, ConnectError, TARGET_MAX_HEAD_BYTES};
+use crate::proxy::pool::{self, TARGET_MAX_HEAD_BYTES};
 use crate::proxy::record::{RawHead, RequestRecord};
 use crate::route::{GroupChoice, RequestView, RouteAction};
 use crate::runtime::listener::ListenerRuntime;
@@ -261,14 +261,7 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
     }
 
     fn flush_counters(&mut self) {
-        if self.bytes_in > 0 {
-            self.metrics.bytes_in.inc_by(self.bytes_in);
-            self.bytes_in = 0;
-        }
-        if self.bytes_out > 0 {
-            self.metrics.bytes_out.inc_by(self.bytes_out);
-            self.bytes_out = 0;
-        }
+        flush_bytes(&self.metrics, &mut self.bytes_in, &mut self.bytes_out);
     }
 
     /// Serves requests from `buf` (bytes already read) and the stream until
@@ -476,13 +469,7 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
                 {
                     Ok(c) => c,
                     Err(e) => {
-                        group.metrics.connection_errors.inc();
-                        tracing::warn!(target_group = %group.name, target = %target.address, "connect failed: {e}");
-                        let reason = match e {
-                            ConnectError::Timeout => Reason::Timeout,
-                            ConnectError::Io(_) => Reason::FailedHealthChecks,
-                        };
-                        group.record(index, Outcome::Failure(reason));
+                        e.record(group, index);
                         if !connect_failed && let Some(next) = group.pick(Some(index)) {
                             connect_failed = true;
                             index = next;

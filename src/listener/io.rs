@@ -126,14 +126,7 @@ impl<S> ClientIo<S> {
     }
 
     fn flush_counters(&mut self) {
-        if self.bytes_in > 0 {
-            self.metrics.bytes_in.inc_by(self.bytes_in);
-            self.bytes_in = 0;
-        }
-        if self.bytes_out > 0 {
-            self.metrics.bytes_out.inc_by(self.bytes_out);
-            self.bytes_out = 0;
-        }
+        crate::admin::metrics::flush_bytes(&self.metrics, &mut self.bytes_in, &mut self.bytes_out);
     }
 
     fn note_protocol(&mut self, data: &[u8]) {

@@ -7,7 +7,7 @@ use crate::proxy::desync;
 use crate::proxy::headers::{
     X_REQUEST_ID, header_bytes, prepare_request, strip_hop_by_hop, wants_upgrade,
 };
-use crate::proxy::pool::{self, ConnectError, TargetConn};
+use crate::proxy::pool::{self, TargetConn};
 use crate::proxy::record::RequestRecord;
 use crate::proxy::respond::lb_error;
 use crate::route::redirect::{BadRedirect, RedirectSource};
@@ -331,14 +331,7 @@ async fn forward(
         let mut target_conn = match connected {
             Ok(c) => c,
             Err(e) => {
-                group.metrics.connection_errors.inc();
-                tracing::warn!(target_group = %group.name, target = %target.address, "connect failed: {e}");
-                // Passive health: a refused or unanswered connect is a failed check.
-                let reason = match e {
-                    ConnectError::Timeout => Reason::Timeout,
-                    ConnectError::Io(_) => Reason::FailedHealthChecks,
-                };
-                group.record(choice, Outcome::Failure(reason));
+                e.record(group, choice);
                 // Nothing was sent: always safe to try once more elsewhere.
                 match (!connect_failed)
                     .then(|| group.pick(Some(choice)))

@@ -275,6 +275,22 @@ pub enum ConnectError {
     Io(io::Error),
 }
 
+impl ConnectError {
+    /// Counts and logs a failed connect to target `index` of `group`, and
+    /// records it as a failed passive health check.
+    pub fn record(&self, group: &crate::runtime::target::GroupRuntime, index: usize) {
+        group.metrics.connection_errors.inc();
+        let target = &group.targets[index];
+        tracing::warn!(target_group = %group.name, target = %target.address, "connect failed: {self}");
+        // Passive health: a refused or unanswered connect is a failed check.
+        let reason = match self {
+            ConnectError::Timeout => crate::health::Reason::Timeout,
+            ConnectError::Io(_) => crate::health::Reason::FailedHealthChecks,
+        };
+        group.record(index, crate::health::Outcome::Failure(reason));
+    }
+}
+
 impl std::fmt::Display for ConnectError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
