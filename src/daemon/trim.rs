@@ -14,6 +14,11 @@ use std::time::Duration;
 const EVERY: Duration = Duration::from_secs(2);
 /// Memory freed since the last trim that makes a trim worth it.
 const WORTH_IT_KIB: u64 = 1024;
+/// Once frees have stopped for a look, what is enough for one last trim: the
+/// stragglers of a burst (a few connections parked late, target connections
+/// purged after it) free little themselves but keep pages of the burst
+/// from being returned while they live.
+const SETTLED_KIB: u64 = 64;
 
 /// KiB freed (estimated) since the process started.
 static FREED_KIB: AtomicU64 = AtomicU64::new(0);
@@ -27,10 +32,13 @@ pub fn freed(kib: u64) {
 pub fn spawn() {
     tokio::spawn(async {
         let mut last = FREED_KIB.load(Ordering::Relaxed);
+        let mut seen = last;
         loop {
             tokio::time::sleep(EVERY).await;
             let now = FREED_KIB.load(Ordering::Relaxed);
-            if now - last >= WORTH_IT_KIB {
+            let settled = now == seen;
+            seen = now;
+            if now - last >= WORTH_IT_KIB || (settled && now - last >= SETTLED_KIB) {
                 last = now;
                 let _ = tokio::task::spawn_blocking(trim).await;
             }
