@@ -269,6 +269,66 @@ async fn http2_prior_knowledge_is_forwarded_as_http11() {
     );
 }
 
+/// Many streams in flight on one HTTP/2 connection, small and large answers
+/// mixed with uploads: every byte reaches its own stream, however edgelb
+/// batches its writes to the client.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_http2_streams_each_get_their_own_answer() {
+    const BIG: usize = 300_000;
+    let small = TestTarget::start("small").await;
+    let big = TestTarget::start_with(
+        "big",
+        Behaviour {
+            body_bytes: Some(BIG as u64),
+            ..Default::default()
+        },
+    )
+    .await;
+    let listen = listen_addr();
+    let _lb = Edgelb::start(&one_group_config(
+        listen,
+        &[(small.addr, 1), (big.addr, 1)],
+        "",
+    ))
+    .await;
+    let client = H2::connect(listen).await;
+    let mut streams = tokio::task::JoinSet::new();
+    for i in 0..60usize {
+        let mut client = client.clone();
+        streams.spawn(async move {
+            let upload = if i % 3 == 0 { 100_000 + i } else { 0 };
+            let req = Request::builder()
+                .method(if upload > 0 { "POST" } else { "GET" })
+                .uri(format!("http://test.local:{}/s/{i}", listen.port()))
+                .body(Full::new(Bytes::from(vec![b'u'; upload])))
+                .unwrap();
+            (upload, client.send(req).await.unwrap())
+        });
+    }
+    let (mut smalls, mut bigs) = (0, 0);
+    let all = async {
+        while let Some(done) = streams.join_next().await {
+            let (upload, got) = done.unwrap();
+            assert_eq!(got.status, StatusCode::OK);
+            if got.body.len() == BIG {
+                assert!(got.body.iter().all(|&b| b == b'x'));
+                bigs += 1;
+            } else if upload > 0 {
+                assert_eq!(got.text(), format!("small {upload}"));
+                smalls += 1;
+            } else {
+                assert_eq!(got.text(), "small");
+                smalls += 1;
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(30), all)
+        .await
+        .expect("60 streams answered within 30 s");
+    assert_eq!((smalls, bigs), (30, 30));
+    assert_eq!(small.requests() + big.requests(), 60);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn large_bodies_stream_both_ways_without_buffering() {
     const UP: u64 = 256 << 20;

@@ -4,6 +4,7 @@
 
 use crate::admin::metrics::ListenerMetrics;
 use crate::listener::ClientConn;
+use crate::listener::coalesce::{Take, WriteCoalescer};
 use crate::listener::framing::RequestFraming;
 use crate::listener::h2_watch::H2FloodWatch;
 use crate::proxy::stall::StallTimer;
@@ -73,6 +74,10 @@ pub struct ClientIo<S> {
     bytes_in: u64,
     bytes_out: u64,
     metrics: ListenerMetrics,
+    /// HTTP/2 output held for one turn of the scheduler (see [`coalesce`]).
+    ///
+    /// [`coalesce`]: crate::listener::coalesce
+    coalescer: WriteCoalescer,
 }
 
 impl<S> ClientIo<S> {
@@ -104,6 +109,7 @@ impl<S> ClientIo<S> {
             bytes_in: 0,
             bytes_out: 0,
             metrics,
+            coalescer: WriteCoalescer::default(),
         }
     }
 
@@ -284,6 +290,38 @@ impl<S> ClientIo<S> {
     }
 }
 
+impl<S: AsyncRead + AsyncWrite + Unpin> ClientIo<S> {
+    /// An HTTP/2 write: held in the coalescer, or written through.
+    fn write_h2(
+        &mut self,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        loop {
+            match self.coalescer.take(bufs) {
+                Take::Took(n) => return Poll::Ready(Ok(n)),
+                Take::Drain => ready!(self.drain_coalesced(cx))?,
+                Take::Through => {
+                    let polled =
+                        Pin::new(self.inner.as_mut().expect(PRESENT)).poll_write_vectored(cx, bufs);
+                    return self.wrote(cx, polled);
+                }
+            }
+        }
+    }
+
+    /// Writes the held HTTP/2 output to the socket.
+    fn drain_coalesced(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let mut coalescer = std::mem::take(&mut self.coalescer);
+        let drained = coalescer.drain(cx, |cx, bytes| {
+            let polled = Pin::new(self.inner.as_mut().expect(PRESENT)).poll_write(cx, bytes);
+            self.wrote(cx, polled)
+        });
+        self.coalescer = coalescer;
+        drained
+    }
+}
+
 impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for ClientIo<S> {
     fn poll_write(
         mut self: Pin<&mut Self>,
@@ -291,6 +329,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for ClientIo<S> {
         data: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = &mut *self;
+        if this.is_h2 {
+            return this.write_h2(cx, &[io::IoSlice::new(data)]);
+        }
         let polled = Pin::new(this.inner.as_mut().expect(PRESENT)).poll_write(cx, data);
         this.wrote(cx, polled)
     }
@@ -301,16 +342,25 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for ClientIo<S> {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let this = &mut *self;
+        if this.is_h2 {
+            return this.write_h2(cx, bufs);
+        }
         let polled = Pin::new(this.inner.as_mut().expect(PRESENT)).poll_write_vectored(cx, bufs);
         this.wrote(cx, polled)
     }
 
     fn is_write_vectored(&self) -> bool {
-        self.inner.as_ref().is_some_and(|s| s.is_write_vectored())
+        self.is_h2 || self.inner.as_ref().is_some_and(|s| s.is_write_vectored())
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = &mut *self;
+        if !this.coalescer.is_empty() {
+            if this.coalescer.put_off_flush(cx) {
+                return Poll::Pending;
+            }
+            ready!(this.drain_coalesced(cx))?;
+        }
         match Pin::new(this.inner.as_mut().expect(PRESENT)).poll_flush(cx) {
             Poll::Pending => this.write_pending(cx),
             done => done,
@@ -320,6 +370,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for ClientIo<S> {
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         if self.parked {
             return Poll::Ready(Ok(()));
+        }
+        if !self.coalescer.is_empty() {
+            ready!(self.drain_coalesced(cx))?;
         }
         Pin::new(self.inner.as_mut().expect(PRESENT)).poll_shutdown(cx)
     }

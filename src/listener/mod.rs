@@ -3,6 +3,7 @@
 
 pub(crate) mod accept;
 pub mod budget;
+pub mod coalesce;
 pub mod framing;
 pub mod h2_watch;
 pub(crate) mod http;

@@ -527,7 +527,8 @@ pub async fn get(addr: SocketAddr, path: &str) -> Got {
     H1::connect(addr).await.get(path).await
 }
 
-/// An HTTP/2 client connection by prior knowledge (h2c).
+/// An HTTP/2 client connection by prior knowledge (h2c); clones share it.
+#[derive(Clone)]
 pub struct H2 {
     sender: hyper::client::conn::http2::SendRequest<Full<Bytes>>,
     addr: SocketAddr,
