@@ -3,7 +3,8 @@
 # of issue #10. Each scenario runs RUNS times per balancer (interleaved), and the table
 # shows medians and edgelb's ratios. Same worker count for all three.
 #
-#   benches/load.sh [RUNS=3] [SECONDS=5] [THREADS=1]     (ONLY=regex: just the rows whose name matches)
+#   benches/load.sh [RUNS=3] [SECONDS=5] [THREADS=1]     (ONLY=regex: just the rows whose name matches;
+#                                                          VERBOSE=1: every run's figure on stderr)
 #   EDGELB=target/release/edgelb (default; cargo build --release first)
 # Needs: apt-get install -y nginx-light libnginx-mod-stream haproxy wrk nghttp2-client iperf3 openssl python3
 set -euo pipefail
@@ -143,7 +144,8 @@ hs_rate() { openssl s_time -connect "$1" -new -time "$DUR" -tls1_3 2>/dev/null |
 iperf_gbps() { iperf3 -c 127.0.0.1 -p "$1" -t "$DUR" -f g 2>/dev/null | awk '/receiver/{print $7}'; }
 short_cps() { wrk -t1 -c32 -d"${DUR}s" -H "Connection: close" "http://127.0.0.1:$1/" 2>/dev/null | awk '/Requests\/sec/{print $2}'; }
 rss_kib() { awk '/VmRSS/{print $2}' /proc/"$1"/status; }
-idle_mem() { # port pid → RSS growth (KiB) with 10,000 keep-alive connections idle for 6 s after one request each
+idle_mem() { # port pid [held] → RSS growth (KiB) with 10,000 keep-alive connections idle for 6 s after one
+  # request each; with "held", the whole resident set while they are held
   local before; before=$(rss_kib "$2")
   local fifo="$W/idle.fifo"; rm -f "$fifo"; mkfifo "$fifo"
   python3 - "$1" > "$fifo" <<'P' &
@@ -159,7 +161,7 @@ P
   local py=$!
   read -r _ < "$fifo"; sleep 6
   local after; after=$(rss_kib "$2"); wait $py || true
-  echo $(( after - before ))
+  if [ "${3:-}" = held ]; then echo "$after"; else echo $(( after - before )); fi
 }
 slowloris_ratio() { # port → a normal client's req/s with 1,000 slowloris connections open ÷ without
   local base; base=$(wrk_rps "http://127.0.0.1:$1/")
@@ -184,6 +186,7 @@ row() { # name unit lower-is-better edgelb-cmd haproxy-cmd nginx-cmd (ONLY=regex
   [[ -z "${ONLY:-}" || "$name" =~ $ONLY ]] || return 0
   local e=() h=() n=()
   for _ in $(seq "$RUNS"); do e+=("$(eval "$1")"); h+=("$(eval "$2")"); n+=("$(eval "$3")"); done
+  [ -n "${VERBOSE:-}" ] && echo "  $name: edgelb ${e[*]} | HAProxy ${h[*]} | nginx ${n[*]}" >&2
   local me mh mn; me=$(median "${e[@]}"); mh=$(median "${h[@]}"); mn=$(median "${n[@]}")
   python3 - "$name" "$unit" "$lower" "$me" "$mh" "$mn" <<'P'
 import sys
@@ -203,7 +206,8 @@ row "HTTP/2 over TLS, 10 conns × 10 streams" "req/s" 0 "h2_rps https://127.0.0.
 row "TLS 1.3 handshakes (openssl s_time -new)" "conn/s" 0 "hs_rate 127.0.0.1:18443" "hs_rate 127.0.0.1:18442" "hs_rate 127.0.0.1:18441"
 row "L4 bulk (iperf3)" "Gbit/s" 0 "iperf_gbps 18283" "iperf_gbps 18282" "[ -n '$STREAM_MOD' ] && iperf_gbps 18281 || true"
 row "L4 short connections" "conn/s" 0 "short_cps 18293" "short_cps 18292" "[ -n '$STREAM_MOD' ] && short_cps 18291 || true"
-row "10,000 idle keep-alive connections" "KiB RSS" 1 "idle_mem 18083 \$(cat $W/edgelb.pid)" "idle_mem 18082 \$(cat $W/haproxy.pid)" "idle_mem 18081 \$(pgrep -P \$(cat $W/nginx.pid) | head -1)"
+row "10,000 idle keep-alive connections: resident set while held" "KiB RSS" 1 "idle_mem 18083 \$(cat $W/edgelb.pid) held" "idle_mem 18082 \$(cat $W/haproxy.pid) held" "idle_mem 18081 \$(pgrep -P \$(cat $W/nginx.pid) | head -1) held"
+row "10,000 idle keep-alive connections: RSS growth of a burst" "KiB RSS" 1 "idle_mem 18083 \$(cat $W/edgelb.pid)" "idle_mem 18082 \$(cat $W/haproxy.pid)" "idle_mem 18081 \$(pgrep -P \$(cat $W/nginx.pid) | head -1)"
 row "1,000 slowloris connections: normal client's req/s, loaded ÷ unloaded" "ratio" 0 "slowloris_ratio 18083" "slowloris_ratio 18082" "slowloris_ratio 18081"
 [[ -z "${ONLY:-}" || "routing" =~ $ONLY ]] || exit 0
 E1=(); E1000=()
