@@ -219,7 +219,6 @@ mod tests {
         let mut c = WriteCoalescer::default();
         assert_eq!(c.take(&[IoSlice::new(b"0123456789")]), Take::Took(10));
         let mut socket = Socket::new(4);
-        socket.writes.clear();
         // 4 bytes go, then the socket is full.
         let mut calls = 0;
         let polled = c.drain(&mut cx, |_, b| {
