@@ -85,9 +85,9 @@ pids_of() { case $1 in
   haproxy) cat $W/haproxy.pid ;;
   edgelb) cat $W/edgelb.pid ;; esac; }
 for r in 1 2 ${RUNS:+3}; do
-for b in edgelb:18083 haproxy:18082 nginx:18081; do
-  n=${b%%:*}; port=${b##*:}; pids=$(pids_of $n | tr '\n' ' ')
-  [ "${PROTO:-}" = h2 ] && port=${port/08/44}
+for b in edgelb:18083:18443 haproxy:18082:18442 nginx:18081:18441; do
+  IFS=: read -r n port tls_port <<< "$b"; pids=$(pids_of $n | tr '\n' ' ')
+  [ "${PROTO:-}" = h2 ] && port=$tls_port
   read u0 s0 < <(cpu $pids)
   tp=$(pgrep -f "nginx: worker" | while read p; do grep -q targets.conf /proc/$(awk '{print $4}' /proc/$p/stat)/cmdline && echo $p || true; done | tr '\n' ' ')
   read tu0 ts0 < <(cpu $tp)

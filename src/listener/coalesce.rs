@@ -14,7 +14,7 @@ use std::task::{Context, Poll, ready};
 
 /// Bytes held at most; a write of at least half this with nothing held goes
 /// straight through (bulk DATA frames gain nothing from a copy).
-pub const COALESCE_LIMIT: usize = 64 * 1024;
+const COALESCE_LIMIT: usize = 64 * 1024;
 /// A buffer grown past this is given back once written.
 const KEEP_CAPACITY: usize = 16 * 1024;
 
