@@ -1,6 +1,8 @@
 //! The HTTP/1 fast path on the wire: what targets get, how each kind of
 //! response body reaches the client, stale pooled connections, and the hand
-//! over to hyper in the middle of a connection.
+//! over to hyper in the middle of a connection. Also the fast path's target
+//! side under hyper's server (`proxy::raw`): body-less HTTP/2 requests, and
+//! HTTP/1 requests hyper serves (a sticky group), on the same raw sockets.
 
 mod common;
 
@@ -142,6 +144,185 @@ async fn every_kind_of_response_body_reaches_the_client_on_one_connection() {
         assert_eq!((got.status.as_u16(), got.text().as_str()), (404, "nope"));
         assert!(got.headers.contains_key("date"), "a date is added");
     }
+}
+
+/// A target answering by path with each kind of body framing.
+async fn target_of_every_body_kind() -> (SocketAddr, Arc<Mutex<Vec<String>>>) {
+    scripted_target(|_, head| {
+        let path = head.split(' ').nth(1).unwrap_or("");
+        let answer: Vec<u8> = match path {
+            "/chunked" => b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6;x=y\r\n world\r\n0\r\nx-trailer: t\r\n\r\n".to_vec(),
+            "/hints" => b"HTTP/1.1 103 Early Hints\r\nlink: </a.css>\r\n\r\nHTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nafter".to_vec(),
+            "/head" => b"HTTP/1.1 200 OK\r\ncontent-length: 1000\r\n\r\n".to_vec(),
+            "/empty" => b"HTTP/1.1 204 No Content\r\nx-kind: none\r\n\r\n".to_vec(),
+            "/reason" => b"HTTP/1.1 299 Fine Thanks\r\ncontent-length: 2\r\n\r\nok".to_vec(),
+            "/large" => {
+                let mut a = b"HTTP/1.1 200 OK\r\ncontent-length: 300000\r\n\r\n".to_vec();
+                a.extend((0..300_000u32).map(|i| (i % 251) as u8));
+                a
+            }
+            "/until-close" => return Some((b"HTTP/1.1 200 OK\r\nx-kind: eof\r\n\r\nuntil the end".to_vec(), true)),
+            _ => b"HTTP/1.1 404 Not Found\r\ncontent-length: 4\r\n\r\nnope".to_vec(),
+        };
+        Some((answer, false))
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_streams_get_every_kind_of_target_body_through_raw_sockets() {
+    let (target, heads) = target_of_every_body_kind().await;
+    let (lb, listen) = start_lb(target).await;
+    let mut h2 = H2::connect(listen).await;
+    for round in 0..2 {
+        let got = h2.get("/chunked").await;
+        assert_eq!(
+            (got.status.as_u16(), got.text().as_str()),
+            (200, "hello world"),
+            "round {round}"
+        );
+        assert!(!got.headers.contains_key("transfer-encoding"));
+        let got = h2.get("/until-close").await;
+        assert_eq!(got.text(), "until the end");
+        assert_eq!(got.headers["x-kind"], "eof");
+        let got = h2.get("/hints").await;
+        assert_eq!((got.status.as_u16(), got.text().as_str()), (200, "after"));
+        let uri = format!("http://test.local:{}/head", listen.port());
+        let head = Request::head(uri).body(Full::new(Bytes::new())).unwrap();
+        let got = h2.send(head).await.unwrap();
+        assert_eq!((got.status.as_u16(), got.body.len()), (200, 0));
+        assert_eq!(got.headers["content-length"], "1000");
+        let got = h2.get("/empty").await;
+        assert_eq!((got.status.as_u16(), got.body.len()), (204, 0));
+        assert_eq!(got.headers["x-kind"], "none");
+        let got = h2.get("/large").await;
+        assert_eq!(got.body.len(), 300_000);
+        assert!(
+            got.body
+                .iter()
+                .enumerate()
+                .all(|(i, &b)| b == (i % 251) as u8),
+            "the large body arrived intact"
+        );
+        let got = h2.get("/missing").await;
+        assert_eq!((got.status.as_u16(), got.text().as_str()), (404, "nope"));
+    }
+    // Streams at once share the pooled sockets without mixing answers up.
+    let mut streams = tokio::task::JoinSet::new();
+    for i in 0..20 {
+        let mut h2 = h2.clone();
+        streams.spawn(async move {
+            let path = if i % 2 == 0 { "/chunked" } else { "/large" };
+            (i, h2.get(path).await.body.len())
+        });
+    }
+    while let Some(done) = streams.join_next().await {
+        let (i, len) = done.unwrap();
+        assert_eq!(len, if i % 2 == 0 { 11 } else { 300_000 }, "stream {i}");
+    }
+    let head = heads.lock().unwrap()[0].clone();
+    assert!(head.starts_with("GET /chunked HTTP/1.1\r\n"), "{head}");
+    assert!(head.contains("\r\nhost: test.local:"), "{head}");
+    assert!(
+        head.contains("\r\nx-forwarded-for: 127.0.0.1\r\n"),
+        "{head}"
+    );
+    assert_eq!(
+        lb.metric("edgelb_target_response_errors_total{target_group=\"web\"}")
+            .await,
+        0.0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sticky_group_served_by_hyper_gets_the_same_bodies_and_its_reason_phrase() {
+    let (target, _) = target_of_every_body_kind().await;
+    let listen = listen_addr();
+    let config = one_group_config(
+        listen,
+        &[(target, 1)],
+        "stickiness = { type = \"lb_cookie\", duration = \"1h\" }\n[target_groups.health_check]\ninterval = \"60s\"\npath = \"/health\"\n",
+    );
+    let _lb = Edgelb::start(&config).await;
+    let mut h1 = H1::connect(listen).await;
+    let got = h1.get("/chunked").await;
+    assert_eq!(got.text(), "hello world");
+    assert!(got.headers.contains_key("set-cookie"), "sticky: {got:?}");
+    let got = h1.get("/until-close").await;
+    assert_eq!(got.text(), "until the end");
+    let answer = raw_exchange(
+        listen,
+        b"GET /reason HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(
+        answer.starts_with("HTTP/1.1 299 Fine Thanks\r\n"),
+        "{answer}"
+    );
+    assert!(answer.ends_with("\r\n\r\nok"), "{answer}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http2_get_on_a_pooled_socket_the_target_dropped_goes_again() {
+    let (target, heads) = scripted_target(|n, _| {
+        (n == 0).then(|| {
+            (
+                b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok".to_vec(),
+                false,
+            )
+        })
+    })
+    .await;
+    let (lb, listen) = start_lb(target).await;
+    let mut h2 = H2::connect(listen).await;
+    for i in 0..5 {
+        let got = h2.get(&format!("/get/{i}")).await;
+        assert_eq!(
+            (got.status.as_u16(), got.text().as_str()),
+            (200, "ok"),
+            "GET {i}"
+        );
+    }
+    let uri = format!("http://test.local:{}/post", listen.port());
+    let post = Request::post(uri).body(Full::new(Bytes::new())).unwrap();
+    let got = h2.send(post).await.unwrap();
+    assert_eq!(got.status.as_u16(), 502, "a POST is not sent twice");
+    let heads = heads.lock().unwrap().clone();
+    let post = heads.iter().find(|h| h.starts_with("POST /post ")).unwrap();
+    assert!(post.contains("\r\ncontent-length: 0\r\n"), "{post}");
+    assert_eq!(
+        lb.metric("edgelb_http_responses_total{class=\"5xx\",listener=\"front\",source=\"lb\",target_group=\"web\"}")
+            .await,
+        1.0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broken_chunked_body_resets_the_http2_stream_and_counts_against_the_target() {
+    let (target, _) = scripted_target(|_, _| {
+        Some((
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhelloXX".to_vec(),
+            false,
+        ))
+    })
+    .await;
+    let (lb, listen) = start_lb(target).await;
+    let mut h2 = H2::connect(listen).await;
+    let uri = format!("http://test.local:{}/", listen.port());
+    let got = h2
+        .send(Request::get(uri).body(Full::new(Bytes::new())).unwrap())
+        .await;
+    assert!(got.is_err(), "the body must not look complete: {got:?}");
+    wait_for(
+        Duration::from_secs(5),
+        "the error to be counted",
+        || async {
+            lb.metric("edgelb_target_response_errors_total{target_group=\"web\"}")
+                .await
+                >= 1.0
+        },
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,6 +1,9 @@
 //! Following a chunked body through, byte for byte, to find where it ends: the
 //! fast path passes the chunks on as they are and needs only their end (to
-//! reuse the target connection for the next request).
+//! reuse the target connection for the next request); a response relayed to an
+//! HTTP/2 client needs the chunks' data too ([`ChunkedScan::next_data`]).
+
+use std::ops::Range;
 
 /// Longest chunk-size line accepted (size and extensions).
 const MAX_SIZE_LINE: u32 = 4096;
@@ -63,6 +66,21 @@ impl ChunkedScan {
     /// Follows `data`; returns how many of its bytes belong to the body (all
     /// of them, unless the body ends inside `data`).
     pub fn feed(&mut self, data: &[u8]) -> Result<usize, BadChunk> {
+        self.walk(data, false).map(|(n, _)| n)
+    }
+
+    /// Follows `data` up to the end of its first run of chunk data: how many
+    /// bytes were followed, and where in `data` that run is (none when `data`
+    /// held only framing, or the body ended).
+    pub fn next_data(&mut self, data: &[u8]) -> Result<(usize, Option<Range<usize>>), BadChunk> {
+        self.walk(data, true)
+    }
+
+    fn walk(
+        &mut self,
+        data: &[u8],
+        stop_after_data: bool,
+    ) -> Result<(usize, Option<Range<usize>>), BadChunk> {
         let mut i = 0;
         while i < data.len() {
             let b = data[i];
@@ -90,6 +108,7 @@ impl ChunkedScan {
                 },
                 State::Data(left) => {
                     let take = left.min((data.len() - i) as u64) as usize;
+                    let run = i..i + take;
                     i += take;
                     let left = left - take as u64;
                     self.state = if left == 0 {
@@ -97,6 +116,9 @@ impl ChunkedScan {
                     } else {
                         State::Data(left)
                     };
+                    if stop_after_data {
+                        return Ok((i, Some(run)));
+                    }
                     continue;
                 }
                 State::DataCr => match b {
@@ -131,14 +153,14 @@ impl ChunkedScan {
                     b'\n' => State::Done,
                     _ => return Err(BadChunk),
                 },
-                State::Done => return Ok(i),
+                State::Done => return Ok((i, None)),
             };
             i += 1;
             if self.state == State::Done {
-                return Ok(i);
+                return Ok((i, None));
             }
         }
-        Ok(i)
+        Ok((i, None))
     }
 }
 
@@ -189,6 +211,44 @@ mod tests {
         }
         assert_eq!(scan(b"0\r\n\r\n", 1), Ok(Some(5)));
         assert_eq!(scan(b"A\r\n0123456789\r\n", 4), Ok(None));
+    }
+
+    /// Decodes `body` fed in pieces of `step` bytes: its data, and whether it ended.
+    fn decode(body: &[u8], step: usize) -> (Vec<u8>, bool) {
+        let mut s = ChunkedScan::default();
+        let mut out = Vec::new();
+        let mut pending = Vec::new();
+        for piece in body.chunks(step) {
+            pending.extend_from_slice(piece);
+            while !pending.is_empty() && !s.is_done() {
+                let (n, run) = s.next_data(&pending).unwrap();
+                if let Some(run) = run {
+                    out.extend_from_slice(&pending[run]);
+                }
+                pending.drain(..n);
+                if n == 0 {
+                    break;
+                }
+            }
+        }
+        (out, s.is_done())
+    }
+
+    #[test]
+    fn gives_the_data_of_each_chunk_whatever_the_pieces() {
+        let body =
+            b"5\r\nhello\r\n1a;ext=1\r\nabcdefghijklmnopqrstuvwxyz\r\n0\r\nx-trailer: y\r\n\r\n";
+        for step in [1, 2, 3, 7, 100] {
+            assert_eq!(
+                decode(body, step),
+                (b"helloabcdefghijklmnopqrstuvwxyz".to_vec(), true),
+                "step {step}"
+            );
+        }
+        assert_eq!(decode(b"3\r\nabc\r\n", 100), (b"abc".to_vec(), false));
+        // One run per call: the framing before it is followed, the next chunk is not.
+        let mut s = ChunkedScan::default();
+        assert_eq!(s.next_data(b"2\r\nab\r\n1\r\nc"), Ok((5, Some(3..5))));
     }
 
     #[test]

@@ -11,7 +11,7 @@
 //! TLS target group — hands the connection to hyper's path
 //! ([`crate::listener`]) with the bytes read so far, from that request on.
 
-mod chunked;
+pub mod chunked;
 mod conn;
 mod date;
 pub mod request;

@@ -58,59 +58,12 @@ pub fn parse(buf: &[u8], head_request: bool, close: bool, out: &mut Vec<u8>) -> 
         _ => return Parsed::Invalid("status out of range"),
     }
     let headers: &[httparse::Header] = resp.headers;
-
-    // What the Connection header says, and the framing headers.
-    let mut listed: [&[u8]; 8] = [b""; 8];
-    let mut n_listed = 0;
-    let mut keep_alive = version == 1;
-    let mut length: Option<u64> = None;
-    let mut chunked = None;
-    let mut has_date = false;
-    for h in headers {
-        match h.name.len() {
-            4 if h.name.eq_ignore_ascii_case("date") => has_date = true,
-            10 if h.name.eq_ignore_ascii_case("connection") => {
-                for token in h.value.split(|&b| b == b',') {
-                    let token = token.trim_ascii();
-                    if token.eq_ignore_ascii_case(b"close") {
-                        keep_alive = false;
-                    } else if token.eq_ignore_ascii_case(b"keep-alive") {
-                        keep_alive = keep_alive || version == 0;
-                    } else if !token.is_empty() && n_listed < listed.len() {
-                        listed[n_listed] = token;
-                        n_listed += 1;
-                    }
-                }
-            }
-            14 if h.name.eq_ignore_ascii_case("content-length") => {
-                let Some(n) = parse_length(h.value) else {
-                    return Parsed::Invalid("malformed Content-Length");
-                };
-                if length.is_some_and(|l| l != n) {
-                    return Parsed::Invalid("two different Content-Lengths");
-                }
-                length = Some(n);
-            }
-            17 if h.name.eq_ignore_ascii_case("transfer-encoding") => {
-                let last = h.value.rsplit(|&b| b == b',').next().unwrap_or(b"");
-                chunked = Some(last.trim_ascii().eq_ignore_ascii_case(b"chunked"));
-            }
-            _ => {}
-        }
-    }
-    let bodiless = head_request || status == 204 || status == 304;
-    let framing = match (chunked, length) {
-        _ if bodiless => Framing::Empty,
-        (Some(true), _) => Framing::Chunked,
-        (Some(false), _) => Framing::UntilClose,
-        (None, Some(0)) => Framing::Empty,
-        (None, Some(n)) => Framing::Length(n),
-        (None, None) => Framing::UntilClose,
+    let facts = match HeadFacts::read(version, status, headers, head_request) {
+        Ok(f) => f,
+        Err(why) => return Parsed::Invalid(why),
     };
-    // Both framings at once: chunked wins and the connection is not trusted
-    // with another request (RFC 9112 §6.3).
-    let reusable =
-        keep_alive && framing != Framing::UntilClose && !(chunked.is_some() && length.is_some());
+    let framing = facts.framing;
+    let reusable = facts.reusable;
 
     out.clear();
     out.extend_from_slice(b"HTTP/1.1 ");
@@ -118,14 +71,8 @@ pub fn parse(buf: &[u8], head_request: bool, close: bool, out: &mut Vec<u8>) -> 
     out.push(b' ');
     out.extend_from_slice(resp.reason.unwrap_or("").as_bytes());
     out.extend_from_slice(b"\r\n");
-    let listed = &listed[..n_listed];
     for h in headers {
-        if is_hop_by_hop(h.name)
-            || (chunked.is_some() && h.name.eq_ignore_ascii_case("content-length"))
-            || listed
-                .iter()
-                .any(|t| t.eq_ignore_ascii_case(h.name.as_bytes()))
-        {
+        if facts.drops(h.name) {
             continue;
         }
         out.extend_from_slice(h.name.as_bytes());
@@ -139,7 +86,7 @@ pub fn parse(buf: &[u8], head_request: bool, close: bool, out: &mut Vec<u8>) -> 
     if close {
         out.extend_from_slice(b"connection: close\r\n");
     }
-    if !has_date {
+    if !facts.has_date {
         out.extend_from_slice(b"date: ");
         super::date::append(out);
         out.extend_from_slice(b"\r\n");
@@ -151,6 +98,101 @@ pub fn parse(buf: &[u8], head_request: bool, close: bool, out: &mut Vec<u8>) -> 
         framing,
         reusable,
     })
+}
+
+/// What a response head's framing and connection headers say.
+pub struct HeadFacts<'h> {
+    pub framing: Framing,
+    /// The target connection can carry another request after this body.
+    pub reusable: bool,
+    pub has_date: bool,
+    /// Transfer-Encoding was there: a Content-Length beside it is dropped.
+    transfer_encoding: bool,
+    /// Names the `Connection` header lists (hop-by-hop too).
+    listed: [&'h [u8]; 8],
+    n_listed: usize,
+}
+
+impl<'h> HeadFacts<'h> {
+    /// Reads the headers of a response with `status` in HTTP/1.`version`, the
+    /// answer to a HEAD request when `head_request`.
+    pub fn read(
+        version: u8,
+        status: u16,
+        headers: &[httparse::Header<'h>],
+        head_request: bool,
+    ) -> Result<Self, &'static str> {
+        let mut listed: [&[u8]; 8] = [b""; 8];
+        let mut n_listed = 0;
+        let mut keep_alive = version == 1;
+        let mut length: Option<u64> = None;
+        let mut chunked = None;
+        let mut has_date = false;
+        for h in headers {
+            match h.name.len() {
+                4 if h.name.eq_ignore_ascii_case("date") => has_date = true,
+                10 if h.name.eq_ignore_ascii_case("connection") => {
+                    for token in h.value.split(|&b| b == b',') {
+                        let token = token.trim_ascii();
+                        if token.eq_ignore_ascii_case(b"close") {
+                            keep_alive = false;
+                        } else if token.eq_ignore_ascii_case(b"keep-alive") {
+                            keep_alive = keep_alive || version == 0;
+                        } else if !token.is_empty() && n_listed < listed.len() {
+                            listed[n_listed] = token;
+                            n_listed += 1;
+                        }
+                    }
+                }
+                14 if h.name.eq_ignore_ascii_case("content-length") => {
+                    let Some(n) = parse_length(h.value) else {
+                        return Err("malformed Content-Length");
+                    };
+                    if length.is_some_and(|l| l != n) {
+                        return Err("two different Content-Lengths");
+                    }
+                    length = Some(n);
+                }
+                17 if h.name.eq_ignore_ascii_case("transfer-encoding") => {
+                    let last = h.value.rsplit(|&b| b == b',').next().unwrap_or(b"");
+                    chunked = Some(last.trim_ascii().eq_ignore_ascii_case(b"chunked"));
+                }
+                _ => {}
+            }
+        }
+        let bodiless = head_request || status == 204 || status == 304;
+        let framing = match (chunked, length) {
+            _ if bodiless => Framing::Empty,
+            (Some(true), _) => Framing::Chunked,
+            (Some(false), _) => Framing::UntilClose,
+            (None, Some(0)) => Framing::Empty,
+            (None, Some(n)) => Framing::Length(n),
+            (None, None) => Framing::UntilClose,
+        };
+        // Both framings at once: chunked wins and the connection is not trusted
+        // with another request (RFC 9112 §6.3).
+        let reusable = keep_alive
+            && framing != Framing::UntilClose
+            && !(chunked.is_some() && length.is_some());
+        Ok(HeadFacts {
+            framing,
+            reusable,
+            has_date,
+            transfer_encoding: chunked.is_some(),
+            listed,
+            n_listed,
+        })
+    }
+
+    /// Whether header `name` stays on this side of the proxy: hop-by-hop, named
+    /// in `Connection`, or a Content-Length beside a Transfer-Encoding.
+    pub fn drops(&self, name: &str) -> bool {
+        is_hop_by_hop(name)
+            || (self.transfer_encoding && name.eq_ignore_ascii_case("content-length"))
+            || self.listed[..self.n_listed]
+                .iter()
+                .any(|t| t.eq_ignore_ascii_case(name.as_bytes()))
+    }
 }
 
 /// Hop-by-hop headers (RFC 9110 §7.6.1, and the old `Proxy-Connection`),

@@ -2,6 +2,7 @@
 
 use crate::health::{Outcome, Reason};
 use crate::proxy::pool::TargetConn;
+use crate::proxy::raw::{RawBody, RawBodyError};
 use crate::proxy::record::RequestRecord;
 use crate::proxy::stall::StallTimer;
 use crate::runtime::target::{GroupRuntime, OutstandingGuard};
@@ -102,6 +103,8 @@ pub enum ResponseBodyError {
     Target(hyper::Error),
     /// No byte from the target for the listener's idle timeout.
     Stalled,
+    /// A body read off a target's socket by [`crate::proxy::raw`] ended early.
+    Raw(RawBodyError),
 }
 
 impl std::fmt::Display for ResponseBodyError {
@@ -109,6 +112,7 @@ impl std::fmt::Display for ResponseBodyError {
         match self {
             ResponseBodyError::Target(e) => write!(f, "target response body: {e}"),
             ResponseBodyError::Stalled => f.write_str("target response body stalled"),
+            ResponseBodyError::Raw(e) => e.fmt(f),
         }
     }
 }
@@ -117,7 +121,7 @@ impl std::error::Error for ResponseBodyError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             ResponseBodyError::Target(e) => Some(e),
-            ResponseBodyError::Stalled => None,
+            ResponseBodyError::Stalled | ResponseBodyError::Raw(_) => None,
         }
     }
 }
@@ -133,6 +137,7 @@ pub struct ProxyBody {
 enum Kind {
     Full(Option<Bytes>),
     Target(TargetBody),
+    Raw(RawBody),
 }
 
 impl ProxyBody {
@@ -170,6 +175,17 @@ impl ProxyBody {
         }
         ProxyBody {
             kind: Kind::Target(t),
+            _in_flight: in_flight,
+            record: None,
+        }
+    }
+}
+
+impl ProxyBody {
+    /// A target's body read off its socket by [`crate::proxy::raw`].
+    pub fn raw(body: RawBody, in_flight: Option<InFlight>) -> Self {
+        ProxyBody {
+            kind: Kind::Raw(body),
             _in_flight: in_flight,
             record: None,
         }
@@ -216,6 +232,12 @@ impl Body for ProxyBody {
                     },
                 }
             }
+            Kind::Raw(b) => match b.poll_data(cx) {
+                Poll::Ready(Some(Ok(data))) => Poll::Ready(Some(Ok(Frame::data(data)))),
+                Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(ResponseBodyError::Raw(e)))),
+                Poll::Ready(None) => Poll::Ready(None),
+                Poll::Pending => Poll::Pending,
+            },
         };
         if let (Some(record), Poll::Ready(Some(Ok(frame)))) = (&mut this.record, &polled)
             && let Some(data) = frame.data_ref()
@@ -228,6 +250,7 @@ impl Body for ProxyBody {
         match &self.kind {
             Kind::Full(data) => data.is_none(),
             Kind::Target(t) => t.body.is_end_stream(),
+            Kind::Raw(b) => b.is_end_stream(),
         }
     }
 
@@ -235,6 +258,9 @@ impl Body for ProxyBody {
         match &self.kind {
             Kind::Full(data) => SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64)),
             Kind::Target(t) => t.body.size_hint(),
+            Kind::Raw(b) => b
+                .exact_len()
+                .map_or_else(SizeHint::new, SizeHint::with_exact),
         }
     }
 }

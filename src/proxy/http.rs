@@ -1,5 +1,6 @@
 //! Forwarding one HTTP request to a target of a group, and its response back.
 
+use crate::config::GroupProtocol;
 use crate::health::{Outcome, Reason};
 use crate::listener::ClientConn;
 use crate::proxy::body::{ClientBodyError, InFlight, ProxyBody, Release, RequestBody};
@@ -8,6 +9,7 @@ use crate::proxy::headers::{
     X_REQUEST_ID, header_bytes, prepare_request, strip_hop_by_hop, wants_upgrade,
 };
 use crate::proxy::pool::{self, TargetConn};
+use crate::proxy::raw::{self, HeadError, RawBody, RawRelease};
 use crate::proxy::record::RequestRecord;
 use crate::proxy::respond::lb_error;
 use crate::route::redirect::{BadRedirect, RedirectSource};
@@ -16,7 +18,7 @@ use crate::route::{GroupChoice, RequestView, RouteAction};
 use crate::runtime::listener::ListenerRuntime;
 use crate::runtime::sticky::Bound;
 use crate::runtime::target::OutstandingGuard;
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http::header;
 use http::{Method, Request, Response, StatusCode};
 use http_body::Body;
@@ -230,11 +232,7 @@ enum Conn {
 /// A copy of a request head that can be sent again: only for idempotent
 /// requests without a body (nothing of theirs can be lost in a replay).
 fn replayable_copy(req: &Request<RequestBody>) -> Option<Request<RequestBody>> {
-    let idempotent = matches!(
-        *req.method(),
-        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
-    );
-    if !idempotent || !req.body().is_end_stream() {
+    if !idempotent(req.method()) || !req.body().is_end_stream() {
         return None;
     }
     let mut copy = Request::new(RequestBody::Empty);
@@ -243,6 +241,42 @@ fn replayable_copy(req: &Request<RequestBody>) -> Option<Request<RequestBody>> {
     *copy.version_mut() = req.version();
     *copy.headers_mut() = req.headers().clone();
     Some(copy)
+}
+
+/// Whether a request of `method` may be sent twice (RFC 9110 §9.2.2).
+fn idempotent(method: &Method) -> bool {
+    matches!(
+        *method,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
+    )
+}
+
+/// Adds the stickiness cookie a response of target `choice` carries, if the
+/// group is sticky and the binding is new or moved.
+fn stick(
+    conn: &ClientConn,
+    group: &crate::runtime::target::GroupRuntime,
+    choice: usize,
+    bound: Bound,
+    rebound: bool,
+    headers: &mut http::HeaderMap,
+) {
+    let Some(sticky) = &group.stickiness else {
+        return;
+    };
+    let https = conn.forwarded.proto.as_bytes() == b"https";
+    // A retry moved the request: the binding changes too.
+    let rebound = rebound || matches!(bound, Bound::Target(i) if i != choice);
+    if let Some(cookie) = sticky.set_cookie(
+        group,
+        &group.targets[choice],
+        headers,
+        rebound,
+        https,
+        &group.cookie_keys,
+    ) {
+        headers.append(header::SET_COOKIE, cookie);
+    }
 }
 
 async fn forward(
@@ -295,6 +329,24 @@ async fn forward(
             in_flight,
         );
     };
+    if crate::h1::enabled()
+        && group.protocol == GroupProtocol::Http
+        && raw::eligible(req.method(), req.body().is_end_stream(), upgrade)
+    {
+        let (parts, _) = req.into_parts();
+        let sticky = (bound, rebound);
+        return Box::pin(forward_raw(
+            conn,
+            action,
+            &parts,
+            choice,
+            sticky,
+            stall_timeout,
+            in_flight,
+            record,
+        ))
+        .await;
+    }
     // Each of these is allowed once: a failed connect (nothing was sent), and a
     // failed exchange on a reused connection for a replayable request.
     let mut connect_failed = false;
@@ -415,22 +467,7 @@ async fn forward(
                     (Conn::Driven(c), _) => {
                         let (mut parts, body) = resp.into_parts();
                         strip_hop_by_hop(&mut parts.headers, false);
-                        if let Some(sticky) = &group.stickiness {
-                            let https = conn.forwarded.proto.as_bytes() == b"https";
-                            // A retry moved the request: the binding changes too.
-                            let rebound =
-                                rebound || matches!(bound, Bound::Target(i) if i != choice);
-                            if let Some(cookie) = sticky.set_cookie(
-                                group,
-                                target,
-                                &parts.headers,
-                                rebound,
-                                https,
-                                &group.cookie_keys,
-                            ) {
-                                parts.headers.append(header::SET_COOKIE, cookie);
-                            }
-                        }
+                        stick(conn, group, choice, bound, rebound, &mut parts.headers);
                         Response::from_parts(
                             parts,
                             ProxyBody::target(
@@ -501,6 +538,121 @@ async fn forward(
                 }
             },
         }
+    }
+}
+
+/// [`forward`] for a body-less request to a plain target group: sent by
+/// [`raw`] on the fast path's sockets, the response body read off the socket.
+/// Retries as the fast path does: a request that found its pooled socket
+/// closed before any answer goes again if it is idempotent; a failed connect
+/// tries another target once.
+#[allow(clippy::too_many_arguments)]
+async fn forward_raw(
+    conn: &ClientConn,
+    action: &GroupChoice,
+    parts: &http::request::Parts,
+    mut choice: usize,
+    (bound, rebound): (Bound, bool),
+    stall_timeout: Duration,
+    in_flight: InFlight,
+    mut record: Option<&mut RequestRecord>,
+) -> Response<ProxyBody> {
+    let group = &action.group;
+    let mut head = Vec::with_capacity(512);
+    raw::write_head(parts, &mut head);
+    let head_request = parts.method == Method::HEAD;
+    let replayable = idempotent(&parts.method);
+    let mut connect_failed = false;
+    let mut stale = 0;
+    loop {
+        let target = &group.targets[choice];
+        let now = Instant::now();
+        let pooled = if stale < MAX_STALE_RETRIES {
+            target.shared.pool.checkout_raw(now)
+        } else {
+            None
+        };
+        let reused = pooled.is_some();
+        let mut stream = match pooled {
+            Some(s) => s,
+            None => match pool::connect_raw(target.addr, group.connect_timeout).await {
+                Ok(s) => s,
+                Err(e) => {
+                    e.record(group, choice);
+                    if !connect_failed && let Some(next) = group.pick(Some(choice)) {
+                        connect_failed = true;
+                        choice = next;
+                        continue;
+                    }
+                    if let Some(r) = record.as_mut() {
+                        r.target(&group.name, target.addr);
+                        r.error("connect_failed");
+                    }
+                    return lb_error(StatusCode::BAD_GATEWAY, &action.metrics.from_lb, in_flight);
+                }
+            },
+        };
+        let sent_at = if reused { now } else { Instant::now() };
+        let outstanding = target.start_request();
+        if let Some(r) = record.as_mut() {
+            r.target(&group.name, target.addr);
+        }
+        let mut buf = BytesMut::with_capacity(raw::READ_SIZE);
+        let exchange = raw::exchange(&mut stream, &head, &mut buf, head_request);
+        let error = match tokio::time::timeout(group.request_timeout, exchange).await {
+            Err(_elapsed) => {
+                tracing::warn!(target_group = %group.name, target = %target.address, "no response within request_timeout");
+                group.metrics.response_errors.inc();
+                group.record(choice, Outcome::Failure(Reason::Timeout));
+                if let Some(r) = record.as_mut() {
+                    r.error("target_timeout");
+                }
+                return lb_error(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    &action.metrics.from_lb,
+                    in_flight,
+                );
+            }
+            Ok(Ok(resp)) => {
+                group
+                    .metrics
+                    .response_time
+                    .observe(sent_at.elapsed().as_secs_f64());
+                let status = resp.parts.status.as_u16();
+                action.metrics.from_target.count(status);
+                if let Some(r) = record.as_mut() {
+                    r.target_status(status);
+                }
+                let mut parts = resp.parts;
+                stick(conn, group, choice, bound, rebound, &mut parts.headers);
+                let release = RawRelease {
+                    stream,
+                    outstanding,
+                    sent_at,
+                    group: group.clone(),
+                    index: choice,
+                };
+                let body = RawBody::new(resp.framing, resp.reusable, buf, release, stall_timeout);
+                return Response::from_parts(parts, ProxyBody::raw(body, Some(in_flight)));
+            }
+            Ok(Err(HeadError::Stale)) if reused && replayable => {
+                stale += 1;
+                continue;
+            }
+            Ok(Err(HeadError::Stale)) => "closed without a response",
+            Ok(Err(HeadError::Broken(why))) => why,
+        };
+        tracing::warn!(target_group = %group.name, target = %target.address, "target failed: {error}");
+        group.metrics.response_errors.inc();
+        group.record(choice, Outcome::Failure(Reason::FailedHealthChecks));
+        if let Some(r) = record.as_mut() {
+            r.error(if error == raw::HEAD_TOO_LARGE {
+                "target_head_too_large"
+            } else {
+                "target_failed"
+            });
+        }
+        return lb_error(StatusCode::BAD_GATEWAY, &action.metrics.from_lb, in_flight);
     }
 }
 

@@ -7,6 +7,7 @@ pub mod headers;
 pub mod http;
 pub mod pool;
 pub mod proxy_protocol;
+pub mod raw;
 pub mod record;
 pub mod respond;
 pub mod stall;
