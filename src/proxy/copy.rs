@@ -7,10 +7,15 @@
 //! 16 KiB, never zeroed (reads go into the spare capacity), and grows to
 //! 64 KiB the first time a read fills its buffer.
 //!
-//! Between plain sockets, the last direction to end does not shut its writer
-//! down: the socket is closed right after, which sends the same FIN (the
-//! other way already ended, so nothing unread could turn it into a reset),
-//! and a short connection saves a syscall.
+//! Between plain sockets, a direction whose writer's socket has ended the
+//! other way too does not shut that writer down: the socket is closed right
+//! after, which sends the same FIN (that socket was read to its end, so
+//! nothing unread could turn it into a reset), and a short connection saves a
+//! syscall. And the first direction to end passes its end on only after the
+//! runtime has polled its sockets once more: a request-response client has
+//! usually closed by then (it had its answer), so the connection ends as two
+//! closes with no `shutdown`, and the client side's TIME_WAIT stays with the
+//! client, as with HAProxy.
 
 use std::future::Future;
 use std::io;
@@ -36,6 +41,11 @@ struct Half {
     grow: bool,
     read_done: bool,
     need_flush: bool,
+    /// The half-close put off until the runtime has polled its sockets once
+    /// more (see the module's doc); boxed as tokio's yield cannot be named.
+    put_off: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
+    /// The put-off half-close has waited.
+    waited: bool,
     done: bool,
     amount: u64,
 }
@@ -57,19 +67,23 @@ impl Half {
             grow: false,
             read_done: false,
             need_flush: written > 0,
+            put_off: None,
+            waited: false,
             done: false,
             amount: written as u64,
         }
     }
 
     /// Copies until end of stream; `shut_down` says whether the writer is then
-    /// shut down (or left for the caller to close).
+    /// shut down (or left for the caller to close), and `put_off` whether that
+    /// shutdown waits one scheduler turn first.
     fn poll_copy<R, W>(
         &mut self,
         cx: &mut Context<'_>,
         mut reader: Pin<&mut R>,
         mut writer: Pin<&mut W>,
         shut_down: bool,
+        put_off: bool,
     ) -> Poll<io::Result<()>>
     where
         R: AsyncRead + ?Sized,
@@ -103,6 +117,17 @@ impl Half {
                     self.need_flush = false;
                 }
                 if shut_down {
+                    if put_off && !self.waited {
+                        let wait = self
+                            .put_off
+                            .get_or_insert_with(|| Box::pin(tokio::task::yield_now()));
+                        ready!(wait.as_mut().poll(cx));
+                        self.put_off = None;
+                        self.waited = true;
+                        // The other way may have ended meanwhile: ask again.
+                        cx.waker().wake_by_ref();
+                        return Poll::Pending;
+                    }
                     ready!(writer.as_mut().poll_shutdown(cx))?;
                 }
                 self.done = true;
@@ -198,19 +223,24 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
-        let shut_a_to_b = !(this.plain && this.b_to_a.done);
+        // Between plain sockets a writer whose socket has also ended the other
+        // way (read to its end: nothing unread to turn a close into a reset)
+        // is left to the caller's close.
+        let shut_a_to_b = !(this.plain && this.b_to_a.read_done);
         let forward = this.a_to_b.poll_copy(
             cx,
             Pin::new(&mut *this.a),
             Pin::new(&mut *this.b),
             shut_a_to_b,
+            this.plain,
         )?;
-        let shut_b_to_a = !(this.plain && this.a_to_b.done);
+        let shut_b_to_a = !(this.plain && this.a_to_b.read_done);
         let backward = this.b_to_a.poll_copy(
             cx,
             Pin::new(&mut *this.b),
             Pin::new(&mut *this.a),
             shut_b_to_a,
+            this.plain,
         )?;
         match (forward, backward) {
             (Poll::Ready(()), Poll::Ready(())) => {
@@ -305,5 +335,34 @@ mod tests {
         client.shutdown().await.unwrap();
         assert_eq!(copy.await.unwrap().unwrap(), (3, 6));
         assert_eq!(far_shut.load(Ordering::SeqCst), 0);
+    }
+
+    #[tokio::test]
+    async fn a_client_that_closes_after_its_answer_ends_the_copy_without_a_shutdown() {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let (mut client, near) = tokio::io::duplex(1024);
+        let (far, mut server) = tokio::io::duplex(1024);
+        let (near_shut, far_shut) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let mut near = Shutdowns(near, near_shut.clone());
+        let mut far = Shutdowns(far, far_shut.clone());
+        let copy = tokio::spawn(async move { bidirectional(&mut near, &mut far, true).await });
+        client.write_all(b"ask").await.unwrap();
+        let mut asked = [0u8; 3];
+        server.read_exact(&mut asked).await.unwrap();
+        server.write_all(b"answer").await.unwrap();
+        server.shutdown().await.unwrap();
+        // The client has its answer and closes before the server's end reaches it.
+        let mut answer = [0u8; 6];
+        client.read_exact(&mut answer).await.unwrap();
+        client.shutdown().await.unwrap();
+        assert_eq!(copy.await.unwrap().unwrap(), (3, 6));
+        assert_eq!(
+            (
+                near_shut.load(Ordering::SeqCst),
+                far_shut.load(Ordering::SeqCst)
+            ),
+            (0, 0)
+        );
     }
 }
