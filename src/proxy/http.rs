@@ -294,9 +294,28 @@ async fn forward(
     let mut req = Request::from_parts(parts, RequestBody::client(body, body_limit, stall_timeout));
     let upgrade = wants_upgrade(req.headers(), req.version());
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
-    prepare_request(&mut req, &conn.forwarded, upgrade);
-    if let Some(r) = record.as_mut() {
-        r.request_id(req.headers().get(&X_REQUEST_ID));
+    // A body-less request to a plain group goes on the fast path's sockets,
+    // its head written straight from the client's (see `proxy::raw`).
+    let raw_head = (crate::h1::enabled()
+        && group.protocol == GroupProtocol::Http
+        && raw::eligible(req.method(), req.body().is_end_stream(), upgrade))
+    .then(|| raw::target_head(&req, &conn.forwarded))
+    .flatten();
+    match &raw_head {
+        Some(head) => {
+            if let Some(r) = record.as_mut() {
+                match &head.made_id {
+                    Some(id) => r.request_id_raw(Some(id)),
+                    None => r.request_id(req.headers().get(&X_REQUEST_ID)),
+                }
+            }
+        }
+        None => {
+            prepare_request(&mut req, &conn.forwarded, upgrade);
+            if let Some(r) = record.as_mut() {
+                r.request_id(req.headers().get(&X_REQUEST_ID));
+            }
+        }
     }
 
     // Target stickiness first: a valid cookie naming a target that can take
@@ -329,22 +348,24 @@ async fn forward(
             in_flight,
         );
     };
-    if crate::h1::enabled()
-        && group.protocol == GroupProtocol::Http
-        && raw::eligible(req.method(), req.body().is_end_stream(), upgrade)
-    {
-        let (parts, _) = req.into_parts();
+    if let Some(head) = raw_head {
+        let request = RawRequest {
+            head: head.bytes,
+            head_request: req.method() == Method::HEAD,
+            replayable: idempotent(req.method()),
+        };
+        drop(req);
         let sticky = (bound, rebound);
-        return Box::pin(forward_raw(
+        return forward_raw(
             conn,
             action,
-            &parts,
+            request,
             choice,
             sticky,
             stall_timeout,
             in_flight,
             record,
-        ))
+        )
         .await;
     }
     // Each of these is allowed once: a failed connect (nothing was sent), and a
@@ -541,6 +562,15 @@ async fn forward(
     }
 }
 
+/// A body-less request as [`forward_raw`] sends it.
+struct RawRequest {
+    /// The head the target gets (kept to send again).
+    head: Vec<u8>,
+    head_request: bool,
+    /// Idempotent: may go again after a pooled socket failed under it.
+    replayable: bool,
+}
+
 /// [`forward`] for a body-less request to a plain target group: sent by
 /// [`raw`] on the fast path's sockets, the response body read off the socket.
 /// Retries as the fast path does: a request that found its pooled socket
@@ -550,7 +580,7 @@ async fn forward(
 async fn forward_raw(
     conn: &ClientConn,
     action: &GroupChoice,
-    parts: &http::request::Parts,
+    request: RawRequest,
     mut choice: usize,
     (bound, rebound): (Bound, bool),
     stall_timeout: Duration,
@@ -558,10 +588,11 @@ async fn forward_raw(
     mut record: Option<&mut RequestRecord>,
 ) -> Response<ProxyBody> {
     let group = &action.group;
-    let mut head = Vec::with_capacity(512);
-    raw::write_head(parts, &mut head);
-    let head_request = parts.method == Method::HEAD;
-    let replayable = idempotent(&parts.method);
+    let RawRequest {
+        head,
+        head_request,
+        replayable,
+    } = request;
     let mut connect_failed = false;
     let mut stale = 0;
     loop {
@@ -597,7 +628,7 @@ async fn forward_raw(
         if let Some(r) = record.as_mut() {
             r.target(&group.name, target.addr);
         }
-        let mut buf = BytesMut::with_capacity(raw::READ_SIZE);
+        let mut buf = BytesMut::with_capacity(raw::FIRST_READ);
         let exchange = raw::exchange(&mut stream, &head, &mut buf, head_request);
         let error = match tokio::time::timeout(group.request_timeout, exchange).await {
             Err(_elapsed) => {

@@ -8,7 +8,8 @@
 //! instructions per HTTP/2 request (docs/performance.md).
 
 use crate::h1::chunked::ChunkedScan;
-use crate::h1::response::{Framing, HeadFacts, MAX_HEADERS};
+use crate::h1::response::{Framing, HeadFacts, MAX_HEADERS, is_hop_by_hop};
+use crate::proxy::headers::{ForwardedFor, X_FORWARDED_FOR, X_REQUEST_ID, new_request_id_bytes};
 use crate::proxy::pool::TARGET_MAX_HEAD_BYTES;
 use crate::proxy::stall::StallTimer;
 use crate::runtime::target::{GroupRuntime, OutstandingGuard};
@@ -22,8 +23,11 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 
-/// Room kept free in a response buffer before each read.
-pub const READ_SIZE: usize = 16 * 1024;
+/// Room kept free in a response buffer before each read of a body.
+const READ_SIZE: usize = 16 * 1024;
+/// A response buffer's first size: most heads and small bodies fit, and a
+/// smaller block is cheaper to allocate; it grows to [`READ_SIZE`].
+pub const FIRST_READ: usize = 4 * 1024;
 
 /// Whether a request of `method` may take this path: no body (so it can be
 /// sent again whole), and not asking to switch protocols.
@@ -31,30 +35,106 @@ pub fn eligible(method: &Method, body_ended: bool, upgrade: bool) -> bool {
     body_ended && !upgrade && method != Method::CONNECT
 }
 
-/// Writes the HTTP/1.1 head of a prepared request (origin-form target, `Host`
-/// set, hop-by-hop headers gone) into `out`. A body-less request of a method
-/// that usually has a body says `Content-Length: 0`, as hyper's client does.
-pub fn write_head(parts: &http::request::Parts, out: &mut Vec<u8>) {
-    out.clear();
-    out.extend_from_slice(parts.method.as_str().as_bytes());
+/// The HTTP/1.1 head a target gets for `req`, written straight from the
+/// client's request as `proxy::headers::prepare_request` would rewrite it:
+/// origin-form target, `Host` from the authority of an HTTP/2 request,
+/// hop-by-hop headers out, `X-Forwarded-*` replaced (the client's
+/// `X-Forwarded-For` values kept in front), an `X-Request-Id` made when
+/// missing (returned), and `Content-Length: 0` for a body-less request of a
+/// method that usually has a body (as hyper's client writes). `None` when the
+/// client's `Connection` header names other headers to drop: the rare case
+/// is left to the header-map rewrite.
+pub fn target_head<B>(req: &http::Request<B>, fwd: &ForwardedFor) -> Option<TargetHead> {
+    let headers = req.headers();
+    for value in headers.get_all(http::header::CONNECTION) {
+        let names_others = value.as_bytes().split(|&b| b == b',').any(|t| {
+            let t = t.trim_ascii();
+            !(t.is_empty()
+                || t.eq_ignore_ascii_case(b"keep-alive")
+                || t.eq_ignore_ascii_case(b"close"))
+        });
+        if names_others {
+            return None;
+        }
+    }
+    let mut out = Vec::with_capacity(512);
+    out.extend_from_slice(req.method().as_str().as_bytes());
     out.push(b' ');
-    let target = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    let target = req.uri().path_and_query().map_or("/", |p| p.as_str());
     out.extend_from_slice(target.as_bytes());
     out.extend_from_slice(b" HTTP/1.1\r\n");
-    for (name, value) in &parts.headers {
-        out.extend_from_slice(name.as_str().as_bytes());
+    let http1 = matches!(req.version(), Version::HTTP_10 | Version::HTTP_11);
+    let authority = req
+        .uri()
+        .authority()
+        .filter(|_| !http1 || !headers.contains_key(http::header::HOST));
+    if let Some(a) = authority {
+        out.extend_from_slice(b"host: ");
+        out.extend_from_slice(a.as_str().as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    let mut forwarded_for = false;
+    let mut request_id = false;
+    for (name, value) in headers {
+        let n = name.as_str();
+        if is_hop_by_hop(n) || (authority.is_some() && name == http::header::HOST) {
+            continue;
+        }
+        if n.len() > 12 && n.starts_with("x-forwarded-") {
+            match &n[12..] {
+                "for" => {
+                    forwarded_for = true;
+                    continue;
+                }
+                "proto" | "port" => continue,
+                _ => {}
+            }
+        }
+        request_id |= name == X_REQUEST_ID;
+        out.extend_from_slice(n.as_bytes());
         out.extend_from_slice(b": ");
         out.extend_from_slice(value.as_bytes());
         out.extend_from_slice(b"\r\n");
     }
+    // The client's own X-Forwarded-For values first, then its address: one line.
+    out.extend_from_slice(b"x-forwarded-for: ");
+    if forwarded_for {
+        for value in headers.get_all(&X_FORWARDED_FOR) {
+            out.extend_from_slice(value.as_bytes());
+            out.extend_from_slice(b", ");
+        }
+    }
+    out.extend_from_slice(fwd.client_ip.as_bytes());
+    out.extend_from_slice(b"\r\nx-forwarded-proto: ");
+    out.extend_from_slice(fwd.proto.as_bytes());
+    out.extend_from_slice(b"\r\nx-forwarded-port: ");
+    out.extend_from_slice(fwd.port.as_bytes());
+    out.extend_from_slice(b"\r\n");
+    let made_id = (!request_id).then(new_request_id_bytes);
+    if let Some(id) = &made_id {
+        out.extend_from_slice(b"x-request-id: ");
+        out.extend_from_slice(id);
+        out.extend_from_slice(b"\r\n");
+    }
     let bodyless_method = matches!(
-        parts.method,
+        *req.method(),
         Method::GET | Method::HEAD | Method::DELETE | Method::OPTIONS | Method::TRACE
     );
-    if !bodyless_method && !parts.headers.contains_key(http::header::CONTENT_LENGTH) {
+    if !bodyless_method && !headers.contains_key(http::header::CONTENT_LENGTH) {
         out.extend_from_slice(b"content-length: 0\r\n");
     }
     out.extend_from_slice(b"\r\n");
+    Some(TargetHead {
+        bytes: out,
+        made_id,
+    })
+}
+
+/// A request head for a target, and the request id made for it.
+pub struct TargetHead {
+    pub bytes: Vec<u8>,
+    /// The `X-Request-Id` written, when the client sent none.
+    pub made_id: Option<[u8; 32]>,
 }
 
 /// A target's response head, as parts for hyper's server side.
@@ -114,7 +194,9 @@ pub async fn exchange(
                 Parsed::Partial => {}
             }
         }
-        buf.reserve(READ_SIZE);
+        if buf.capacity() - buf.len() < FIRST_READ / 4 {
+            buf.reserve(READ_SIZE);
+        }
         let read = std::future::poll_fn(|cx| poll_read_buf(stream, cx, buf)).await;
         match read {
             Ok(0) | Err(_) if !any => return Err(HeadError::Stale),
@@ -402,38 +484,64 @@ impl std::fmt::Display for RawBodyError {
 mod tests {
     use super::*;
 
-    fn head_of(req: http::Request<()>) -> String {
-        let (parts, ()) = req.into_parts();
-        let mut out = Vec::new();
-        write_head(&parts, &mut out);
-        String::from_utf8(out).unwrap()
+    fn fwd() -> ForwardedFor {
+        ForwardedFor {
+            client_ip: HeaderValue::from_static("192.0.2.7"),
+            proto: HeaderValue::from_static("https"),
+            port: HeaderValue::from_static("443"),
+        }
+    }
+
+    fn head_of(req: http::Request<()>) -> Option<String> {
+        let head = target_head(&req, &fwd())?;
+        Some(String::from_utf8(head.bytes).unwrap())
     }
 
     #[test]
-    fn request_heads_are_written_from_parts() {
+    fn request_heads_are_written_as_the_header_map_rewrite_would() {
         let get = http::Request::get("/a?b=1")
             .header("host", "example.com")
             .header("x-two", "1")
             .header("x-two", "2")
+            .header("te", "trailers")
+            .header("connection", "keep-alive")
+            .header("x-forwarded-for", "10.0.0.1")
+            .header("x-forwarded-for", "10.0.0.2")
+            .header("x-forwarded-proto", "http")
+            .header("x-request-id", "abc")
             .body(())
             .unwrap();
         assert_eq!(
-            head_of(get),
-            "GET /a?b=1 HTTP/1.1\r\nhost: example.com\r\nx-two: 1\r\nx-two: 2\r\n\r\n"
+            head_of(get).unwrap(),
+            "GET /a?b=1 HTTP/1.1\r\nhost: example.com\r\nx-two: 1\r\nx-two: 2\r\nx-request-id: abc\r\nx-forwarded-for: 10.0.0.1, 10.0.0.2, 192.0.2.7\r\nx-forwarded-proto: https\r\nx-forwarded-port: 443\r\n\r\n"
         );
-        let post = http::Request::post("/p").body(()).unwrap();
-        assert_eq!(
-            head_of(post),
-            "POST /p HTTP/1.1\r\ncontent-length: 0\r\n\r\n"
+        // HTTP/2: the authority is the Host; a body-less POST says so.
+        let post = http::Request::post("https://app.example:8443/p")
+            .version(Version::HTTP_2)
+            .header("host", "ignored")
+            .body(())
+            .unwrap();
+        let head = head_of(post).unwrap();
+        assert!(
+            head.starts_with(
+                "POST /p HTTP/1.1\r\nhost: app.example:8443\r\nx-forwarded-for: 192.0.2.7\r\n"
+            ),
+            "{head}"
         );
+        assert!(head.contains("\r\nx-request-id: "), "{head}");
+        assert!(head.ends_with("\r\ncontent-length: 0\r\n\r\n"), "{head}");
+        assert!(!head.contains("ignored"), "{head}");
         let declared = http::Request::put("/p")
             .header("content-length", "0")
+            .header("x-request-id", "r")
             .body(())
             .unwrap();
-        assert_eq!(
-            head_of(declared),
-            "PUT /p HTTP/1.1\r\ncontent-length: 0\r\n\r\n"
-        );
+        assert!(head_of(declared).unwrap().ends_with("x-request-id: r\r\nx-forwarded-for: 192.0.2.7\r\nx-forwarded-proto: https\r\nx-forwarded-port: 443\r\n\r\n"));
+        let listing = http::Request::get("/")
+            .header("connection", "keep-alive, x-secret")
+            .body(())
+            .unwrap();
+        assert!(head_of(listing).is_none(), "left to the header-map rewrite");
     }
 
     fn parsed(head: &str, head_request: bool) -> Parsed {
