@@ -116,6 +116,7 @@ pub struct HeadFacts<'h> {
 impl<'h> HeadFacts<'h> {
     /// Reads the headers of a response with `status` in HTTP/1.`version`, the
     /// answer to a HEAD request when `head_request`.
+    #[inline(always)]
     pub fn read(
         version: u8,
         status: u16,
@@ -186,6 +187,7 @@ impl<'h> HeadFacts<'h> {
 
     /// Whether header `name` stays on this side of the proxy: hop-by-hop, named
     /// in `Connection`, or a Content-Length beside a Transfer-Encoding.
+    #[inline(always)]
     pub fn drops(&self, name: &str) -> bool {
         is_hop_by_hop(name)
             || (self.transfer_encoding && name.eq_ignore_ascii_case("content-length"))
