@@ -262,9 +262,10 @@ async fn a_sticky_group_served_by_hyper_gets_the_same_bodies_and_its_reason_phra
     assert!(answer.ends_with("\r\n\r\nok"), "{answer}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_http2_get_on_a_pooled_socket_the_target_dropped_goes_again() {
-    let (target, heads) = scripted_target(|n, _| {
+/// A target whose connections answer one request each; the next request on one
+/// is read and the connection closed without an answer (a keep-alive race).
+async fn one_answer_per_connection() -> (SocketAddr, Arc<Mutex<Vec<String>>>) {
+    scripted_target(|n, _| {
         (n == 0).then(|| {
             (
                 b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok".to_vec(),
@@ -272,7 +273,12 @@ async fn an_http2_get_on_a_pooled_socket_the_target_dropped_goes_again() {
             )
         })
     })
-    .await;
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http2_get_on_a_pooled_socket_the_target_dropped_goes_again() {
+    let (target, heads) = one_answer_per_connection().await;
     let (lb, listen) = start_lb(target).await;
     let mut h2 = H2::connect(listen).await;
     for i in 0..5 {
@@ -377,17 +383,7 @@ async fn the_target_gets_the_head_rewritten_and_the_rest_as_sent() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pooled_connection_the_target_dropped_costs_a_get_nothing_and_a_post_its_answer() {
-    // Each target connection answers one request; the next request on it is
-    // read and the connection closed without an answer (a keep-alive race).
-    let (target, heads) = scripted_target(|n, _| {
-        (n == 0).then(|| {
-            (
-                b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok".to_vec(),
-                false,
-            )
-        })
-    })
-    .await;
+    let (target, heads) = one_answer_per_connection().await;
     let (lb, listen) = start_lb(target).await;
     let mut h1 = H1::connect(listen).await;
     for i in 0..5 {

@@ -51,11 +51,10 @@ pub fn parse(buf: &[u8], head_request: bool, close: bool, out: &mut Vec<u8>) -> 
     let (Some(version), Some(status)) = (resp.version, resp.code) else {
         return Parsed::Invalid("malformed response head");
     };
-    match status {
-        101 => return Parsed::Invalid("101 to a request that asked for no upgrade"),
-        100..=199 => return Parsed::Informational(len),
-        200..=999 => {}
-        _ => return Parsed::Invalid("status out of range"),
+    match final_status(status) {
+        Ok(true) => {}
+        Ok(false) => return Parsed::Informational(len),
+        Err(why) => return Parsed::Invalid(why),
     }
     let headers: &[httparse::Header] = resp.headers;
     let facts = match HeadFacts::read(version, status, headers, head_request) {
@@ -98,6 +97,18 @@ pub fn parse(buf: &[u8], head_request: bool, close: bool, out: &mut Vec<u8>) -> 
         framing,
         reusable,
     })
+}
+
+/// Whether a target's response status ends the exchange (`false`: a 1xx head
+/// to skip); a 101 nobody asked for, or a status out of range, is refused.
+#[inline]
+pub fn final_status(status: u16) -> Result<bool, &'static str> {
+    match status {
+        101 => Err("101 to a request that asked for no upgrade"),
+        100..=199 => Ok(false),
+        200..=999 => Ok(true),
+        _ => Err("status out of range"),
+    }
 }
 
 /// What a response head's framing and connection headers say.

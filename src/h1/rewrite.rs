@@ -38,15 +38,29 @@ pub fn target_head(
         out.extend_from_slice(h.value);
         out.extend_from_slice(b"\r\n");
     }
-    // The client's own X-Forwarded-For values first, then its address: one line.
+    let earlier = head
+        .headers
+        .iter()
+        .filter(|h| forwarded_for > 0 && h.name.eq_ignore_ascii_case("x-forwarded-for"))
+        .map(|h| h.value);
+    let made = forwarded_lines(out, earlier, fwd, head.has_request_id);
+    out.extend_from_slice(b"\r\n");
+    made
+}
+
+/// Writes the `X-Forwarded-*` lines (the client's own `X-Forwarded-For` values
+/// `earlier` first, then its address: one line) and an `X-Request-Id` line when
+/// the client sent none; the id made.
+pub fn forwarded_lines<'v>(
+    out: &mut Vec<u8>,
+    earlier: impl Iterator<Item = &'v [u8]>,
+    fwd: &ForwardedFor,
+    has_request_id: bool,
+) -> Option<[u8; 32]> {
     out.extend_from_slice(b"x-forwarded-for: ");
-    if forwarded_for > 0 {
-        for h in head.headers {
-            if h.name.eq_ignore_ascii_case("x-forwarded-for") {
-                out.extend_from_slice(h.value);
-                out.extend_from_slice(b", ");
-            }
-        }
+    for value in earlier {
+        out.extend_from_slice(value);
+        out.extend_from_slice(b", ");
     }
     out.extend_from_slice(fwd.client_ip.as_bytes());
     out.extend_from_slice(b"\r\nx-forwarded-proto: ");
@@ -54,13 +68,12 @@ pub fn target_head(
     out.extend_from_slice(b"\r\nx-forwarded-port: ");
     out.extend_from_slice(fwd.port.as_bytes());
     out.extend_from_slice(b"\r\n");
-    let made = (!head.has_request_id).then(new_request_id_bytes);
+    let made = (!has_request_id).then(new_request_id_bytes);
     if let Some(id) = &made {
         out.extend_from_slice(b"x-request-id: ");
         out.extend_from_slice(id);
         out.extend_from_slice(b"\r\n");
     }
-    out.extend_from_slice(b"\r\n");
     made
 }
 

@@ -310,16 +310,48 @@ mod tests {
         }
     }
 
+    /// Shutdowns counted on the copy's client-side and server-side ends.
+    type Shuts = [std::sync::Arc<std::sync::atomic::AtomicUsize>; 2];
+
+    /// A copy between two plain ends and the peers at each end.
+    struct PlainCopy {
+        client: tokio::io::DuplexStream,
+        server: tokio::io::DuplexStream,
+        shuts: Shuts,
+        copy: tokio::task::JoinHandle<io::Result<(u64, u64)>>,
+    }
+
+    /// A copy between two plain ends (client side, server side), counting the
+    /// shutdowns of each end the copy writes to.
+    fn plain_copy() -> PlainCopy {
+        let (client, near) = tokio::io::duplex(1024);
+        let (far, server) = tokio::io::duplex(1024);
+        let shuts: Shuts = Default::default();
+        let mut near = Shutdowns(near, shuts[0].clone());
+        let mut far = Shutdowns(far, shuts[1].clone());
+        let copy = tokio::spawn(async move { bidirectional(&mut near, &mut far, true).await });
+        PlainCopy {
+            client,
+            server,
+            shuts,
+            copy,
+        }
+    }
+
+    /// The shutdowns of the client's end and of the server's end so far.
+    fn shut_downs(shuts: &Shuts) -> (usize, usize) {
+        let n = |i: usize| shuts[i].load(std::sync::atomic::Ordering::SeqCst);
+        (n(0), n(1))
+    }
+
     #[tokio::test]
     async fn between_plain_sockets_only_the_first_end_is_shut_down() {
-        use std::sync::Arc;
-        use std::sync::atomic::{AtomicUsize, Ordering};
-        let (mut client, near) = tokio::io::duplex(1024);
-        let (far, mut server) = tokio::io::duplex(1024);
-        let (near_shut, far_shut) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
-        let mut near = Shutdowns(near, near_shut.clone());
-        let mut far = Shutdowns(far, far_shut.clone());
-        let copy = tokio::spawn(async move { bidirectional(&mut near, &mut far, true).await });
+        let PlainCopy {
+            mut client,
+            mut server,
+            shuts,
+            copy,
+        } = plain_copy();
         // The server answers and closes first: its end reaches the client.
         client.write_all(b"ask").await.unwrap();
         let mut asked = [0u8; 3];
@@ -329,24 +361,22 @@ mod tests {
         let mut answer = Vec::new();
         client.read_to_end(&mut answer).await.unwrap();
         assert_eq!(answer, b"answer");
-        assert_eq!(near_shut.load(Ordering::SeqCst), 1);
+        assert_eq!(shut_downs(&shuts).0, 1);
         // Then the client closes: the copy ends without shutting the server side
         // down (closing the socket sends that end).
         client.shutdown().await.unwrap();
         assert_eq!(copy.await.unwrap().unwrap(), (3, 6));
-        assert_eq!(far_shut.load(Ordering::SeqCst), 0);
+        assert_eq!(shut_downs(&shuts), (1, 0));
     }
 
     #[tokio::test]
     async fn a_client_that_closes_after_its_answer_ends_the_copy_without_a_shutdown() {
-        use std::sync::Arc;
-        use std::sync::atomic::{AtomicUsize, Ordering};
-        let (mut client, near) = tokio::io::duplex(1024);
-        let (far, mut server) = tokio::io::duplex(1024);
-        let (near_shut, far_shut) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
-        let mut near = Shutdowns(near, near_shut.clone());
-        let mut far = Shutdowns(far, far_shut.clone());
-        let copy = tokio::spawn(async move { bidirectional(&mut near, &mut far, true).await });
+        let PlainCopy {
+            mut client,
+            mut server,
+            shuts,
+            copy,
+        } = plain_copy();
         client.write_all(b"ask").await.unwrap();
         let mut asked = [0u8; 3];
         server.read_exact(&mut asked).await.unwrap();
@@ -357,12 +387,6 @@ mod tests {
         client.read_exact(&mut answer).await.unwrap();
         client.shutdown().await.unwrap();
         assert_eq!(copy.await.unwrap().unwrap(), (3, 6));
-        assert_eq!(
-            (
-                near_shut.load(Ordering::SeqCst),
-                far_shut.load(Ordering::SeqCst)
-            ),
-            (0, 0)
-        );
+        assert_eq!(shut_downs(&shuts), (0, 0));
     }
 }

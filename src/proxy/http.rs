@@ -251,6 +251,29 @@ fn idempotent(method: &Method) -> bool {
     )
 }
 
+/// No response head from target `choice` within the group's `request_timeout`:
+/// a failed check for the target, and 504 for the client.
+fn timed_out(
+    action: &GroupChoice,
+    choice: usize,
+    record: Option<&mut RequestRecord>,
+    in_flight: InFlight,
+) -> Response<ProxyBody> {
+    let group = &action.group;
+    let target = &group.targets[choice];
+    tracing::warn!(target_group = %group.name, target = %target.address, "no response within request_timeout");
+    group.metrics.response_errors.inc();
+    group.record(choice, Outcome::Failure(Reason::Timeout));
+    if let Some(r) = record {
+        r.error("target_timeout");
+    }
+    lb_error(
+        StatusCode::GATEWAY_TIMEOUT,
+        &action.metrics.from_lb,
+        in_flight,
+    )
+}
+
 /// Adds the stickiness cookie a response of target `choice` carries, if the
 /// group is sticky and the binding is new or moved.
 fn stick(
@@ -451,17 +474,7 @@ async fn forward(
         };
         match tokio::time::timeout(group.request_timeout, exchange).await {
             Err(_elapsed) => {
-                tracing::warn!(target_group = %group.name, target = %target.address, "no response within request_timeout");
-                group.metrics.response_errors.inc();
-                group.record(choice, Outcome::Failure(Reason::Timeout));
-                if let Some(r) = record.as_mut() {
-                    r.error("target_timeout");
-                }
-                return lb_error(
-                    StatusCode::GATEWAY_TIMEOUT,
-                    &action.metrics.from_lb,
-                    in_flight,
-                );
+                return timed_out(action, choice, record.as_deref_mut(), in_flight);
             }
             Ok(Ok(resp)) if header_bytes(resp.headers()) > pool::TARGET_MAX_HEAD_BYTES => {
                 tracing::warn!(target_group = %group.name, target = %target.address, "response head larger than {} bytes", pool::TARGET_MAX_HEAD_BYTES);
@@ -632,17 +645,7 @@ async fn forward_raw(
         let exchange = raw::exchange(&mut stream, &head, &mut buf, head_request);
         let error = match tokio::time::timeout(group.request_timeout, exchange).await {
             Err(_elapsed) => {
-                tracing::warn!(target_group = %group.name, target = %target.address, "no response within request_timeout");
-                group.metrics.response_errors.inc();
-                group.record(choice, Outcome::Failure(Reason::Timeout));
-                if let Some(r) = record.as_mut() {
-                    r.error("target_timeout");
-                }
-                return lb_error(
-                    StatusCode::GATEWAY_TIMEOUT,
-                    &action.metrics.from_lb,
-                    in_flight,
-                );
+                return timed_out(action, choice, record.as_deref_mut(), in_flight);
             }
             Ok(Ok(resp)) => {
                 group

@@ -1,0 +1,161 @@
+//! The head a target gets for a body-less request hyper's server took.
+
+use crate::h1::response::is_hop_by_hop;
+use crate::h1::rewrite::forwarded_lines;
+use crate::proxy::headers::{ForwardedFor, X_FORWARDED_FOR, X_REQUEST_ID};
+use http::header::HeaderValue;
+use http::{Method, Version};
+
+/// The HTTP/1.1 head a target gets for `req`, written straight from the
+/// client's request as `proxy::headers::prepare_request` would rewrite it:
+/// origin-form target, `Host` from the authority of an HTTP/2 request,
+/// hop-by-hop headers out, `X-Forwarded-*` replaced (the client's
+/// `X-Forwarded-For` values kept in front), an `X-Request-Id` made when
+/// missing (returned), and `Content-Length: 0` for a body-less request of a
+/// method that usually has a body (as hyper's client writes). `None` when the
+/// client's `Connection` header names other headers to drop: the rare case
+/// is left to the header-map rewrite.
+pub fn target_head<B>(req: &http::Request<B>, fwd: &ForwardedFor) -> Option<TargetHead> {
+    let headers = req.headers();
+    for value in headers.get_all(http::header::CONNECTION) {
+        let names_others = value.as_bytes().split(|&b| b == b',').any(|t| {
+            let t = t.trim_ascii();
+            !(t.is_empty()
+                || t.eq_ignore_ascii_case(b"keep-alive")
+                || t.eq_ignore_ascii_case(b"close"))
+        });
+        if names_others {
+            return None;
+        }
+    }
+    let mut out = Vec::with_capacity(512);
+    out.extend_from_slice(req.method().as_str().as_bytes());
+    out.push(b' ');
+    let target = req.uri().path_and_query().map_or("/", |p| p.as_str());
+    out.extend_from_slice(target.as_bytes());
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    let http1 = matches!(req.version(), Version::HTTP_10 | Version::HTTP_11);
+    let authority = req
+        .uri()
+        .authority()
+        .filter(|_| !http1 || !headers.contains_key(http::header::HOST));
+    if let Some(a) = authority {
+        out.extend_from_slice(b"host: ");
+        out.extend_from_slice(a.as_str().as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    let mut forwarded_for = false;
+    let mut request_id = false;
+    for (name, value) in headers {
+        let n = name.as_str();
+        if is_hop_by_hop(n) || (authority.is_some() && name == http::header::HOST) {
+            continue;
+        }
+        if n.len() > 12 && n.starts_with("x-forwarded-") {
+            match &n[12..] {
+                "for" => {
+                    forwarded_for = true;
+                    continue;
+                }
+                "proto" | "port" => continue,
+                _ => {}
+            }
+        }
+        request_id |= name == X_REQUEST_ID;
+        out.extend_from_slice(n.as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    // Looked up only when the client sent some (a lookup hashes the name).
+    let earlier = forwarded_for
+        .then(|| headers.get_all(&X_FORWARDED_FOR))
+        .into_iter()
+        .flatten()
+        .map(HeaderValue::as_bytes);
+    let made_id = forwarded_lines(&mut out, earlier, fwd, request_id);
+    let bodyless_method = matches!(
+        *req.method(),
+        Method::GET | Method::HEAD | Method::DELETE | Method::OPTIONS | Method::TRACE
+    );
+    if !bodyless_method && !headers.contains_key(http::header::CONTENT_LENGTH) {
+        out.extend_from_slice(b"content-length: 0\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    Some(TargetHead {
+        bytes: out,
+        made_id,
+    })
+}
+
+/// A request head for a target, and the request id made for it.
+pub struct TargetHead {
+    pub bytes: Vec<u8>,
+    /// The `X-Request-Id` written, when the client sent none.
+    pub made_id: Option<[u8; 32]>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fwd() -> ForwardedFor {
+        ForwardedFor {
+            client_ip: HeaderValue::from_static("192.0.2.7"),
+            proto: HeaderValue::from_static("https"),
+            port: HeaderValue::from_static("443"),
+        }
+    }
+
+    fn head_of(req: http::Request<()>) -> Option<String> {
+        let head = target_head(&req, &fwd())?;
+        Some(String::from_utf8(head.bytes).unwrap())
+    }
+
+    #[test]
+    fn request_heads_are_written_as_the_header_map_rewrite_would() {
+        let get = http::Request::get("/a?b=1")
+            .header("host", "example.com")
+            .header("x-two", "1")
+            .header("x-two", "2")
+            .header("te", "trailers")
+            .header("connection", "keep-alive")
+            .header("x-forwarded-for", "10.0.0.1")
+            .header("x-forwarded-for", "10.0.0.2")
+            .header("x-forwarded-proto", "http")
+            .header("x-request-id", "abc")
+            .body(())
+            .unwrap();
+        assert_eq!(
+            head_of(get).unwrap(),
+            "GET /a?b=1 HTTP/1.1\r\nhost: example.com\r\nx-two: 1\r\nx-two: 2\r\nx-request-id: abc\r\nx-forwarded-for: 10.0.0.1, 10.0.0.2, 192.0.2.7\r\nx-forwarded-proto: https\r\nx-forwarded-port: 443\r\n\r\n"
+        );
+        // HTTP/2: the authority is the Host; a body-less POST says so.
+        let post = http::Request::post("https://app.example:8443/p")
+            .version(Version::HTTP_2)
+            .header("host", "ignored")
+            .body(())
+            .unwrap();
+        let head = head_of(post).unwrap();
+        assert!(
+            head.starts_with(
+                "POST /p HTTP/1.1\r\nhost: app.example:8443\r\nx-forwarded-for: 192.0.2.7\r\n"
+            ),
+            "{head}"
+        );
+        assert!(head.contains("\r\nx-request-id: "), "{head}");
+        assert!(head.ends_with("\r\ncontent-length: 0\r\n\r\n"), "{head}");
+        assert!(!head.contains("ignored"), "{head}");
+        let declared = http::Request::put("/p")
+            .header("content-length", "0")
+            .header("x-request-id", "r")
+            .body(())
+            .unwrap();
+        assert!(head_of(declared).unwrap().ends_with("x-request-id: r\r\nx-forwarded-for: 192.0.2.7\r\nx-forwarded-proto: https\r\nx-forwarded-port: 443\r\n\r\n"));
+        let listing = http::Request::get("/")
+            .header("connection", "keep-alive, x-secret")
+            .body(())
+            .unwrap();
+        assert!(head_of(listing).is_none(), "left to the header-map rewrite");
+    }
+}

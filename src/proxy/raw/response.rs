@@ -1,0 +1,169 @@
+//! A target's response head parsed in place into parts for hyper's server.
+
+use crate::h1::response::{Framing, HeadFacts, MAX_HEADERS, final_status};
+use crate::proxy::pool::TARGET_MAX_HEAD_BYTES;
+use bytes::{Bytes, BytesMut};
+use http::header::{HeaderName, HeaderValue};
+use http::{HeaderMap, StatusCode, Version};
+
+/// A target's response head, as parts for hyper's server side.
+pub struct RawResponse {
+    pub parts: http::response::Parts,
+    pub framing: Framing,
+    /// The connection can carry another request after the body.
+    pub reusable: bool,
+}
+
+/// What the start of a target's bytes holds.
+pub(super) enum Parsed {
+    Complete(RawResponse, usize),
+    Partial,
+    /// A 1xx head of this many bytes, skipped.
+    Informational(usize),
+    Invalid(&'static str),
+}
+
+/// Why a target's response was refused: its head is larger than we take.
+pub const HEAD_TOO_LARGE: &str = "response head too large";
+
+/// Parses a response head at the start of `buf`.
+pub(super) fn parse(buf: &BytesMut, head_request: bool) -> Parsed {
+    let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut resp = httparse::Response::new(&mut slots);
+    let len = match resp.parse(buf) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) => return Parsed::Partial,
+        Err(_) => return Parsed::Invalid("malformed response head"),
+    };
+    if len > TARGET_MAX_HEAD_BYTES {
+        return Parsed::Invalid(HEAD_TOO_LARGE);
+    }
+    let (Some(version), Some(code)) = (resp.version, resp.code) else {
+        return Parsed::Invalid("malformed response head");
+    };
+    match final_status(code) {
+        Ok(true) => {}
+        Ok(false) => return Parsed::Informational(len),
+        Err(why) => return Parsed::Invalid(why),
+    }
+    let Ok(status) = StatusCode::from_u16(code) else {
+        return Parsed::Invalid("status out of range");
+    };
+    let facts = match HeadFacts::read(version, code, resp.headers, head_request) {
+        Ok(f) => f,
+        Err(why) => return Parsed::Invalid(why),
+    };
+    // Header values are slices of one shared copy of the head.
+    let head = Bytes::copy_from_slice(&buf[..len]);
+    let base = buf.as_ptr() as usize;
+    let mut headers = HeaderMap::with_capacity(resp.headers.len());
+    for h in resp.headers.iter() {
+        if facts.drops(h.name) {
+            continue;
+        }
+        let Ok(name) = HeaderName::from_bytes(h.name.as_bytes()) else {
+            return Parsed::Invalid("malformed header name");
+        };
+        let start = h.value.as_ptr() as usize - base;
+        let Ok(value) = HeaderValue::from_maybe_shared(head.slice(start..start + h.value.len()))
+        else {
+            return Parsed::Invalid("malformed header value");
+        };
+        headers.append(name, value);
+    }
+    let mut parts = http::Response::new(()).into_parts().0;
+    parts.status = status;
+    parts.version = if version == 0 {
+        Version::HTTP_10
+    } else {
+        Version::HTTP_11
+    };
+    parts.headers = headers;
+    // A reason phrase of the target's own goes on to an HTTP/1 client, as
+    // through hyper's client.
+    if let Some(reason) = resp.reason
+        && Some(reason) != status.canonical_reason()
+        && let Ok(phrase) = hyper::ext::ReasonPhrase::try_from(reason.as_bytes().to_vec())
+    {
+        parts.extensions.insert(phrase);
+    }
+    Parsed::Complete(
+        RawResponse {
+            parts,
+            framing: facts.framing,
+            reusable: facts.reusable,
+        },
+        len,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parsed(head: &str, head_request: bool) -> Parsed {
+        parse(&BytesMut::from(head.as_bytes()), head_request)
+    }
+
+    #[test]
+    fn response_heads_become_parts_without_hop_by_hop_headers() {
+        let head = "HTTP/1.1 200 OK\r\nServer: t\r\nConnection: keep-alive, X-Hop\r\nX-Hop: 1\r\nKeep-Alive: timeout=5\r\nContent-Length: 3\r\nSet-Cookie: a=1\r\nSet-Cookie: b=2\r\n\r\nabc";
+        let Parsed::Complete(resp, len) = parsed(head, false) else {
+            panic!("not complete")
+        };
+        assert_eq!(len, head.len() - 3);
+        assert_eq!(resp.parts.status, StatusCode::OK);
+        assert_eq!((resp.framing, resp.reusable), (Framing::Length(3), true));
+        let names: Vec<_> = resp.parts.headers.keys().map(|k| k.as_str()).collect();
+        assert_eq!(names, ["server", "content-length", "set-cookie"]);
+        assert_eq!(resp.parts.headers.get_all("set-cookie").iter().count(), 2);
+        assert!(
+            resp.parts
+                .extensions
+                .get::<hyper::ext::ReasonPhrase>()
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn odd_response_heads() {
+        let Parsed::Complete(resp, _) = parsed("HTTP/1.1 299 Fine\r\n\r\n", false) else {
+            panic!("not complete")
+        };
+        assert_eq!(resp.framing, Framing::UntilClose);
+        let reason = resp.parts.extensions.get::<hyper::ext::ReasonPhrase>();
+        assert_eq!(reason.map(|r| r.as_bytes()), Some(&b"Fine"[..]));
+        let chunked = "HTTP/1.1 200 OK\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n";
+        let Parsed::Complete(resp, _) = parsed(chunked, false) else {
+            panic!("not complete")
+        };
+        assert_eq!((resp.framing, resp.reusable), (Framing::Chunked, false));
+        assert!(resp.parts.headers.is_empty());
+        assert!(matches!(
+            parsed("HTTP/1.1 100 Continue\r\n\r\n", false),
+            Parsed::Informational(25)
+        ));
+        assert!(matches!(
+            parsed("HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\n", true),
+            Parsed::Complete(
+                RawResponse {
+                    framing: Framing::Empty,
+                    ..
+                },
+                _
+            )
+        ));
+        assert!(matches!(
+            parsed("HTTP/1.1 200 OK\r\nX: ", false),
+            Parsed::Partial
+        ));
+        assert!(matches!(
+            parsed("nonsense\r\n\r\n", false),
+            Parsed::Invalid(_)
+        ));
+        assert!(matches!(
+            parsed("HTTP/1.1 101 Switching\r\n\r\n", false),
+            Parsed::Invalid(_)
+        ));
+    }
+}
