@@ -31,9 +31,6 @@ const CLIENT_BUF: usize = 4096;
 const TARGET_BUF: usize = 16 * 1024;
 /// Body bytes copied behind the response head to go out in one write.
 const MERGE_BODY: usize = 8 * 1024;
-/// Times a request goes again on a fresh pooled connection when a reused one
-/// turned out closed before any byte of a response.
-const MAX_STALE_RETRIES: u32 = 3;
 
 /// How a connection left the fast path.
 pub enum End {
@@ -456,18 +453,9 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
         let mut stale = 0;
         loop {
             let target = &group.targets[index];
-            let now = std::time::Instant::now();
-            let pooled = if stale < MAX_STALE_RETRIES {
-                target.shared.pool.checkout_raw(now)
-            } else {
-                None
-            };
-            let reused = pooled.is_some();
-            let mut tconn = match pooled {
-                Some(c) => c,
-                None => match Box::pin(pool::connect_raw(target.addr, group.connect_timeout)).await
-                {
-                    Ok(c) => c,
+            let (mut tconn, reused, sent_at) =
+                match pool::raw_socket(target, group.connect_timeout, stale).await {
+                    Ok(got) => got,
                     Err(e) => {
                         e.record(group, index);
                         if !connect_failed && let Some(next) = group.pick(Some(index)) {
@@ -481,13 +469,7 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
                         }
                         return self.lb_error(502, &choice.metrics.from_lb, close).await;
                     }
-                },
-            };
-            let sent_at = if reused {
-                now
-            } else {
-                std::time::Instant::now()
-            };
+                };
             let outstanding = target.start_request();
             if let Some(r) = &mut self.record {
                 r.target(&group.name, target.addr);

@@ -8,7 +8,7 @@ use crate::proxy::desync;
 use crate::proxy::headers::{
     X_REQUEST_ID, header_bytes, prepare_request, strip_hop_by_hop, wants_upgrade,
 };
-use crate::proxy::pool::{self, TargetConn};
+use crate::proxy::pool::{self, MAX_STALE_RETRIES, TargetConn};
 use crate::proxy::raw::{self, HeadError, RawBody, RawRelease};
 use crate::proxy::record::RequestRecord;
 use crate::proxy::respond::lb_error;
@@ -30,10 +30,6 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 use std::time::Instant;
-
-/// Times a request may go back unsent from a pooled connection that its target
-/// had just closed, before it is sent on a new connection.
-const MAX_STALE_RETRIES: u32 = 3;
 
 /// Serves one request that arrived on `conn`.
 /// `in_flight` is taken by the caller as soon as the request head is parsed.
@@ -610,17 +606,9 @@ async fn forward_raw(
     let mut stale = 0;
     loop {
         let target = &group.targets[choice];
-        let now = Instant::now();
-        let pooled = if stale < MAX_STALE_RETRIES {
-            target.shared.pool.checkout_raw(now)
-        } else {
-            None
-        };
-        let reused = pooled.is_some();
-        let mut stream = match pooled {
-            Some(s) => s,
-            None => match pool::connect_raw(target.addr, group.connect_timeout).await {
-                Ok(s) => s,
+        let (mut stream, reused, sent_at) =
+            match pool::raw_socket(target, group.connect_timeout, stale).await {
+                Ok(got) => got,
                 Err(e) => {
                     e.record(group, choice);
                     if !connect_failed && let Some(next) = group.pick(Some(choice)) {
@@ -634,9 +622,7 @@ async fn forward_raw(
                     }
                     return lb_error(StatusCode::BAD_GATEWAY, &action.metrics.from_lb, in_flight);
                 }
-            },
-        };
-        let sent_at = if reused { now } else { Instant::now() };
+            };
         let outstanding = target.start_request();
         if let Some(r) = record.as_mut() {
             r.target(&group.name, target.addr);

@@ -324,6 +324,31 @@ pub async fn connect_raw(addr: SocketAddr, timeout: Duration) -> Result<TcpStrea
     }
 }
 
+/// Times a request goes again on a fresh pooled connection when a reused one
+/// turned out closed before any byte of a response; after that, a new one.
+pub const MAX_STALE_RETRIES: u32 = 3;
+
+/// A plain socket to `target` for one request: its most recently used idle
+/// one while the request has met fewer than [`MAX_STALE_RETRIES`] stale ones,
+/// else a new one. With it, whether it was pooled and when the request goes
+/// out (the connection's idle age counts from there).
+pub async fn raw_socket(
+    target: &crate::runtime::target::Target,
+    connect_timeout: Duration,
+    stale: u32,
+) -> Result<(TcpStream, bool, Instant), ConnectError> {
+    let now = Instant::now();
+    if stale < MAX_STALE_RETRIES
+        && let Some(s) = target.shared.pool.checkout_raw(now)
+    {
+        return Ok((s, true, now));
+    }
+    // Boxed: connecting is the rare path; its future would make every
+    // request's future larger.
+    let s = Box::pin(connect_raw(target.addr, connect_timeout)).await?;
+    Ok((s, false, Instant::now()))
+}
+
 /// Opens a new HTTP/1.1 connection to `addr` (over TLS with `tls`), driven by its user.
 pub async fn connect(
     addr: SocketAddr,
