@@ -3,10 +3,11 @@
 //!
 //! Each listener binds one socket per worker (SO_REUSEPORT: the kernel spreads
 //! new connections over them) and each worker accepts on its own, serves the
-//! connections it accepted and keeps its own target connection pools. Nothing
-//! moves between threads on the request path: no work stealing, no wake-ups
-//! across cores, no contended locks — the model of HAProxy's and nginx's
-//! workers. (tokio's work-stealing runtime with two workers on two busy cores
+//! connections it accepted and keeps its own target connection pools. A new
+//! connection may move once, before its first byte is read, to a worker with
+//! fewer connections (see `listener::spread`); after that nothing moves
+//! between threads on the request path: no work stealing, no wake-ups across
+//! cores, no contended locks — the model of HAProxy's and nginx's workers. (tokio's work-stealing runtime with two workers on two busy cores
 //! gave 0.76× HAProxy's requests/s and 2.8× its p99; see docs/performance.md.)
 //! The configuration, the admin API and the health checks run on the main
 //! thread's runtime.

@@ -2,6 +2,7 @@
 
 use crate::listener::ClientConn;
 use crate::listener::park::{ParkingLot, ResumeContext};
+use crate::listener::spread::{Handed, Spread};
 use crate::runtime::Live;
 use crate::runtime::listener::ListenerRuntime;
 use http::HeaderValue;
@@ -121,12 +122,12 @@ fn accept_queued(socket: &TcpListener) -> Option<io::Result<(tokio::net::TcpStre
 /// Open connections of a listener, for a drain to wait on.
 #[derive(Default)]
 pub struct OpenStreams {
-    count: std::sync::atomic::AtomicUsize,
+    pub(super) count: std::sync::atomic::AtomicUsize,
     zero: Notify,
 }
 
 impl OpenStreams {
-    fn enter(self: &Arc<Self>) -> StreamGuard {
+    pub(super) fn enter(self: &Arc<Self>) -> StreamGuard {
         self.count.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
         StreamGuard(self.clone())
     }
@@ -143,7 +144,8 @@ impl OpenStreams {
     }
 }
 
-struct StreamGuard(Arc<OpenStreams>);
+/// One open connection's place in its loop's [`OpenStreams`].
+pub(super) struct StreamGuard(Arc<OpenStreams>);
 
 /// What an open client connection holds until it closes, wherever it waits
 /// (its task, or the parking lot): its place among the listener's open
@@ -192,14 +194,15 @@ impl Draining {
 /// Accepts connections of one listener until `stop` is notified, then closes the
 /// socket (new connections are refused) and returns the connections' shutdown
 /// handle so the caller can drain them.
-pub async fn accept_loop(
+pub(super) async fn accept_loop(
     name: Arc<str>,
     socket: std::net::TcpListener,
     live: Arc<Live>,
     stop: Arc<Notify>,
+    mut spread: Spread,
 ) -> Draining {
     let (stop_connections, finish) = tokio::sync::watch::channel(false);
-    let streams = Arc::new(OpenStreams::default());
+    let streams = spread.open().clone();
     // Registered with the runtime of the thread that accepts on it.
     let socket = match TcpListener::from_std(socket) {
         Ok(s) => s,
@@ -241,12 +244,21 @@ pub async fn accept_loop(
         }
     };
     loop {
-        let (accepted, share) = if stopping {
+        // A connection: accepted here, or handed over by a sibling loop with its
+        // place among this loop's connections already taken.
+        let (accepted, mut share, place) = if stopping {
             // Straight to the kernel: tokio's cached readiness may not know yet
-            // of connections already queued.
+            // of connections already queued. Then what siblings handed over
+            // (closed first, so nothing is left in the channel).
             match accept_queued(&socket) {
-                Some(r) => (r, budget.try_take()),
-                None => break,
+                Some(r) => (r, budget.try_take(), None),
+                None => {
+                    spread.handed.close();
+                    match spread.handed.try_recv() {
+                        Ok(h) => handed(h),
+                        Err(_) => break,
+                    }
+                }
             }
         } else {
             // No share of the descriptor budget: leave new connections in the
@@ -257,18 +269,23 @@ pub async fn accept_loop(
                     stopping = true;
                     continue;
                 }
-                share = budget.take() => share,
+                Some(h) = spread.handed.recv() => Err(handed(h)),
+                share = budget.take() => Ok(share),
             };
-            tokio::select! {
-                biased;
-                _ = stop.notified() => {
-                    stopping = true;
-                    continue;
-                }
-                r = socket.accept() => (r, Some(share)),
+            match share {
+                Err(h) => h,
+                Ok(share) => tokio::select! {
+                    biased;
+                    _ = stop.notified() => {
+                        stopping = true;
+                        continue;
+                    }
+                    Some(h) = spread.handed.recv() => handed(h),
+                    r = socket.accept() => (r, Some(share), None),
+                },
             }
         };
-        let (stream, peer) = match accepted {
+        let (mut stream, peer) = match accepted {
             Ok(a) => a,
             Err(e) if is_exhaustion(&e) => {
                 tracing::error!(listener = %name, "accept failed: {e}; backing off {backoff:?}");
@@ -282,6 +299,22 @@ pub async fn accept_loop(
             Err(e) => {
                 tracing::debug!(listener = %name, "accept failed: {e}");
                 continue;
+            }
+        };
+        let place = match place {
+            Some(place) => place,
+            None => {
+                // A worker with fewer connections takes this one (see listener::spread).
+                if let Some(to) = spread.lighter().filter(|_| !stopping) {
+                    match spread.hand(to, stream, peer, share.take()) {
+                        None => continue,
+                        Some((back, back_share)) => {
+                            stream = back;
+                            share = back_share;
+                        }
+                    }
+                }
+                streams.enter()
             }
         };
         backoff = Duration::from_millis(10);
@@ -307,7 +340,7 @@ pub async fn accept_loop(
         let finish = finish.clone();
         runtime.metrics.active_connections.inc();
         let held = Held {
-            _open: streams.enter(),
+            _open: place,
             _share: share,
             active: runtime.metrics.active_connections.clone(),
         };
@@ -336,6 +369,18 @@ pub async fn accept_loop(
         stop: stop_connections,
         open: streams,
     }
+}
+
+/// A connection a sibling loop handed over, as an accept's result.
+fn handed(
+    h: Handed,
+) -> (
+    io::Result<(tokio::net::TcpStream, SocketAddr)>,
+    Option<super::budget::BudgetGuard>,
+    Option<StreamGuard>,
+) {
+    let stream = tokio::net::TcpStream::from_std(h.stream).map(|s| (s, h.peer));
+    (stream, h.share, Some(h.open))
 }
 
 /// An accepted connection and what serving it needs.

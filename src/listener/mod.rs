@@ -11,6 +11,7 @@ pub(crate) mod io;
 pub(crate) mod park;
 
 mod set;
+mod spread;
 
 pub use accept::bind;
 pub use http::http_builder;

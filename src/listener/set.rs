@@ -5,6 +5,7 @@
 //! accepting and its connections drain.
 
 use super::accept::{Draining, accept_loop, bind_for_workers};
+use super::spread::Spread;
 use crate::config::{Config, ListenerProtocol};
 use crate::runtime::Live;
 use std::io;
@@ -125,11 +126,12 @@ impl ListenerSet {
             tracing::info!(listener = %identity.name, bind = %identity.bind, protocol = identity.protocol.as_str(), "listening");
             let name: Arc<str> = Arc::from(identity.name.as_str());
             let mut loops = Vec::with_capacity(for_loops.len());
-            for (i, socket) in for_loops.into_iter().enumerate() {
+            let spreads = Spread::for_loops(for_loops.len());
+            for (i, (socket, spread)) in for_loops.into_iter().zip(spreads).enumerate() {
                 let stop = Arc::new(Notify::new());
                 let task = crate::workers::spawn_on(
                     i,
-                    accept_loop(name.clone(), socket, live.clone(), stop.clone()),
+                    accept_loop(name.clone(), socket, live.clone(), stop.clone(), spread),
                 );
                 loops.push((stop, task));
             }
