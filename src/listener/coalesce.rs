@@ -1,13 +1,15 @@
-//! HTTP/2 output held back for one turn of the scheduler, so that the
-//! responses finished in the same turn leave in one socket write (and, over
-//! TLS, one record) instead of one each.
+//! HTTP/2 output held back for a few turns of the runtime, so that the
+//! responses finished meanwhile leave in one socket write (and, over TLS, one
+//! record) instead of one each.
 //!
 //! h2 ends every DATA frame it holds by reference with a flush, so on a busy
 //! connection each response was its own `writev`: one per request, where
-//! HAProxy writes about one per ten. The first flush with bytes waiting is
-//! put off: the connection's task is woken and returns `Pending`, the other
-//! tasks ready in this turn (the streams whose target answered) add their
-//! frames, and the next flush writes them all.
+//! HAProxy writes about one per three. A flush with bytes waiting is put off:
+//! the connection's task returns `Pending` and is woken once the runtime has
+//! polled its sockets again, so the streams whose target answered meanwhile
+//! add their frames first. It is put off again while a turn adds output, up
+//! to [`MAX_PUT_OFF_TURNS`] turns; a lone response waits one turn (no timer,
+//! just one pass over the ready tasks and a poll of the sockets).
 
 use std::io::{self, IoSlice};
 use std::task::{Context, Poll, ready};
@@ -15,6 +17,10 @@ use std::task::{Context, Poll, ready};
 /// Bytes held at most; a write of at least half this with nothing held goes
 /// straight through (bulk DATA frames gain nothing from a copy).
 const COALESCE_LIMIT: usize = 64 * 1024;
+/// Turns of the runtime a flush waits at most while each adds output: with
+/// one, a connection of ten busy streams wrote about one response in two
+/// (HAProxy: one in three); with up to four, one in four (docs/performance.md).
+pub const MAX_PUT_OFF_TURNS: u8 = 4;
 /// A buffer grown past this is given back once written.
 const KEEP_CAPACITY: usize = 16 * 1024;
 
@@ -35,8 +41,10 @@ pub struct WriteCoalescer {
     out: Vec<u8>,
     /// How much of `out` is already written.
     pos: usize,
-    /// The current flush was put off once; the next one writes.
-    deferred: bool,
+    /// Turns the current flush has been put off.
+    turns: u8,
+    /// What `out` held when it was last put off.
+    held_at_put_off: usize,
 }
 
 impl WriteCoalescer {
@@ -69,14 +77,17 @@ impl WriteCoalescer {
     }
 
     /// At a flush: `true` when it is put off (the task is woken to come back
-    /// after the others ready in this turn), `false` when the caller drains
-    /// now (or nothing waits).
+    /// once the runtime has polled its sockets again), `false` when the caller
+    /// drains now: nothing waits, the last turn added nothing, or the flush
+    /// was put off [`MAX_PUT_OFF_TURNS`] times.
     pub fn put_off_flush(&mut self, cx: &mut Context<'_>) -> bool {
-        if self.is_empty() || self.deferred {
+        let quiet = self.turns > 0 && self.out.len() == self.held_at_put_off;
+        if self.is_empty() || quiet || self.turns >= MAX_PUT_OFF_TURNS {
             return false;
         }
-        self.deferred = true;
-        cx.waker().wake_by_ref();
+        self.turns += 1;
+        self.held_at_put_off = self.out.len();
+        wake_after_io(cx);
         true
     }
 
@@ -94,12 +105,20 @@ impl WriteCoalescer {
         }
         self.out.clear();
         self.pos = 0;
-        self.deferred = false;
+        self.turns = 0;
         if self.out.capacity() > KEEP_CAPACITY {
             self.out = Vec::new();
         }
         Poll::Ready(Ok(()))
     }
+}
+
+/// Wakes the task once the runtime has polled its sockets again (tokio's
+/// `yield_now` defers the wake that far; outside a runtime it wakes at once):
+/// the streams whose target answered meanwhile add their frames first.
+fn wake_after_io(cx: &mut Context<'_>) {
+    let mut yielded = std::pin::pin!(tokio::task::yield_now());
+    let _ = std::future::Future::poll(yielded.as_mut(), cx);
 }
 
 #[cfg(test)]
@@ -162,16 +181,38 @@ mod tests {
         );
         assert!(c.put_off_flush(&mut cx));
         assert_eq!(wakes.0.load(Ordering::SeqCst), 1);
-        // Second response in the same turn, then the flush that writes.
+        // A second response arrived meanwhile: put off again; a turn that adds
+        // nothing writes them all.
         assert_eq!(c.take(&[IoSlice::new(b"head2body2")]), Take::Took(10));
+        assert!(c.put_off_flush(&mut cx));
+        assert_eq!(wakes.0.load(Ordering::SeqCst), 2);
         assert!(!c.put_off_flush(&mut cx));
         assert!(c.drain(&mut cx, |_, b| socket.write(b)).is_ready());
         assert_eq!(socket.writes, vec![b"head1body1head2body2".to_vec()]);
         assert!(c.is_empty());
-        // The next response is put off again: one deferral per write.
+        // The next response is put off again.
         assert_eq!(c.take(&[IoSlice::new(b"three")]), Take::Took(5));
         assert!(c.put_off_flush(&mut cx));
-        assert_eq!(wakes.0.load(Ordering::SeqCst), 2);
+        assert_eq!(wakes.0.load(Ordering::SeqCst), 3);
+    }
+
+    #[test]
+    fn a_busy_connection_waits_a_bounded_number_of_turns() {
+        let (wakes, waker) = waker();
+        let mut cx = Context::from_waker(&waker);
+        let mut c = WriteCoalescer::default();
+        // Every turn adds a response: put off MAX_PUT_OFF_TURNS times, then written.
+        for turn in 0..MAX_PUT_OFF_TURNS {
+            assert_eq!(c.take(&[IoSlice::new(b"resp")]), Take::Took(4));
+            assert!(c.put_off_flush(&mut cx), "turn {turn}");
+        }
+        assert_eq!(c.take(&[IoSlice::new(b"resp")]), Take::Took(4));
+        assert!(!c.put_off_flush(&mut cx));
+        assert_eq!(wakes.0.load(Ordering::SeqCst), MAX_PUT_OFF_TURNS as usize);
+        let mut socket = Socket::new(usize::MAX);
+        assert!(c.drain(&mut cx, |_, b| socket.write(b)).is_ready());
+        assert_eq!(socket.writes.len(), 1);
+        assert_eq!(socket.all().len(), 4 * (MAX_PUT_OFF_TURNS as usize + 1));
     }
 
     #[test]
