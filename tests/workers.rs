@@ -110,14 +110,7 @@ async fn long_lived_connections_are_spread_evenly_over_the_workers() {
     let mut clients = Vec::new();
     for i in 0..20u8 {
         let mut c = TcpStream::connect(listen).await.unwrap();
-        let msg = [b'a' + i; 4];
-        c.write_all(&msg).await.unwrap();
-        let mut back = [0u8; 4];
-        tokio::time::timeout(Duration::from_secs(5), c.read_exact(&mut back))
-            .await
-            .expect("echo within 5 s")
-            .unwrap();
-        assert_eq!(back, msg);
+        echoes(&mut c, &[b'a' + i; 4]).await;
         clients.push(c);
     }
     assert_eq!(
@@ -127,13 +120,17 @@ async fn long_lived_connections_are_spread_evenly_over_the_workers() {
     );
     // Every connection still works where it landed.
     for (i, c) in clients.iter_mut().enumerate() {
-        let msg = [b'k' + i as u8; 3];
-        c.write_all(&msg).await.unwrap();
-        let mut back = [0u8; 3];
-        tokio::time::timeout(Duration::from_secs(5), c.read_exact(&mut back))
-            .await
-            .expect("echo within 5 s")
-            .unwrap();
-        assert_eq!(back, msg);
+        echoes(c, &[b'k' + i as u8; 3]).await;
     }
+}
+
+/// Sends `msg` through the balancer and checks the target's echo of it.
+async fn echoes(c: &mut TcpStream, msg: &[u8]) {
+    c.write_all(msg).await.unwrap();
+    let mut back = vec![0u8; msg.len()];
+    tokio::time::timeout(Duration::from_secs(5), c.read_exact(&mut back))
+        .await
+        .expect("echo within 5 s")
+        .unwrap();
+    assert_eq!(back, msg);
 }
