@@ -276,18 +276,28 @@ async fn one_answer_per_connection() -> (SocketAddr, Arc<Mutex<Vec<String>>>) {
     .await
 }
 
+/// Checks GET `i` of a stale-socket test got the target's "ok".
+fn answered_ok(got: &Got, i: u32) {
+    assert_eq!(
+        (got.status.as_u16(), got.text().as_str()),
+        (200, "ok"),
+        "GET {i}"
+    );
+}
+
+/// The 5xx answers the load balancer itself gave on listener `front`.
+async fn lb_5xx(lb: &Edgelb) -> f64 {
+    lb.metric("edgelb_http_responses_total{class=\"5xx\",listener=\"front\",source=\"lb\",target_group=\"web\"}")
+        .await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_http2_get_on_a_pooled_socket_the_target_dropped_goes_again() {
     let (target, heads) = one_answer_per_connection().await;
     let (lb, listen) = start_lb(target).await;
     let mut h2 = H2::connect(listen).await;
     for i in 0..5 {
-        let got = h2.get(&format!("/get/{i}")).await;
-        assert_eq!(
-            (got.status.as_u16(), got.text().as_str()),
-            (200, "ok"),
-            "GET {i}"
-        );
+        answered_ok(&h2.get(&format!("/get/{i}")).await, i);
     }
     let uri = format!("http://test.local:{}/post", listen.port());
     let post = Request::post(uri).body(Full::new(Bytes::new())).unwrap();
@@ -296,11 +306,7 @@ async fn an_http2_get_on_a_pooled_socket_the_target_dropped_goes_again() {
     let heads = heads.lock().unwrap().clone();
     let post = heads.iter().find(|h| h.starts_with("POST /post ")).unwrap();
     assert!(post.contains("\r\ncontent-length: 0\r\n"), "{post}");
-    assert_eq!(
-        lb.metric("edgelb_http_responses_total{class=\"5xx\",listener=\"front\",source=\"lb\",target_group=\"web\"}")
-            .await,
-        1.0
-    );
+    assert_eq!(lb_5xx(&lb).await, 1.0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -387,12 +393,7 @@ async fn a_pooled_connection_the_target_dropped_costs_a_get_nothing_and_a_post_i
     let (lb, listen) = start_lb(target).await;
     let mut h1 = H1::connect(listen).await;
     for i in 0..5 {
-        let got = h1.get(&format!("/get/{i}")).await;
-        assert_eq!(
-            (got.status.as_u16(), got.text().as_str()),
-            (200, "ok"),
-            "GET {i}"
-        );
+        answered_ok(&h1.get(&format!("/get/{i}")).await, i);
     }
     let post = Request::post("/post")
         .header("host", "test.local")
@@ -407,11 +408,7 @@ async fn a_pooled_connection_the_target_dropped_costs_a_get_nothing_and_a_post_i
         .filter(|h| h.starts_with("GET /get/"))
         .count();
     assert!(gets >= 5, "the GETs went again: {gets}");
-    assert_eq!(
-        lb.metric("edgelb_http_responses_total{class=\"5xx\",listener=\"front\",source=\"lb\",target_group=\"web\"}")
-            .await,
-        1.0
-    );
+    assert_eq!(lb_5xx(&lb).await, 1.0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

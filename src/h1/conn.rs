@@ -3,6 +3,7 @@
 
 use super::chunked::ChunkedScan;
 use super::request::{MAX_HEADERS, Parsed, RequestHead};
+use super::response::HEAD_TOO_LARGE;
 use super::response::{self, Framing, ResponseHead};
 use super::rewrite;
 use crate::admin::metrics::{ClassCounters, ListenerMetrics, flush_bytes};
@@ -452,24 +453,15 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
         let mut connect_failed = false;
         let mut stale = 0;
         loop {
+            let got = pool::raw_socket(group, &mut index, &mut connect_failed, stale).await;
             let target = &group.targets[index];
-            let (mut tconn, reused, sent_at) =
-                match pool::raw_socket(target, group.connect_timeout, stale).await {
-                    Ok(got) => got,
-                    Err(e) => {
-                        e.record(group, index);
-                        if !connect_failed && let Some(next) = group.pick(Some(index)) {
-                            connect_failed = true;
-                            index = next;
-                            continue;
-                        }
-                        if let Some(r) = &mut self.record {
-                            r.target(&group.name, target.addr);
-                            r.error("connect_failed");
-                        }
-                        return self.lb_error(502, &choice.metrics.from_lb, close).await;
-                    }
-                };
+            let Some((mut tconn, reused, sent_at)) = got else {
+                if let Some(r) = &mut self.record {
+                    r.target(&group.name, target.addr);
+                    r.error("connect_failed");
+                }
+                return self.lb_error(502, &choice.metrics.from_lb, close).await;
+            };
             let outstanding = target.start_request();
             if let Some(r) = &mut self.record {
                 r.target(&group.name, target.addr);
@@ -597,9 +589,6 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
                 // A drain that began meanwhile closes the connection after this response.
                 let close = close || *self.finish.borrow();
                 match response::parse(&self.tbuf, head_request, close, &mut self.out) {
-                    response::Parsed::Complete(h) if h.len > TARGET_MAX_HEAD_BYTES => {
-                        return Err(HeadError::Broken(HEAD_TOO_LARGE));
-                    }
                     response::Parsed::Complete(h) => return Ok((h, close)),
                     response::Parsed::Informational(n) => {
                         self.tbuf.drain(..n);
@@ -822,8 +811,6 @@ fn header_value<'b>(head: &RequestHead<'b>, name: &str) -> Option<&'b [u8]> {
         .find(|h| h.name.eq_ignore_ascii_case(name))
         .map(|h| h.value)
 }
-
-const HEAD_TOO_LARGE: &str = "response head too large";
 
 /// A request as it goes to a target: its head is in the session's
 /// `target_head`, its first body bytes (already read) here.

@@ -1,6 +1,8 @@
 //! A target's response head read in place, and the head the client gets:
 //! hop-by-hop headers out, framing made explicit, `Date` added when missing.
 
+use crate::proxy::pool::TARGET_MAX_HEAD_BYTES;
+
 /// Header lines a target's response may have (hyper's limit too).
 pub const MAX_HEADERS: usize = 100;
 
@@ -27,27 +29,63 @@ pub struct ResponseHead {
     pub reusable: bool,
 }
 
-/// What the bytes read from the target so far hold.
+/// Why a target's response was refused: its head is larger than we take.
+pub const HEAD_TOO_LARGE: &str = "response head too large";
+
+/// What the bytes read from the target so far hold: for the fast path a
+/// [`ResponseHead`], for `proxy::raw` the parts hyper's server takes.
 #[derive(Debug)]
-pub enum Parsed {
-    Complete(ResponseHead),
+pub enum Parsed<T = ResponseHead> {
+    Complete(T),
     Partial,
     /// A 1xx head of this many bytes: skipped, the real one follows.
     Informational(usize),
     Invalid(&'static str),
 }
 
-/// Reads a response head at the start of `buf` (the answer to a HEAD request
-/// when `head_request`) and writes the client's head into `out`; with
-/// `close`, the client's connection closes after this response.
-pub fn parse(buf: &[u8], head_request: bool, close: bool, out: &mut Vec<u8>) -> Parsed {
-    let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut resp = httparse::Response::new(&mut slots);
+/// A final response head httparse took whole: what both parsers start from.
+pub struct FinalHead<'b, 'h> {
+    /// Bytes of the target's head.
+    pub len: usize,
+    pub version: u8,
+    pub status: u16,
+    pub reason: Option<&'b str>,
+    pub headers: &'h [httparse::Header<'b>],
+    pub facts: HeadFacts<'b>,
+}
+
+impl<T> Parsed<T> {
+    /// `f` of a complete head; anything else as it is.
+    #[inline(always)]
+    pub fn and_then<U>(self, f: impl FnOnce(T) -> Parsed<U>) -> Parsed<U> {
+        match self {
+            Parsed::Complete(t) => f(t),
+            Parsed::Partial => Parsed::Partial,
+            Parsed::Informational(n) => Parsed::Informational(n),
+            Parsed::Invalid(why) => Parsed::Invalid(why),
+        }
+    }
+}
+
+/// Reads a response head at the start of `buf` into `slots` (the answer to a
+/// HEAD request when `head_request`): complete only for a final status, with
+/// its framing and connection facts; a head over `TARGET_MAX_HEAD_BYTES` is
+/// refused.
+#[inline(always)]
+pub fn read_head<'b, 'h>(
+    buf: &'b [u8],
+    slots: &'h mut [httparse::Header<'b>],
+    head_request: bool,
+) -> Parsed<FinalHead<'b, 'h>> {
+    let mut resp = httparse::Response::new(slots);
     let len = match resp.parse(buf) {
         Ok(httparse::Status::Complete(len)) => len,
         Ok(httparse::Status::Partial) => return Parsed::Partial,
         Err(_) => return Parsed::Invalid("malformed response head"),
     };
+    if len > TARGET_MAX_HEAD_BYTES {
+        return Parsed::Invalid(HEAD_TOO_LARGE);
+    }
     let (Some(version), Some(status)) = (resp.version, resp.code) else {
         return Parsed::Invalid("malformed response head");
     };
@@ -56,11 +94,39 @@ pub fn parse(buf: &[u8], head_request: bool, close: bool, out: &mut Vec<u8>) -> 
         Ok(false) => return Parsed::Informational(len),
         Err(why) => return Parsed::Invalid(why),
     }
-    let headers: &[httparse::Header] = resp.headers;
-    let facts = match HeadFacts::read(version, status, headers, head_request) {
-        Ok(f) => f,
-        Err(why) => return Parsed::Invalid(why),
-    };
+    let headers: &'h [httparse::Header<'b>] = resp.headers;
+    match HeadFacts::read(version, status, headers, head_request) {
+        Ok(facts) => Parsed::Complete(FinalHead {
+            len,
+            version,
+            status,
+            reason: resp.reason,
+            headers,
+            facts,
+        }),
+        Err(why) => Parsed::Invalid(why),
+    }
+}
+
+/// Reads a response head at the start of `buf` (the answer to a HEAD request
+/// when `head_request`) and writes the client's head into `out`; with
+/// `close`, the client's connection closes after this response.
+pub fn parse(buf: &[u8], head_request: bool, close: bool, out: &mut Vec<u8>) -> Parsed {
+    let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    read_head(buf, &mut slots, head_request).and_then(|head| write_client_head(head, close, out))
+}
+
+/// Writes the client's head for `head` into `out`.
+#[inline(always)]
+fn write_client_head(head: FinalHead<'_, '_>, close: bool, out: &mut Vec<u8>) -> Parsed {
+    let FinalHead {
+        len,
+        status,
+        reason,
+        headers,
+        facts,
+        ..
+    } = head;
     let framing = facts.framing;
     let reusable = facts.reusable;
 
@@ -68,7 +134,7 @@ pub fn parse(buf: &[u8], head_request: bool, close: bool, out: &mut Vec<u8>) -> 
     out.extend_from_slice(b"HTTP/1.1 ");
     out.extend_from_slice(itoa_3(status).as_slice());
     out.push(b' ');
-    out.extend_from_slice(resp.reason.unwrap_or("").as_bytes());
+    out.extend_from_slice(reason.unwrap_or("").as_bytes());
     out.extend_from_slice(b"\r\n");
     for h in headers {
         if facts.drops(h.name) {
@@ -102,7 +168,7 @@ pub fn parse(buf: &[u8], head_request: bool, close: bool, out: &mut Vec<u8>) -> 
 /// Whether a target's response status ends the exchange (`false`: a 1xx head
 /// to skip); a 101 nobody asked for, or a status out of range, is refused.
 #[inline]
-pub fn final_status(status: u16) -> Result<bool, &'static str> {
+fn final_status(status: u16) -> Result<bool, &'static str> {
     match status {
         101 => Err("101 to a request that asked for no upgrade"),
         100..=199 => Ok(false),
@@ -128,7 +194,7 @@ impl<'h> HeadFacts<'h> {
     /// Reads the headers of a response with `status` in HTTP/1.`version`, the
     /// answer to a HEAD request when `head_request`.
     #[inline(always)]
-    pub fn read(
+    fn read(
         version: u8,
         status: u16,
         headers: &[httparse::Header<'h>],
@@ -346,6 +412,28 @@ mod tests {
         assert!(matches!(
             client_head("garbage\r\n\r\n", false, false).0,
             Parsed::Invalid(_)
+        ));
+    }
+
+    #[test]
+    fn a_head_larger_than_we_take_is_refused_whole() {
+        let filler = "x".repeat(1000);
+        let mut head = String::from("HTTP/1.1 200 OK\r\n");
+        while head.len() <= TARGET_MAX_HEAD_BYTES {
+            head.push_str(&format!("X-Fill: {filler}\r\n"));
+        }
+        head.push_str("Content-Length: 0\r\n\r\n");
+        let (parsed, _) = client_head(&head, false, false);
+        assert!(
+            matches!(parsed, Parsed::Invalid(HEAD_TOO_LARGE)),
+            "{parsed:?}"
+        );
+        let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let status_line = &head[..head.find("X-Fill").unwrap()];
+        let small = format!("{status_line}Content-Length: 0\r\n\r\n");
+        assert!(matches!(
+            read_head(small.as_bytes(), &mut slots, false),
+            Parsed::Complete(FinalHead { status: 200, .. })
         ));
     }
 }

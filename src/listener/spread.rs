@@ -37,6 +37,8 @@ pub(super) struct Handed {
 /// What one accept loop knows of its listener's other loops.
 pub(super) struct Spread {
     index: usize,
+    /// More than one loop, and spreading not switched off.
+    spreads: bool,
     open: Arc<[Arc<OpenStreams>]>,
     senders: Arc<[mpsc::UnboundedSender<Handed>]>,
     /// Connections siblings handed to this loop.
@@ -62,6 +64,7 @@ impl Spread {
             .enumerate()
             .map(|(index, handed)| Spread {
                 index,
+                spreads: loops > 1 && enabled(),
                 open: open.clone(),
                 senders: senders.clone(),
                 handed,
@@ -77,7 +80,7 @@ impl Spread {
     /// The sibling to hand a new connection to, if one holds at least
     /// [`MARGIN`] fewer connections than this loop (the fewest, if several).
     pub fn lighter(&self) -> Option<usize> {
-        if self.open.len() < 2 || !enabled() {
+        if !self.spreads {
             return None;
         }
         let mine = self.open[self.index].count.load(Ordering::Relaxed);

@@ -344,6 +344,18 @@ mod tests {
         (n(0), n(1))
     }
 
+    /// The client asks, the server answers and ends its side.
+    async fn ask_and_answer_then_server_ends(
+        client: &mut tokio::io::DuplexStream,
+        server: &mut tokio::io::DuplexStream,
+    ) {
+        client.write_all(b"ask").await.unwrap();
+        let mut asked = [0u8; 3];
+        server.read_exact(&mut asked).await.unwrap();
+        server.write_all(b"answer").await.unwrap();
+        server.shutdown().await.unwrap();
+    }
+
     #[tokio::test]
     async fn between_plain_sockets_only_the_first_end_is_shut_down() {
         let PlainCopy {
@@ -353,11 +365,7 @@ mod tests {
             copy,
         } = plain_copy();
         // The server answers and closes first: its end reaches the client.
-        client.write_all(b"ask").await.unwrap();
-        let mut asked = [0u8; 3];
-        server.read_exact(&mut asked).await.unwrap();
-        server.write_all(b"answer").await.unwrap();
-        server.shutdown().await.unwrap();
+        ask_and_answer_then_server_ends(&mut client, &mut server).await;
         let mut answer = Vec::new();
         client.read_to_end(&mut answer).await.unwrap();
         assert_eq!(answer, b"answer");
@@ -377,11 +385,7 @@ mod tests {
             shuts,
             copy,
         } = plain_copy();
-        client.write_all(b"ask").await.unwrap();
-        let mut asked = [0u8; 3];
-        server.read_exact(&mut asked).await.unwrap();
-        server.write_all(b"answer").await.unwrap();
-        server.shutdown().await.unwrap();
+        ask_and_answer_then_server_ends(&mut client, &mut server).await;
         // The client has its answer and closes before the server's end reaches it.
         let mut answer = [0u8; 6];
         client.read_exact(&mut answer).await.unwrap();

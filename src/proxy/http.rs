@@ -605,24 +605,15 @@ async fn forward_raw(
     let mut connect_failed = false;
     let mut stale = 0;
     loop {
+        let got = pool::raw_socket(group, &mut choice, &mut connect_failed, stale).await;
         let target = &group.targets[choice];
-        let (mut stream, reused, sent_at) =
-            match pool::raw_socket(target, group.connect_timeout, stale).await {
-                Ok(got) => got,
-                Err(e) => {
-                    e.record(group, choice);
-                    if !connect_failed && let Some(next) = group.pick(Some(choice)) {
-                        connect_failed = true;
-                        choice = next;
-                        continue;
-                    }
-                    if let Some(r) = record.as_mut() {
-                        r.target(&group.name, target.addr);
-                        r.error("connect_failed");
-                    }
-                    return lb_error(StatusCode::BAD_GATEWAY, &action.metrics.from_lb, in_flight);
-                }
-            };
+        let Some((mut stream, reused, sent_at)) = got else {
+            if let Some(r) = record.as_mut() {
+                r.target(&group.name, target.addr);
+                r.error("connect_failed");
+            }
+            return lb_error(StatusCode::BAD_GATEWAY, &action.metrics.from_lb, in_flight);
+        };
         let outstanding = target.start_request();
         if let Some(r) = record.as_mut() {
             r.target(&group.name, target.addr);
@@ -666,7 +657,7 @@ async fn forward_raw(
         group.metrics.response_errors.inc();
         group.record(choice, Outcome::Failure(Reason::FailedHealthChecks));
         if let Some(r) = record.as_mut() {
-            r.error(if error == raw::HEAD_TOO_LARGE {
+            r.error(if error == crate::h1::response::HEAD_TOO_LARGE {
                 "target_head_too_large"
             } else {
                 "target_failed"

@@ -328,25 +328,43 @@ pub async fn connect_raw(addr: SocketAddr, timeout: Duration) -> Result<TcpStrea
 /// turned out closed before any byte of a response; after that, a new one.
 pub const MAX_STALE_RETRIES: u32 = 3;
 
-/// A plain socket to `target` for one request: its most recently used idle
-/// one while the request has met fewer than [`MAX_STALE_RETRIES`] stale ones,
-/// else a new one. With it, whether it was pooled and when the request goes
-/// out (the connection's idle age counts from there).
+/// A plain socket for one request to target `*index` of `group`: its most
+/// recently used idle one while the request has met fewer than
+/// [`MAX_STALE_RETRIES`] stale ones, else a new one. With it, whether it was
+/// pooled and when the request goes out (the connection's idle age counts
+/// from there). A refused or unanswered connect counts against its target and
+/// the request tries one other target per request (`*index` moves to it,
+/// `*moved` remembers it across the caller's retries); `None` when that fails
+/// too or there is no other, `*index` then naming the last target tried.
 pub async fn raw_socket(
-    target: &crate::runtime::target::Target,
-    connect_timeout: Duration,
+    group: &crate::runtime::target::GroupRuntime,
+    index: &mut usize,
+    moved: &mut bool,
     stale: u32,
-) -> Result<(TcpStream, bool, Instant), ConnectError> {
-    let now = Instant::now();
-    if stale < MAX_STALE_RETRIES
-        && let Some(s) = target.shared.pool.checkout_raw(now)
-    {
-        return Ok((s, true, now));
+) -> Option<(TcpStream, bool, Instant)> {
+    loop {
+        let target = &group.targets[*index];
+        let now = Instant::now();
+        if stale < MAX_STALE_RETRIES
+            && let Some(s) = target.shared.pool.checkout_raw(now)
+        {
+            return Some((s, true, now));
+        }
+        // Boxed: connecting is the rare path; its future would make every
+        // request's future larger.
+        match Box::pin(connect_raw(target.addr, group.connect_timeout)).await {
+            Ok(s) => return Some((s, false, Instant::now())),
+            Err(e) => {
+                e.record(group, *index);
+                // (A pick moves the balancer on: only when it is used.)
+                if *moved {
+                    return None;
+                }
+                *index = group.pick(Some(*index))?;
+                *moved = true;
+            }
+        }
     }
-    // Boxed: connecting is the rare path; its future would make every
-    // request's future larger.
-    let s = Box::pin(connect_raw(target.addr, connect_timeout)).await?;
-    Ok((s, false, Instant::now()))
 }
 
 /// Opens a new HTTP/1.1 connection to `addr` (over TLS with `tls`), driven by its user.

@@ -13,12 +13,13 @@ mod response;
 
 pub use body::{RawBody, RawBodyError, RawRelease};
 pub use request::{TargetHead, target_head};
-pub use response::{HEAD_TOO_LARGE, RawResponse};
+pub use response::RawResponse;
 
+use crate::h1::response::{HEAD_TOO_LARGE, Parsed};
 use crate::proxy::pool::TARGET_MAX_HEAD_BYTES;
 use bytes::{Buf, BytesMut};
 use http::Method;
-use response::{Parsed, parse};
+use response::parse;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 use tokio::io::{AsyncRead, AsyncWriteExt, ReadBuf};
@@ -61,8 +62,8 @@ pub async fn exchange(
     loop {
         if !buf.is_empty() {
             match parse(buf, head_request) {
-                Parsed::Complete(resp, len) => {
-                    buf.advance(len);
+                Parsed::Complete(resp) => {
+                    buf.advance(resp.len);
                     return Ok(resp);
                 }
                 Parsed::Informational(n) => {

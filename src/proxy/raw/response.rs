@@ -1,7 +1,6 @@
 //! A target's response head parsed in place into parts for hyper's server.
 
-use crate::h1::response::{Framing, HeadFacts, MAX_HEADERS, final_status};
-use crate::proxy::pool::TARGET_MAX_HEAD_BYTES;
+use crate::h1::response::{FinalHead, Framing, MAX_HEADERS, Parsed, read_head};
 use bytes::{Bytes, BytesMut};
 use http::header::{HeaderName, HeaderValue};
 use http::{HeaderMap, StatusCode, Version};
@@ -12,52 +11,35 @@ pub struct RawResponse {
     pub framing: Framing,
     /// The connection can carry another request after the body.
     pub reusable: bool,
+    /// Bytes of the target's head.
+    pub len: usize,
 }
-
-/// What the start of a target's bytes holds.
-pub(super) enum Parsed {
-    Complete(RawResponse, usize),
-    Partial,
-    /// A 1xx head of this many bytes, skipped.
-    Informational(usize),
-    Invalid(&'static str),
-}
-
-/// Why a target's response was refused: its head is larger than we take.
-pub const HEAD_TOO_LARGE: &str = "response head too large";
 
 /// Parses a response head at the start of `buf`.
-pub(super) fn parse(buf: &BytesMut, head_request: bool) -> Parsed {
+pub(super) fn parse(buf: &BytesMut, head_request: bool) -> Parsed<RawResponse> {
     let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut resp = httparse::Response::new(&mut slots);
-    let len = match resp.parse(buf) {
-        Ok(httparse::Status::Complete(len)) => len,
-        Ok(httparse::Status::Partial) => return Parsed::Partial,
-        Err(_) => return Parsed::Invalid("malformed response head"),
-    };
-    if len > TARGET_MAX_HEAD_BYTES {
-        return Parsed::Invalid(HEAD_TOO_LARGE);
-    }
-    let (Some(version), Some(code)) = (resp.version, resp.code) else {
-        return Parsed::Invalid("malformed response head");
-    };
-    match final_status(code) {
-        Ok(true) => {}
-        Ok(false) => return Parsed::Informational(len),
-        Err(why) => return Parsed::Invalid(why),
-    }
-    let Ok(status) = StatusCode::from_u16(code) else {
+    read_head(buf, &mut slots, head_request).and_then(|head| into_parts(buf, head))
+}
+
+/// The parts of `head`, read from the start of `buf`.
+#[inline(always)]
+fn into_parts(buf: &BytesMut, head: FinalHead<'_, '_>) -> Parsed<RawResponse> {
+    let FinalHead {
+        len,
+        version,
+        status,
+        reason,
+        headers: lines,
+        facts,
+    } = head;
+    let Ok(status) = StatusCode::from_u16(status) else {
         return Parsed::Invalid("status out of range");
-    };
-    let facts = match HeadFacts::read(version, code, resp.headers, head_request) {
-        Ok(f) => f,
-        Err(why) => return Parsed::Invalid(why),
     };
     // Header values are slices of one shared copy of the head.
     let head = Bytes::copy_from_slice(&buf[..len]);
     let base = buf.as_ptr() as usize;
-    let mut headers = HeaderMap::with_capacity(resp.headers.len());
-    for h in resp.headers.iter() {
+    let mut headers = HeaderMap::with_capacity(lines.len());
+    for h in lines {
         if facts.drops(h.name) {
             continue;
         }
@@ -83,37 +65,35 @@ pub(super) fn parse(buf: &BytesMut, head_request: bool) -> Parsed {
     parts.headers = headers;
     // A reason phrase of the target's own goes on to an HTTP/1 client, as
     // through hyper's client.
-    if let Some(reason) = resp.reason
+    if let Some(reason) = reason
         && Some(reason) != status.canonical_reason()
         && let Ok(phrase) = hyper::ext::ReasonPhrase::try_from(reason.as_bytes().to_vec())
     {
         parts.extensions.insert(phrase);
     }
-    Parsed::Complete(
-        RawResponse {
-            parts,
-            framing: facts.framing,
-            reusable: facts.reusable,
-        },
+    Parsed::Complete(RawResponse {
+        parts,
+        framing: facts.framing,
+        reusable: facts.reusable,
         len,
-    )
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn parsed(head: &str, head_request: bool) -> Parsed {
+    fn parsed(head: &str, head_request: bool) -> Parsed<RawResponse> {
         parse(&BytesMut::from(head.as_bytes()), head_request)
     }
 
     #[test]
     fn response_heads_become_parts_without_hop_by_hop_headers() {
         let head = "HTTP/1.1 200 OK\r\nServer: t\r\nConnection: keep-alive, X-Hop\r\nX-Hop: 1\r\nKeep-Alive: timeout=5\r\nContent-Length: 3\r\nSet-Cookie: a=1\r\nSet-Cookie: b=2\r\n\r\nabc";
-        let Parsed::Complete(resp, len) = parsed(head, false) else {
+        let Parsed::Complete(resp) = parsed(head, false) else {
             panic!("not complete")
         };
-        assert_eq!(len, head.len() - 3);
+        assert_eq!(resp.len, head.len() - 3);
         assert_eq!(resp.parts.status, StatusCode::OK);
         assert_eq!((resp.framing, resp.reusable), (Framing::Length(3), true));
         let names: Vec<_> = resp.parts.headers.keys().map(|k| k.as_str()).collect();
@@ -129,14 +109,14 @@ mod tests {
 
     #[test]
     fn odd_response_heads() {
-        let Parsed::Complete(resp, _) = parsed("HTTP/1.1 299 Fine\r\n\r\n", false) else {
+        let Parsed::Complete(resp) = parsed("HTTP/1.1 299 Fine\r\n\r\n", false) else {
             panic!("not complete")
         };
         assert_eq!(resp.framing, Framing::UntilClose);
         let reason = resp.parts.extensions.get::<hyper::ext::ReasonPhrase>();
         assert_eq!(reason.map(|r| r.as_bytes()), Some(&b"Fine"[..]));
         let chunked = "HTTP/1.1 200 OK\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n";
-        let Parsed::Complete(resp, _) = parsed(chunked, false) else {
+        let Parsed::Complete(resp) = parsed(chunked, false) else {
             panic!("not complete")
         };
         assert_eq!((resp.framing, resp.reusable), (Framing::Chunked, false));
@@ -147,13 +127,10 @@ mod tests {
         ));
         assert!(matches!(
             parsed("HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\n", true),
-            Parsed::Complete(
-                RawResponse {
-                    framing: Framing::Empty,
-                    ..
-                },
-                _
-            )
+            Parsed::Complete(RawResponse {
+                framing: Framing::Empty,
+                ..
+            })
         ));
         assert!(matches!(
             parsed("HTTP/1.1 200 OK\r\nX: ", false),
@@ -173,7 +150,7 @@ mod tests {
     fn header_values_keep_every_byte_a_target_may_send_and_refuse_the_rest() {
         let mut head =
             b"HTTP/1.1 200 OK\r\nX-Text: a\tb \xe9t\xff~\r\nContent-Length: 0\r\n\r\n".to_vec();
-        let Parsed::Complete(resp, _) = parse(&BytesMut::from(&head[..]), false) else {
+        let Parsed::Complete(resp) = parse(&BytesMut::from(&head[..]), false) else {
             panic!("not complete")
         };
         let value = resp.parts.headers.get("x-text").unwrap();
