@@ -309,8 +309,8 @@ async fn an_http2_get_on_a_pooled_socket_the_target_dropped_goes_again() {
     assert_eq!(lb_5xx(&lb).await, 1.0);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_broken_chunked_body_resets_the_http2_stream_and_counts_against_the_target() {
+/// edgelb in front of a target whose chunked body breaks off after 5 bytes.
+async fn behind_a_broken_chunked_body() -> (Edgelb, SocketAddr) {
     let (target, _) = scripted_target(|_, _| {
         Some((
             b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhelloXX".to_vec(),
@@ -318,13 +318,11 @@ async fn a_broken_chunked_body_resets_the_http2_stream_and_counts_against_the_ta
         ))
     })
     .await;
-    let (lb, listen) = start_lb(target).await;
-    let mut h2 = H2::connect(listen).await;
-    let uri = format!("http://test.local:{}/", listen.port());
-    let got = h2
-        .send(Request::get(uri).body(Full::new(Bytes::new())).unwrap())
-        .await;
-    assert!(got.is_err(), "the body must not look complete: {got:?}");
+    start_lb(target).await
+}
+
+/// Waits until `lb` counted a broken response against group `web`.
+async fn wait_for_target_error(lb: &Edgelb) {
     wait_for(
         Duration::from_secs(5),
         "the error to be counted",
@@ -335,6 +333,18 @@ async fn a_broken_chunked_body_resets_the_http2_stream_and_counts_against_the_ta
         },
     )
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broken_chunked_body_resets_the_http2_stream_and_counts_against_the_target() {
+    let (lb, listen) = behind_a_broken_chunked_body().await;
+    let mut h2 = H2::connect(listen).await;
+    let uri = format!("http://test.local:{}/", listen.port());
+    let got = h2
+        .send(Request::get(uri).body(Full::new(Bytes::new())).unwrap())
+        .await;
+    assert!(got.is_err(), "the body must not look complete: {got:?}");
+    wait_for_target_error(&lb).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -447,26 +457,10 @@ async fn requests_the_fast_path_does_not_serve_go_to_hyper_mid_connection() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broken_chunked_body_cuts_the_client_off_and_counts_against_the_target() {
-    let (target, _) = scripted_target(|_, _| {
-        Some((
-            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhelloXX".to_vec(),
-            false,
-        ))
-    })
-    .await;
-    let (lb, listen) = start_lb(target).await;
+    let (lb, listen) = behind_a_broken_chunked_body().await;
     let got = H1::connect(listen).await.send(get_req("/")).await;
     assert!(got.is_err(), "the body must not look complete: {got:?}");
-    wait_for(
-        Duration::from_secs(5),
-        "the error to be counted",
-        || async {
-            lb.metric("edgelb_target_response_errors_total{target_group=\"web\"}")
-                .await
-                >= 1.0
-        },
-    )
-    .await;
+    wait_for_target_error(&lb).await;
 }
 
 fn log_lines(path: &std::path::Path) -> Vec<serde_json::Value> {
