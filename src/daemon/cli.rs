@@ -32,6 +32,10 @@ enum Command {
     Run {
         #[arg(long, default_value = DEFAULT_CONFIG)]
         config: PathBuf,
+        /// Replace a running edgelb (binary upgrade): serve beside it on the
+        /// same listener addresses and take the admin address when it frees.
+        #[arg(long)]
+        upgrade: bool,
     },
     /// Parse and validate a configuration file; bind nothing.
     Check {
@@ -55,7 +59,7 @@ enum Command {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let code = match cli.command {
-        Command::Run { config } => super::run::run(&config),
+        Command::Run { config, upgrade } => super::run::run(&config, upgrade),
         Command::Check { config } => check(&config),
         Command::Demo { listen, admin } => super::demo::demo(listen, admin),
         Command::Version => {

@@ -162,6 +162,6 @@ pub fn demo(listen: SocketAddr, admin: SocketAddr) -> u8 {
              \nCtrl-C stops it.\n",
             targets[0], targets[1], targets[2], path.display(), std::process::id()
         );
-        serve(&path, loaded, Some(Box::new(move || println!("{banner}")))).await
+        serve(&path, loaded, super::run::AdminBind::Now, Some(Box::new(move || println!("{banner}")))).await
     })
 }

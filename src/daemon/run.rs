@@ -7,6 +7,7 @@ use crate::config::{self, Loaded};
 use crate::runtime::{Server, StartError};
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::Notify;
 
@@ -30,7 +31,9 @@ pub fn init_logging() {
 }
 
 /// Loads the configuration at `path` and runs the daemon on it.
-pub fn run(path: &Path) -> u8 {
+/// With `upgrade`, this process replaces a running edgelb on the same
+/// addresses (see [`AdminBind`]).
+pub fn run(path: &Path, upgrade: bool) -> u8 {
     init_logging();
     let loaded = match config::load(path) {
         Ok(l) => l,
@@ -53,7 +56,12 @@ pub fn run(path: &Path) -> u8 {
         max_client_connections = budget.max(),
         "client connections capped by the descriptor limit"
     );
-    runtime.block_on(serve(path, loaded, None))
+    let admin = if upgrade {
+        AdminBind::WhenFree
+    } else {
+        AdminBind::Now
+    };
+    runtime.block_on(serve(path, loaded, admin, None))
 }
 
 /// The main thread's runtime, and `threads` worker threads for client
@@ -71,8 +79,45 @@ pub fn tokio_runtime(threads: usize) -> std::io::Result<tokio::runtime::Runtime>
         .build()
 }
 
+/// How the admin address is taken. It is bound without SO_REUSEPORT: two
+/// processes sharing it would answer `/status`, `/reload` and `/metrics` in
+/// turn, so a second `edgelb run` with the same `admin.bind` exits 2.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AdminBind {
+    /// At start; taken already → exit 2.
+    Now,
+    /// `run --upgrade`: a binary upgrade, where the old process still holds
+    /// the admin address while both serve the listeners (SO_REUSEPORT). The
+    /// listeners serve at once; the admin address is taken as soon as the old
+    /// process lets it go (checked every 100 ms, for up to [`UPGRADE_ADMIN_WAIT`]).
+    WhenFree,
+}
+
+/// How long `run --upgrade` waits for the old process to free the admin address.
+pub const UPGRADE_ADMIN_WAIT: Duration = Duration::from_secs(600);
+
+/// Binds the admin address for this process alone.
+fn bind_admin(addr: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        Some(socket2::Protocol::TCP),
+    )?;
+    // SO_REUSEADDR (TIME_WAIT only), never SO_REUSEPORT.
+    socket.set_reuse_address(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    tokio::net::TcpListener::from_std(socket.into())
+}
+
 /// Runs until SIGTERM/SIGINT; `on_ready` is told once everything is bound.
-pub async fn serve(path: &Path, loaded: Loaded, on_ready: Option<Box<dyn FnOnce() + Send>>) -> u8 {
+pub async fn serve(
+    path: &Path,
+    loaded: Loaded,
+    admin_bind_mode: AdminBind,
+    on_ready: Option<Box<dyn FnOnce() + Send>>,
+) -> u8 {
     let (Ok(mut hup), Ok(mut term), Ok(mut int), Ok(mut usr1)) = (
         signal(SignalKind::hangup()),
         signal(SignalKind::terminate()),
@@ -101,8 +146,21 @@ pub async fn serve(path: &Path, loaded: Loaded, on_ready: Option<Box<dyn FnOnce(
     };
     let admin_bind = loaded.config.admin.bind;
     let watch_config = loaded.config.global.watch_config;
-    let admin_socket = match crate::listener::bind(admin_bind) {
-        Ok(s) => s,
+    let admin_socket = match bind_admin(admin_bind) {
+        Ok(s) => Some(s),
+        Err(e)
+            if e.kind() == std::io::ErrorKind::AddrInUse
+                && admin_bind_mode == AdminBind::WhenFree =>
+        {
+            tracing::info!(admin = %admin_bind, "admin address held by the process being replaced: taken when it frees");
+            None
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
+            eprintln!(
+                "admin API: cannot bind {admin_bind}: {e} (another edgelb? for a binary upgrade, start the new one with `run --upgrade`)"
+            );
+            return EXIT_RUNTIME;
+        }
         Err(e) => {
             eprintln!("admin API: cannot bind {admin_bind}: {e}");
             return EXIT_RUNTIME;
@@ -134,14 +192,30 @@ pub async fn serve(path: &Path, loaded: Loaded, on_ready: Option<Box<dyn FnOnce(
         }
     };
     let stop_admin = Arc::new(Notify::new());
-    tokio::spawn(admin::serve(
-        admin_socket,
-        Arc::new(AdminApi {
-            server: server.clone(),
-            token,
-        }),
-        stop_admin.clone(),
-    ));
+    let api = Arc::new(AdminApi {
+        server: server.clone(),
+        token,
+    });
+    match admin_socket {
+        Some(socket) => {
+            tokio::spawn(admin::serve(socket, api, stop_admin.clone()));
+        }
+        None => {
+            let stop = stop_admin.clone();
+            tokio::spawn(async move {
+                let tries = UPGRADE_ADMIN_WAIT.as_millis() / 100;
+                for _ in 0..tries {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    if let Ok(socket) = bind_admin(admin_bind) {
+                        tracing::info!(admin = %admin_bind, "admin API taken over");
+                        admin::serve(socket, api, stop).await;
+                        return;
+                    }
+                }
+                tracing::error!(admin = %admin_bind, "the admin address never came free: no admin API");
+            });
+        }
+    }
     tracing::info!(admin = %admin_bind, generation = 1, "edgelb {} serving", env!("CARGO_PKG_VERSION"));
     notify::ready("serving");
     notify::start_watchdog();

@@ -230,6 +230,8 @@ pub struct Session<'a, S> {
     /// Bytes of the current request's body still to come from the client
     /// (past those already in its buffer): while some are, an answer closes.
     body_left: u64,
+    /// Requests answered on this connection by the fast path.
+    pub served: u64,
 }
 
 impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
@@ -255,6 +257,7 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
             metrics,
             record: None,
             body_left: 0,
+            served: 0,
         }
     }
 
@@ -280,7 +283,7 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
                         match self.handle(&listener, &head, rest).await {
                             Next::Hyper => break End::Hyper,
                             Next::Close => break End::Closed,
-                            Next::KeepAlive => {}
+                            Next::KeepAlive => self.served += 1,
                         }
                         buf.drain(..len);
                         head_deadline = None;
@@ -466,16 +469,21 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
             if let Some(r) = &mut self.record {
                 r.target(&group.name, target.addr);
             }
-            let deadline = Instant::from_std(sent_at) + group.request_timeout;
             match self
-                .exchange_head(&mut tconn, deadline, request, listener.idle_timeout, close)
+                .exchange_head(
+                    &mut tconn,
+                    (sent_at, group.request_timeout),
+                    request,
+                    listener.idle_timeout,
+                    close,
+                )
                 .await
             {
-                Ok((resp, close)) => {
+                Ok((resp, close, written_at)) => {
                     group
                         .metrics
                         .response_time
-                        .observe(sent_at.elapsed().as_secs_f64());
+                        .observe(written_at.elapsed().as_secs_f64());
                     choice.metrics.from_target.count(resp.status);
                     if let Some(r) = &mut self.record {
                         r.target_status(resp.status);
@@ -534,28 +542,34 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
     }
 
     /// Sends the target head and reads the response head (1xx ones skipped);
-    /// the client's head is in `out` after.
+    /// the client's head is in `out` after, with when the request's last byte
+    /// was written. `request_timeout` runs from that last byte: the time a
+    /// client takes to send its body is the client's (a stall there is 408),
+    /// never the target's; a target that takes no byte of the request for
+    /// `request_timeout` is the target's.
     async fn exchange_head(
         &mut self,
         tconn: &mut TcpStream,
-        deadline: Instant,
+        (sent_at, request_timeout): (std::time::Instant, Duration),
         request: &Outgoing<'_>,
         body_stall: Duration,
         close: bool,
-    ) -> Result<(ResponseHead, bool), HeadError> {
+    ) -> Result<(ResponseHead, bool, std::time::Instant), HeadError> {
         let head_request = request.head_request;
+        let target_stall = Limit::Quiet(request_timeout);
         // The head and the body bytes already read, in one write.
         let mut slices = [
             IoSlice::new(&self.target_head),
             IoSlice::new(request.first_body),
         ];
-        match write_all(tconn, &mut self.clock, Limit::At(deadline), &mut slices).await {
+        match write_all(tconn, &mut self.clock, target_stall, &mut slices).await {
             Ok(_) => {}
             Err(Wait::Timeout) => return Err(HeadError::Timeout),
             Err(Wait::Io) => return Err(HeadError::Stale),
         }
         // The rest of the body, as the client sends it.
         let mut left = self.body_left;
+        let streamed = left > 0;
         while left > 0 {
             self.tbuf.clear();
             let want = left.min(TARGET_BUF as u64) as usize;
@@ -576,7 +590,7 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
                 }
             }
             let mut slices = [IoSlice::new(&self.tbuf)];
-            match write_all(tconn, &mut self.clock, Limit::At(deadline), &mut slices).await {
+            match write_all(tconn, &mut self.clock, target_stall, &mut slices).await {
                 Ok(_) => {}
                 Err(Wait::Timeout) => return Err(HeadError::Timeout),
                 Err(Wait::Io) => return Err(HeadError::Broken("closed while the body was sent")),
@@ -584,12 +598,19 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
             self.body_left = left;
         }
         self.tbuf.clear();
+        // A head (and body) that went out in one write went out at `sent_at`.
+        let written_at = if streamed {
+            std::time::Instant::now()
+        } else {
+            sent_at
+        };
+        let deadline = Instant::from_std(written_at) + request_timeout;
         loop {
             if !self.tbuf.is_empty() {
                 // A drain that began meanwhile closes the connection after this response.
                 let close = close || *self.finish.borrow();
                 match response::parse(&self.tbuf, head_request, close, &mut self.out) {
-                    response::Parsed::Complete(h) => return Ok((h, close)),
+                    response::Parsed::Complete(h) => return Ok((h, close, written_at)),
                     response::Parsed::Informational(n) => {
                         self.tbuf.drain(..n);
                         continue;

@@ -50,7 +50,7 @@ pub async fn serve<S: ClientStream>(
     }
     let lot = lot.filter(|_| stream.is_parkable());
     let mut buf = Vec::new();
-    let end = {
+    let (end, served) = {
         let mut session = conn::Session::new(
             &mut stream,
             &conn,
@@ -58,7 +58,8 @@ pub async fn serve<S: ClientStream>(
             lot.is_some(),
             runtime.metrics.clone(),
         );
-        Box::pin(session.run(&mut buf)).await
+        let end = Box::pin(session.run(&mut buf)).await;
+        (end, session.served)
     };
     match end {
         conn::End::Closed => {}
@@ -71,6 +72,8 @@ pub async fn serve<S: ClientStream>(
         }
         conn::End::Hyper => {
             let stream = rewind::Rewind::new(stream, buf);
+            // After HTTP/1.1 requests, hyper serves HTTP/1 only (no preface).
+            let first = first && served == 0;
             Box::pin(crate::listener::http::serve(
                 stream, conn, runtime, finish, lot, held, first,
             ))

@@ -232,8 +232,10 @@ impl<'h> HeadFacts<'h> {
                     length = Some(n);
                 }
                 17 if h.name.eq_ignore_ascii_case("transfer-encoding") => {
-                    let last = h.value.rsplit(|&b| b == b',').next().unwrap_or(b"");
-                    chunked = Some(last.trim_ascii().eq_ignore_ascii_case(b"chunked"));
+                    if chunked.is_some() || !is_plain_chunked(h.value) {
+                        return Err(NOT_CHUNKED);
+                    }
+                    chunked = Some(true);
                 }
                 _ => {}
             }
@@ -272,6 +274,18 @@ impl<'h> HeadFacts<'h> {
                 .iter()
                 .any(|t| t.eq_ignore_ascii_case(name.as_bytes()))
     }
+}
+
+/// Why a response whose Transfer-Encoding is not one `chunked` is refused.
+pub const NOT_CHUNKED: &str = "a Transfer-Encoding other than chunked";
+
+/// Whether a Transfer-Encoding value is `chunked` alone. A target that answers
+/// with other codings (`gzip`, `chunked, identity`) would have its body read
+/// until the connection closes, which a keep-alive target never does: such a
+/// response gets 502 at once (as nginx: "upstream sent unknown
+/// Transfer-Encoding"), on every path.
+pub fn is_plain_chunked(value: &[u8]) -> bool {
+    value.trim_ascii().eq_ignore_ascii_case(b"chunked")
 }
 
 /// Hop-by-hop headers (RFC 9110 §7.6.1, and the old `Proxy-Connection`),
@@ -366,6 +380,19 @@ mod tests {
         assert_eq!(framing(old, false), (Framing::Length(1), false));
         let closing = "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 1\r\n\r\n";
         assert_eq!(framing(closing, false), (Framing::Length(1), false));
+    }
+
+    #[test]
+    fn codings_other_than_chunked_are_refused() {
+        for te in ["chunked, identity", "gzip", "gzip, chunked", "identity"] {
+            let head = format!("HTTP/1.1 200 OK\r\nTransfer-Encoding: {te}\r\n\r\n");
+            assert!(
+                matches!(client_head(&head, false, false).0, Parsed::Invalid(NOT_CHUNKED)),
+                "{te}"
+            );
+        }
+        let twice = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n";
+        assert!(matches!(client_head(twice, false, false).0, Parsed::Invalid(_)));
     }
 
     #[test]

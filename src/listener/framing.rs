@@ -7,8 +7,16 @@
 //! refuses such a request with 400 instead of forwarding it; to know it was
 //! there we follow the framing of the byte stream ourselves: heads line by
 //! line, bodies skipped by length or by chunk. It only marks heads; hyper stays
-//! the parser of record, and anything this reader does not understand (an
-//! upgrade, a malformed line) makes it stop watching that connection.
+//! the parser of record.
+//!
+//! It fails closed: a body it cannot follow (a chunk line it does not read, a
+//! bare LF inside chunked framing or its trailer section, a Transfer-Encoding
+//! other than chunked) marks the request it belongs to, so that request's body
+//! fails (400) and every later request on the connection is refused. It keeps
+//! following across `Upgrade` requests: only the proxy knows whether the
+//! protocol really switched (a 101 was relayed), and it stops the reader then
+//! ([`crate::listener::io`]). Only CONNECT stops it (edgelb answers CONNECT
+//! with 405 and closes).
 
 /// Longest header name prefix we need to compare (`transfer-encoding`).
 const NAME_CAP: usize = 17;
@@ -33,7 +41,8 @@ enum State {
     ChunkEnd,
     /// Trailer lines after the last chunk, up to a blank line.
     Trailers { line_empty: bool },
-    /// Framing no longer followed (upgrade, CONNECT, or bytes we do not read).
+    /// Framing no longer followed: after CONNECT, or after a body this reader
+    /// could not follow (its request is marked).
     Off,
 }
 
@@ -108,6 +117,8 @@ pub struct RequestFraming {
     heads: u64,
     /// Index of the first head that had both Content-Length and Transfer-Encoding.
     ambiguous: Option<u64>,
+    /// The last byte read was a CR (chunked framing wants CRLF, not a bare LF).
+    cr: bool,
 }
 
 impl Default for RequestFraming {
@@ -121,6 +132,7 @@ impl Default for RequestFraming {
             past_method: false,
             heads: 0,
             ambiguous: None,
+            cr: false,
         }
     }
 }
@@ -193,7 +205,18 @@ impl RequestFraming {
         State::RequestLine { started: false }
     }
 
+    /// The body of the current request cannot be followed: it and every
+    /// later request are refused, and reading stops.
+    fn lost(&mut self) -> State {
+        let current = self.heads.saturating_sub(1);
+        if self.ambiguous.is_none_or(|a| a > current) {
+            self.ambiguous = Some(current);
+        }
+        State::Off
+    }
+
     fn byte(&mut self, b: u8) {
+        let after_cr = std::mem::replace(&mut self.cr, b == b'\r');
         self.state = match self.state {
             State::RequestLine { started } => match b {
                 b'\n' if !started => State::RequestLine { started: false },
@@ -226,14 +249,14 @@ impl RequestFraming {
                 digits,
                 in_ext,
             } => match b {
-                b'\n' if digits => {
+                b'\n' if digits && after_cr => {
                     if size == 0 {
                         State::Trailers { line_empty: true }
                     } else {
                         State::ChunkData(size)
                     }
                 }
-                b'\n' => State::Off,
+                b'\n' => self.lost(),
                 b'\r' => State::ChunkSize {
                     size,
                     digits,
@@ -255,18 +278,19 @@ impl RequestFraming {
                         digits: true,
                         in_ext,
                     },
-                    _ => State::Off,
+                    _ => self.lost(),
                 },
             },
             State::ChunkEnd => match b {
-                b'\r' => State::ChunkEnd,
-                b'\n' => State::ChunkSize {
+                b'\r' if !after_cr => State::ChunkEnd,
+                b'\n' if after_cr => State::ChunkSize {
                     size: 0,
                     digits: false,
                     in_ext: false,
                 },
-                _ => State::Off,
+                _ => self.lost(),
             },
+            State::Trailers { .. } if b == b'\n' && !after_cr => self.lost(),
             State::Trailers { line_empty } => match b {
                 b'\r' => State::Trailers { line_empty },
                 b'\n' if line_empty => self.next_head(),
@@ -356,8 +380,8 @@ impl RequestFraming {
         if ambiguous && self.ambiguous.is_none() {
             self.ambiguous = Some(index);
         }
-        if head.upgrade || head.connect {
-            // What follows may be another protocol.
+        if head.connect {
+            // Answered 405 and closed: nothing after it is read as HTTP.
             return State::Off;
         }
         if head.transfer_encoding {
@@ -368,7 +392,7 @@ impl RequestFraming {
                     in_ext: false,
                 }
             } else {
-                State::Off
+                self.lost()
             }
         } else {
             match head.content_length {
@@ -434,14 +458,38 @@ GET / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n";
     }
 
     #[test]
-    fn upgrades_stop_the_reader() {
+    fn an_upgrade_header_does_not_stop_the_reader() {
+        // Answered 200 (no switch): the next request is still read.
         let f = read_all(
-            b"GET / HTTP/1.1\r\nUpgrade: websocket\r\n\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n",
+            b"GET / HTTP/1.1\r\nUpgrade: websocket\r\n\r\nPOST / HTTP/1.1\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n",
             3,
         );
-        assert!(!f.is_following());
-        assert_eq!(f.first_ambiguous(), None);
+        assert!(f.is_following());
+        assert_eq!(f.first_ambiguous(), Some(1));
         let f = read_all(b"CONNECT x:1 HTTP/1.1\r\n\r\nanything", 1);
         assert!(!f.is_following());
+    }
+
+    #[test]
+    fn bare_lf_in_chunked_framing_marks_the_request() {
+        for stream in [
+            &b"GET / HTTP/1.1\r\n\r\nPOST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nX: a\n\nGET / HTTP/1.1\r\n\r\n"[..],
+            b"GET / HTTP/1.1\r\n\r\nPOST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\nhello\r\n0\r\n\r\n",
+            b"GET / HTTP/1.1\r\n\r\nPOST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\n0\r\n\r\n",
+            b"GET / HTTP/1.1\r\n\r\nPOST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+        ] {
+            for step in [1, 2, 5, stream.len()] {
+                let f = read_all(stream, step);
+                assert_eq!(f.first_ambiguous(), Some(1), "{step}");
+                assert!(!f.is_following());
+            }
+        }
+        // CRLF everywhere: nothing marked, the next head is read.
+        let f = read_all(
+            b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\nX: a\r\n\r\nGET / HTTP/1.1\r\n\r\n",
+            1,
+        );
+        assert_eq!(f.first_ambiguous(), None);
+        assert!(f.is_following());
     }
 }

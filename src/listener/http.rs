@@ -34,6 +34,9 @@ pub fn http_builder(listener: &Listener) -> auto::Builder<TokioExecutor> {
         // Our ClientIo runs the head deadline (from the first byte, answering 408).
         .header_read_timeout(None)
         .max_buf_size(listener.max_header_bytes)
+        // A client that half-closes after its request still gets its answer
+        // (as on the fast path, which does not read while it forwards).
+        .half_close(true)
         .keep_alive(true);
     builder
         .http2()
@@ -86,7 +89,9 @@ impl ClientStream for tokio_rustls::server::TlsStream<TcpStream> {
 /// out, or a graceful shutdown closes it. An idle HTTP/1 connection is parked
 /// in `lot` (see [`PARK_AFTER`]), which serves its next request with a new
 /// call; `held` goes with the connection wherever it waits. `first` is false
-/// for a connection back from the lot (no first-request grace on a drain).
+/// for a connection that carried requests already (back from the lot, or
+/// handed over by the fast path): no first-request grace on a drain, and
+/// no HTTP/2 preface.
 pub async fn serve<S: ClientStream>(
     stream: S,
     conn: Arc<ClientConn>,
@@ -142,11 +147,13 @@ async fn serve_until_parked<S: ClientStream>(
             Ok::<_, Infallible>(crate::proxy::http::handle(conn, index, req, in_flight).await)
         })
     });
-    let mut connection = Box::pin(
-        runtime
-            .http
-            .serve_connection_with_upgrades(TokioIo::new(io), service),
-    );
+    // Only a connection's first bytes may open HTTP/2.
+    let builder = if first_cycle {
+        &runtime.http
+    } else {
+        &runtime.http1
+    };
+    let mut connection = Box::pin(builder.serve_connection_with_upgrades(TokioIo::new(io), service));
     let mut finishing = false;
     loop {
         tokio::select! {

@@ -200,6 +200,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for ClientIo<S> {
                                 flood,
                             )));
                         }
+                    } else if this.framing.is_some() && this.conn.upgraded.load(Ordering::Relaxed) {
+                        // The protocol really switched (a 101 went out): what
+                        // follows is not HTTP.
+                        this.framing = None;
                     } else if let Some(framing) = this.framing.as_mut() {
                         framing.feed(&buf.filled()[before..]);
                         if let Some(index) = framing.first_ambiguous() {

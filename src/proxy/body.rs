@@ -1,9 +1,11 @@
 //! The body of every response edgelb sends to a client.
 
 use crate::health::{Outcome, Reason};
+use crate::listener::ClientConn;
 use crate::proxy::pool::TargetConn;
 use crate::proxy::raw::{RawBody, RawBodyError};
 use crate::proxy::record::RequestRecord;
+use crate::proxy::sent::{SendProgress, Waiting};
 use crate::proxy::stall::StallTimer;
 use crate::runtime::target::{GroupRuntime, OutstandingGuard};
 use atomic_waker::AtomicWaker;
@@ -62,6 +64,8 @@ impl Drop for InFlight {
 /// passive health check of the target.
 pub struct Release {
     pub conn: TargetConn,
+    /// The connection may carry another request after this response.
+    pub reusable: bool,
     pub outstanding: OutstandingGuard,
     /// When the request was sent (the connection's idle age counts from there).
     pub sent_at: Instant,
@@ -80,7 +84,9 @@ pub struct TargetBody {
 
 impl TargetBody {
     fn finish(&mut self) {
-        if let Some(r) = self.release.take() {
+        if let Some(r) = self.release.take()
+            && r.reusable
+        {
             r.outstanding.shared().pool.put(r.conn, r.sent_at);
         }
     }
@@ -275,18 +281,63 @@ pub enum RequestBody {
         left: u64,
         /// Fails a body the client stops sending for the idle timeout.
         stall: StallTimer,
+        /// Which side the body waits on, for `request_timeout` (a body that
+        /// was complete with its head has none).
+        progress: Option<Arc<SendProgress>>,
+        framing: BodyFraming,
     },
     Empty,
+}
+
+/// The shadow framing reader's verdict on the request a body belongs to
+/// ([`crate::listener::framing`]): a body it could not follow (a bare LF in
+/// chunked framing or its trailers, say) fails at its end instead of being
+/// passed on as hyper read it.
+pub struct BodyFraming {
+    conn: Arc<ClientConn>,
+    index: u64,
+}
+
+impl BodyFraming {
+    /// For request `index` (0-based, in order of arrival) of `conn`.
+    pub fn new(conn: &Arc<ClientConn>, index: u64) -> Self {
+        BodyFraming {
+            conn: conn.clone(),
+            index,
+        }
+    }
+
+    fn lost(&self) -> bool {
+        self.conn.is_ambiguous(self.index)
+    }
 }
 
 impl RequestBody {
     /// The client's body, limited to `limit` bytes (`u64::MAX`: no limit) and
     /// failed when it makes no progress for `stall_timeout`.
-    pub fn client(body: Incoming, limit: u64, stall_timeout: Duration) -> Self {
+    /// `framing` fails it at its end if the framing reader could not follow it.
+    pub fn client(
+        body: Incoming,
+        limit: u64,
+        stall_timeout: Duration,
+        framing: BodyFraming,
+    ) -> Self {
+        let progress = (!body.is_end_stream()).then(Arc::default);
         RequestBody::Client {
             body,
             left: limit,
             stall: StallTimer::new(stall_timeout),
+            progress,
+            framing,
+        }
+    }
+
+    /// Where this body stands on its way to the target (`None`: it has no
+    /// body to stream, the target's clock starts with the head).
+    pub fn progress(&self) -> Option<Arc<SendProgress>> {
+        match self {
+            RequestBody::Client { progress, .. } => progress.clone(),
+            RequestBody::Empty => None,
         }
     }
 }
@@ -299,6 +350,9 @@ pub enum ClientBodyError {
     TooLarge,
     /// Nothing of it arrived for the listener's idle timeout (408).
     Stalled,
+    /// Its chunked framing or trailer section was not one every parser reads
+    /// the same way (400).
+    Framing,
     /// The client's side broke off (reset, timeout, malformed chunking).
     Client(hyper::Error),
 }
@@ -308,6 +362,7 @@ impl std::fmt::Display for ClientBodyError {
         match self {
             ClientBodyError::TooLarge => f.write_str("request body larger than max_body_bytes"),
             ClientBodyError::Stalled => f.write_str("request body stalled"),
+            ClientBodyError::Framing => f.write_str("request body framing refused"),
             ClientBodyError::Client(e) => write!(f, "client request body: {e}"),
         }
     }
@@ -316,7 +371,7 @@ impl std::fmt::Display for ClientBodyError {
 impl std::error::Error for ClientBodyError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            ClientBodyError::TooLarge | ClientBodyError::Stalled => None,
+            ClientBodyError::TooLarge | ClientBodyError::Stalled | ClientBodyError::Framing => None,
             ClientBodyError::Client(e) => Some(e),
         }
     }
@@ -346,10 +401,19 @@ impl Body for RequestBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, ClientBodyError>>> {
         match self.get_mut() {
-            RequestBody::Client { body, left, stall } => {
-                let polled = match Pin::new(body).poll_frame(cx) {
+            RequestBody::Client {
+                body,
+                left,
+                stall,
+                progress,
+                framing,
+            } => {
+                let polled = match Pin::new(&mut *body).poll_frame(cx) {
                     Poll::Ready(polled) => polled,
                     Poll::Pending => {
+                        if let Some(p) = progress {
+                            p.set(Waiting::Client);
+                        }
                         return match stall.poll_expired(cx) {
                             Poll::Ready(()) => Poll::Ready(Some(Err(ClientBodyError::Stalled))),
                             Poll::Pending => Poll::Pending,
@@ -357,6 +421,14 @@ impl Body for RequestBody {
                     }
                 };
                 stall.progress();
+                // The body's end (or its trailers) is where the framing reader's
+                // doubt about it shows: its bytes have all been read by then.
+                let at_end = polled
+                    .as_ref()
+                    .is_none_or(|f| f.as_ref().map_or(true, |f| !f.is_data()) || body.is_end_stream());
+                if at_end && framing.lost() {
+                    return Poll::Ready(Some(Err(ClientBodyError::Framing)));
+                }
                 match polled {
                     Some(Ok(frame)) => {
                         if let Some(data) = frame.data_ref() {
@@ -366,10 +438,22 @@ impl Body for RequestBody {
                             }
                             *left -= n;
                         }
+                        if let Some(p) = progress {
+                            p.set(if body.is_end_stream() {
+                                Waiting::Done
+                            } else {
+                                Waiting::Target
+                            });
+                        }
                         Poll::Ready(Some(Ok(frame)))
                     }
                     Some(Err(e)) => Poll::Ready(Some(Err(ClientBodyError::Client(e)))),
-                    None => Poll::Ready(None),
+                    None => {
+                        if let Some(p) = progress {
+                            p.set(Waiting::Done);
+                        }
+                        Poll::Ready(None)
+                    }
                 }
             }
             RequestBody::Empty => Poll::Ready(None),

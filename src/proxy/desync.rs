@@ -9,6 +9,7 @@
 
 use http::header::{CONTENT_LENGTH, HOST, TRANSFER_ENCODING};
 use http::request::Parts;
+use http::{Method, Version};
 
 /// Longest request target accepted (nginx's default large header buffer);
 /// longer ones get 414. Heads over `max_header_bytes` get 431 before this.
@@ -25,10 +26,24 @@ pub enum Refusal {
     HeadTooLarge,
     /// 413: the declared body is longer than the listener's `max_body_bytes`.
     TooLarge,
+    /// 405: CONNECT (a load balancer does not open tunnels, as ALB).
+    MethodNotAllowed,
 }
 
 /// Checks a request head; `Ok` means it is safe to forward.
 pub fn check(parts: &Parts) -> Result<(), Refusal> {
+    if parts.method == Method::CONNECT {
+        return Err(Refusal::MethodNotAllowed);
+    }
+    // Origin form (`/path`) or absolute form (`http://host/path`, and every
+    // HTTP/2 request); never authority form (`host:443`) or `*`.
+    let origin_form = parts.uri.path().starts_with('/') && parts.uri.authority().is_none();
+    let absolute_form = parts.uri.scheme().is_some() && parts.uri.authority().is_some();
+    if !(origin_form || absolute_form) {
+        return Err(Refusal::BadRequest(
+            "a request target that is neither origin- nor absolute-form",
+        ));
+    }
     let uri_len = parts.uri.path_and_query().map_or(0, |p| p.as_str().len())
         + parts.uri.authority().map_or(0, |a| a.as_str().len());
     if uri_len > MAX_URI_BYTES {
@@ -39,6 +54,17 @@ pub fn check(parts: &Parts) -> Result<(), Refusal> {
     let host = hosts.next();
     if hosts.next().is_some() {
         return Err(Refusal::BadRequest("more than one Host header"));
+    }
+    if host.is_none() && parts.version == Version::HTTP_11 && parts.uri.authority().is_none() {
+        return Err(Refusal::BadRequest("HTTP/1.1 request without Host"));
+    }
+    // RFC 9113 §8.2.1: a field value with leading or trailing whitespace is
+    // malformed. HTTP/1 parsers trim it; an HTTP/2 field arrives raw, and a
+    // rule comparing `"\tinternal.example"` would not see `internal.example`.
+    if h.values().any(|v| padded(v.as_bytes())) {
+        return Err(Refusal::BadRequest(
+            "a header value with leading or trailing whitespace",
+        ));
     }
     if h.get_all(CONTENT_LENGTH).iter().count() > 1 {
         return Err(Refusal::BadRequest("more than one Content-Length header"));
@@ -68,6 +94,11 @@ pub fn check(parts: &Parts) -> Result<(), Refusal> {
         ));
     }
     Ok(())
+}
+
+/// Whether a field value starts or ends with a space or tab.
+fn padded(value: &[u8]) -> bool {
+    matches!(value.first(), Some(b' ' | b'\t')) || matches!(value.last(), Some(b' ' | b'\t'))
 }
 
 #[cfg(test)]
@@ -135,6 +166,47 @@ mod tests {
             )),
             Err(Refusal::BadRequest(_))
         ));
+    }
+
+    #[test]
+    fn connect_and_unusual_targets_are_refused() {
+        let connect = http::Request::connect("x.example:443")
+            .header("host", "x.example:443")
+            .body(())
+            .unwrap()
+            .into_parts()
+            .0;
+        assert_eq!(check(&connect), Err(Refusal::MethodNotAllowed));
+        for target in ["x.example:443", "*"] {
+            let mut parts = head("/", &[("host", "x.example")]);
+            parts.uri = target.parse().unwrap();
+            assert!(
+                matches!(check(&parts), Err(Refusal::BadRequest(_))),
+                "{target}"
+            );
+        }
+    }
+
+    #[test]
+    fn host_is_required_and_values_must_not_be_padded() {
+        assert!(matches!(check(&head("/", &[])), Err(Refusal::BadRequest(_))));
+        let mut old = head("/", &[]);
+        old.version = Version::HTTP_10;
+        assert_eq!(check(&old), Ok(()));
+        for bad in ["\tinternal.example", "internal.example ", " x"] {
+            assert!(
+                matches!(
+                    check(&head("/", &[("host", bad)])),
+                    Err(Refusal::BadRequest(_))
+                ),
+                "{bad:?}"
+            );
+            assert!(matches!(
+                check(&head("/", &[("host", "x"), ("x-canary", bad)])),
+                Err(Refusal::BadRequest(_))
+            ));
+        }
+        assert_eq!(check(&head("/", &[("host", "x"), ("x-a", "a b")])), Ok(()));
     }
 
     #[test]

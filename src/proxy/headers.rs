@@ -44,6 +44,12 @@ pub fn header_bytes(headers: &HeaderMap) -> usize {
 pub fn wants_upgrade(headers: &HeaderMap, version: Version) -> bool {
     version == Version::HTTP_11
         && headers.contains_key(header::UPGRADE)
+        // h2c is never tunnelled (as ALB): the request is served as HTTP/1.1
+        // and its Upgrade header dropped as hop-by-hop.
+        && !headers
+            .get_all(header::UPGRADE)
+            .iter()
+            .any(|v| has_token(v.as_bytes(), b"h2c"))
         && headers
             .get_all(header::CONNECTION)
             .iter()
@@ -204,21 +210,26 @@ fn append_forwarded_for(headers: &mut HeaderMap, ip: &HeaderValue) {
     }
 }
 
-/// A new request id: 32 hex digits, a random per-process prefix and a counter,
-/// unique across processes and restarts without a random draw per request.
+/// A new request id: 32 hex digits that nobody can guess from earlier ones
+/// (a client must not predict the id of another client's request).
 pub fn new_request_id() -> HeaderValue {
     HeaderValue::from_bytes(&new_request_id_bytes()).expect("hex digits are a valid header value")
 }
 
 /// [`new_request_id`] as bytes, for heads written without a header map.
+///
+/// 128 bits of SipHash-1-3 (a PRF) over a counter, keyed once per process
+/// with 128 random bits from the OS: unique within the process (a counter),
+/// unguessable outside it (the key), and no system call per request.
 pub fn new_request_id_bytes() -> [u8; 32] {
-    static PREFIX: OnceLock<u64> = OnceLock::new();
+    use std::hash::BuildHasher;
+    static KEY: OnceLock<std::collections::hash_map::RandomState> = OnceLock::new();
     static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let prefix = *PREFIX.get_or_init(random_u64);
+    let key = KEY.get_or_init(std::collections::hash_map::RandomState::new);
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
     let mut buf = [0u8; 32];
-    hex(prefix, &mut buf[..16]);
-    hex(n, &mut buf[16..]);
+    hex(key.hash_one((n, 0u8)), &mut buf[..16]);
+    hex(key.hash_one((n, 1u8)), &mut buf[16..]);
     buf
 }
 
@@ -228,18 +239,6 @@ fn hex(mut v: u64, out: &mut [u8]) {
         *slot = DIGITS[(v & 0xf) as usize];
         v >>= 4;
     }
-}
-
-/// A random u64 from the OS-seeded hasher keys of the standard library.
-fn random_u64() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos()),
-    );
-    h.finish()
 }
 
 #[cfg(test)]

@@ -3,7 +3,9 @@
 use crate::config::GroupProtocol;
 use crate::health::{Outcome, Reason};
 use crate::listener::ClientConn;
-use crate::proxy::body::{ClientBodyError, InFlight, ProxyBody, Release, RequestBody};
+use crate::proxy::body::{
+    BodyFraming, ClientBodyError, InFlight, ProxyBody, Release, RequestBody,
+};
 use crate::proxy::desync;
 use crate::proxy::headers::{
     X_REQUEST_ID, header_bytes, prepare_request, strip_hop_by_hop, wants_upgrade,
@@ -12,6 +14,7 @@ use crate::proxy::pool::{self, MAX_STALE_RETRIES, TargetConn};
 use crate::proxy::raw::{self, HeadError, RawBody, RawRelease};
 use crate::proxy::record::RequestRecord;
 use crate::proxy::respond::lb_error;
+use crate::proxy::sent::{TargetTimeout, within_request_timeout};
 use crate::route::redirect::{BadRedirect, RedirectSource};
 use crate::route::request::strip_port;
 use crate::route::{GroupChoice, RequestView, RouteAction};
@@ -74,7 +77,7 @@ pub async fn handle(
         .as_ref()
         .map(|log| RequestRecord::new(log, &conn, &listener.name, &parts));
     let mut resp = answer(
-        &conn,
+        (&conn, index),
         &listener,
         parts,
         body,
@@ -105,6 +108,7 @@ fn refuse(
         }
         desync::Refusal::UriTooLong => StatusCode::URI_TOO_LONG,
         desync::Refusal::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        desync::Refusal::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
         desync::Refusal::HeadTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
     };
     let mut resp = lb_error(status, &listener.unrouted.from_lb, in_flight);
@@ -115,7 +119,7 @@ fn refuse(
 
 /// Routes a request and answers it: forwarded, redirected or fixed.
 async fn answer(
-    conn: &ClientConn,
+    (conn, index): (&Arc<ClientConn>, u64),
     listener: &ListenerRuntime,
     parts: http::request::Parts,
     body: Incoming,
@@ -137,7 +141,7 @@ async fn answer(
         RouteAction::Forward(f) => {
             let pick = f.pick(&parts.headers, &listener.cookie_keys);
             let mut resp = forward(
-                conn,
+                (conn, index),
                 pick.choice,
                 Request::from_parts(parts, body),
                 listener.max_body_bytes,
@@ -299,7 +303,7 @@ fn stick(
 }
 
 async fn forward(
-    conn: &ClientConn,
+    (conn, index): (&Arc<ClientConn>, u64),
     action: &GroupChoice,
     req: Request<Incoming>,
     body_limit: u64,
@@ -310,9 +314,20 @@ async fn forward(
     action.metrics.requests.inc();
     let group = &action.group;
     let (parts, body) = req.into_parts();
-    let mut req = Request::from_parts(parts, RequestBody::client(body, body_limit, stall_timeout));
+    let mut req = Request::from_parts(
+        parts,
+        RequestBody::client(
+            body,
+            body_limit,
+            stall_timeout,
+            BodyFraming::new(conn, index),
+        ),
+    );
     let upgrade = wants_upgrade(req.headers(), req.version());
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
+    // What a 101 must answer: `None` when no switch was asked for (a 101 is
+    // then refused); the WebSocket key when one was sent.
+    let ws_key = upgrade.then(|| req.headers().get(header::SEC_WEBSOCKET_KEY).cloned());
     // A body-less request to a plain group goes on the fast path's sockets,
     // its head written straight from the client's (see `proxy::raw`).
     let raw_head = (crate::h1::enabled()
@@ -331,6 +346,18 @@ async fn forward(
         }
         None => {
             prepare_request(&mut req, &conn.forwarded, upgrade);
+            // hyper's client sends no body for a GET or HEAD of unknown length
+            // unless told to chunk it: the body goes on, never dropped.
+            if matches!(*req.method(), Method::GET | Method::HEAD)
+                && !req.body().is_end_stream()
+                && req.body().size_hint().exact().is_none()
+                && !req.headers().contains_key(header::CONTENT_LENGTH)
+            {
+                req.headers_mut().insert(
+                    header::TRANSFER_ENCODING,
+                    http::HeaderValue::from_static("chunked"),
+                );
+            }
             if let Some(r) = record.as_mut() {
                 r.request_id(req.headers().get(&X_REQUEST_ID));
             }
@@ -460,6 +487,7 @@ async fn forward(
         if let Some(r) = record.as_mut() {
             r.target(&group.name, target.addr);
         }
+        let progress = req.body().progress();
         // Not an async block over both: that would hold a second copy of the
         // request in a future moved with every request.
         let exchange = match &mut target_conn {
@@ -468,8 +496,9 @@ async fn forward(
                 send: s.try_send_request(req),
             },
         };
-        match tokio::time::timeout(group.request_timeout, exchange).await {
-            Err(_elapsed) => {
+        let waited = within_request_timeout(exchange, group.request_timeout, progress.as_deref());
+        match waited.await {
+            Err(TargetTimeout) => {
                 return timed_out(action, choice, record.as_deref_mut(), in_flight);
             }
             Ok(Ok(resp)) if header_bytes(resp.headers()) > pool::TARGET_MAX_HEAD_BYTES => {
@@ -481,11 +510,25 @@ async fn forward(
                 }
                 return lb_error(StatusCode::BAD_GATEWAY, &action.metrics.from_lb, in_flight);
             }
+            Ok(Ok(resp)) if let Some(why) = refused_response(&resp, ws_key.as_ref()) => {
+                tracing::warn!(target_group = %group.name, target = %target.address, "target failed: {why}");
+                group.metrics.response_errors.inc();
+                group.record(choice, Outcome::Failure(Reason::FailedHealthChecks));
+                if let Some(r) = record.as_mut() {
+                    r.error("target_failed");
+                }
+                return lb_error(StatusCode::BAD_GATEWAY, &action.metrics.from_lb, in_flight);
+            }
             Ok(Ok(resp)) => {
                 group
                     .metrics
                     .response_time
-                    .observe(sent_at.elapsed().as_secs_f64());
+                    .observe(
+                        progress
+                            .as_ref()
+                            .map_or_else(|| sent_at.elapsed(), |p| p.since_last_change())
+                            .as_secs_f64(),
+                    );
                 action.metrics.from_target.count(resp.status().as_u16());
                 if let Some(r) = record.as_mut() {
                     r.target_status(resp.status().as_u16());
@@ -495,6 +538,10 @@ async fn forward(
                         switch_protocols(conn, resp, sender, outstanding, client_upgrade, in_flight)
                     }
                     (Conn::Driven(c), _) => {
+                        // hyper's client downgrades every later request on a
+                        // connection that answered HTTP/1.0 (and a chunked body
+                        // would go out empty): such a connection is not reused.
+                        let reusable = resp.version() == http::Version::HTTP_11;
                         let (mut parts, body) = resp.into_parts();
                         strip_hop_by_hop(&mut parts.headers, false);
                         stick(conn, group, choice, bound, rebound, &mut parts.headers);
@@ -504,6 +551,7 @@ async fn forward(
                                 body,
                                 Some(Release {
                                     conn: c,
+                                    reusable,
                                     outstanding,
                                     sent_at,
                                     group: group.clone(),
@@ -548,6 +596,9 @@ async fn forward(
                                 (StatusCode::REQUEST_TIMEOUT, "client_body_stalled")
                             }
                             ClientBodyError::Client(_) => (StatusCode::BAD_REQUEST, "client_body"),
+                            ClientBodyError::Framing => {
+                                (StatusCode::BAD_REQUEST, "client_body_framing")
+                            }
                         };
                         if let Some(r) = record.as_mut() {
                             r.error(error);
@@ -569,6 +620,50 @@ async fn forward(
             },
         }
     }
+}
+
+/// Why a target's response head cannot be passed on (502, and a failed
+/// check of the target), the same rules as the fast path's
+/// (`h1::response`): a 101 to a request that asked for no upgrade, a
+/// WebSocket 101 whose `Sec-WebSocket-Accept` does not answer the client's
+/// key (RFC 6455 §4.1: the client would fail it; HAProxy answers 502), a
+/// Transfer-Encoding other than one `chunked`. `ws_key` is `None` when no
+/// upgrade was asked for, `Some(None)` for an upgrade without a key.
+fn refused_response(
+    resp: &Response<Incoming>,
+    ws_key: Option<&Option<http::HeaderValue>>,
+) -> Option<&'static str> {
+    let h = resp.headers();
+    let mut codings = h.get_all(header::TRANSFER_ENCODING).iter();
+    if let Some(te) = codings.next()
+        && (codings.next().is_some() || !crate::h1::response::is_plain_chunked(te.as_bytes()))
+    {
+        return Some(crate::h1::response::NOT_CHUNKED);
+    }
+    if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
+        return None;
+    }
+    match ws_key {
+        None => Some("101 to a request that asked for no upgrade"),
+        Some(Some(key)) if !websocket_accept_matches(key, h.get(header::SEC_WEBSOCKET_ACCEPT)) => {
+            Some("101 without the Sec-WebSocket-Accept the client's key asks for")
+        }
+        Some(_) => None,
+    }
+}
+
+/// Whether `accept` is base64(SHA-1(key ++ the RFC 6455 GUID)).
+fn websocket_accept_matches(key: &http::HeaderValue, accept: Option<&http::HeaderValue>) -> bool {
+    use base64::Engine;
+    const GUID: &[u8] = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+    let Some(accept) = accept else {
+        return false;
+    };
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY);
+    ctx.update(key.as_bytes());
+    ctx.update(GUID);
+    let expected = base64::engine::general_purpose::STANDARD.encode(ctx.finish());
+    accept.as_bytes().trim_ascii() == expected.as_bytes()
 }
 
 /// A body-less request as [`forward_raw`] sends it.
