@@ -85,7 +85,12 @@ async fn allocations_per_proxied_request_stay_within_budget() {
             .enable_all()
             .build()
             .unwrap();
-        runtime.block_on(edgelb::daemon::serve(&path, loaded, None));
+        runtime.block_on(edgelb::daemon::serve(
+            &path,
+            loaded,
+            edgelb::daemon::AdminBind::Now,
+            None,
+        ));
     });
     wait_for(Duration::from_secs(10), "edgelb to listen", || {
         let ok = std::net::TcpStream::connect(listen).is_ok();

@@ -9,4 +9,4 @@ pub mod trim;
 mod watch;
 
 pub use cli::main;
-pub use run::serve;
+pub use run::{AdminBind, serve};

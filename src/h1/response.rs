@@ -387,12 +387,19 @@ mod tests {
         for te in ["chunked, identity", "gzip", "gzip, chunked", "identity"] {
             let head = format!("HTTP/1.1 200 OK\r\nTransfer-Encoding: {te}\r\n\r\n");
             assert!(
-                matches!(client_head(&head, false, false).0, Parsed::Invalid(NOT_CHUNKED)),
+                matches!(
+                    client_head(&head, false, false).0,
+                    Parsed::Invalid(NOT_CHUNKED)
+                ),
                 "{te}"
             );
         }
-        let twice = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n";
-        assert!(matches!(client_head(twice, false, false).0, Parsed::Invalid(_)));
+        let twice =
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n";
+        assert!(matches!(
+            client_head(twice, false, false).0,
+            Parsed::Invalid(_)
+        ));
     }
 
     #[test]

@@ -8,12 +8,16 @@ use crate::listener::io::{ClientIo, ParkSlot};
 use crate::listener::park::ParkingLot;
 use crate::proxy::body::InFlight;
 use crate::runtime::listener::ListenerRuntime;
+use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
@@ -25,7 +29,8 @@ pub const FIRST_REQUEST_GRACE: Duration = Duration::from_secs(1);
 /// Concurrent HTTP/2 streams per client connection.
 const H2_MAX_CONCURRENT_STREAMS: u32 = 128;
 
-/// The hyper server settings of a listener, built once per snapshot.
+/// The hyper server settings of a listener, built once per snapshot: HTTP/1
+/// with HTTP/2 by its preface (used only where the listener allows HTTP/2).
 pub fn http_builder(listener: &Listener) -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
@@ -43,10 +48,67 @@ pub fn http_builder(listener: &Listener) -> auto::Builder<TokioExecutor> {
         .timer(TokioTimer::new())
         .max_header_list_size(listener.max_header_bytes as u32)
         .max_concurrent_streams(H2_MAX_CONCURRENT_STREAMS);
-    if !listener.http2 {
-        builder = builder.http1_only();
-    }
     builder
+}
+
+/// The same HTTP/1 settings as [`http_builder`], HTTP/1 alone: for listeners
+/// without `http2`, and for connections that carried HTTP/1 requests already
+/// (RFC 9113 §3.4: only a connection's first bytes may be the HTTP/2
+/// preface). hyper-util's `serve_connection_with_upgrades` reads the preface
+/// whatever its `http1_only` says, so these connections use hyper's own
+/// HTTP/1 server.
+pub fn http1_builder(listener: &Listener) -> http1::Builder {
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(None)
+        .max_buf_size(listener.max_header_bytes)
+        .half_close(true)
+        .keep_alive(true);
+    builder
+}
+
+pin_project_lite::pin_project! {
+    /// A connection served by either builder.
+    #[project = ServedProj]
+    enum Served<A, B> {
+        Auto { #[pin] conn: A },
+        Http1 { #[pin] conn: B },
+    }
+}
+
+impl<A, B, EA, EB> Served<A, B>
+where
+    A: Future<Output = Result<(), EA>>,
+    B: Future<Output = Result<(), EB>>,
+{
+    /// See hyper's `graceful_shutdown`: HTTP/1 closes after the current
+    /// request (at once if idle), HTTP/2 sends GOAWAY.
+    fn graceful_shutdown<SA, SB>(self: Pin<&mut Self>, auto: SA, h1: SB)
+    where
+        SA: FnOnce(Pin<&mut A>),
+        SB: FnOnce(Pin<&mut B>),
+    {
+        match self.project() {
+            ServedProj::Auto { conn } => auto(conn),
+            ServedProj::Http1 { conn } => h1(conn),
+        }
+    }
+}
+
+impl<A, B, EA: std::fmt::Display, EB: std::fmt::Display> Future for Served<A, B>
+where
+    A: Future<Output = Result<(), EA>>,
+    B: Future<Output = Result<(), EB>>,
+{
+    type Output = Result<(), String>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project() {
+            ServedProj::Auto { conn } => conn.poll(cx).map_err(|e| e.to_string()),
+            ServedProj::Http1 { conn } => conn.poll(cx).map_err(|e| e.to_string()),
+        }
+    }
 }
 
 /// An HTTP/1 connection idle this long is parked: hyper's state and buffers
@@ -148,12 +210,20 @@ async fn serve_until_parked<S: ClientStream>(
         })
     });
     // Only a connection's first bytes may open HTTP/2.
-    let builder = if first_cycle {
-        &runtime.http
+    let mut connection = Box::pin(if first_cycle && runtime.http2 {
+        Served::Auto {
+            conn: runtime
+                .http
+                .serve_connection_with_upgrades(TokioIo::new(io), service),
+        }
     } else {
-        &runtime.http1
-    };
-    let mut connection = Box::pin(builder.serve_connection_with_upgrades(TokioIo::new(io), service));
+        Served::Http1 {
+            conn: runtime
+                .http1
+                .serve_connection(TokioIo::new(io), service)
+                .with_upgrades(),
+        }
+    });
     let mut finishing = false;
     loop {
         tokio::select! {
@@ -178,7 +248,7 @@ async fn serve_until_parked<S: ClientStream>(
                         let _ = tokio::time::timeout(FIRST_REQUEST_GRACE, first).await;
                     }
                     // HTTP/1: close after the current request (now if idle); HTTP/2: GOAWAY.
-                    connection.as_mut().graceful_shutdown();
+                    connection.as_mut().graceful_shutdown(|c| c.graceful_shutdown(), |c| c.graceful_shutdown());
                 }
             }
         }

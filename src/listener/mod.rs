@@ -14,7 +14,7 @@ mod set;
 mod spread;
 
 pub use accept::bind;
-pub use http::http_builder;
+pub use http::{http_builder, http1_builder};
 pub use set::{ListenerSet, Prepared, drain};
 
 use crate::proxy::body::InFlightCount;

@@ -423,9 +423,9 @@ impl Body for RequestBody {
                 stall.progress();
                 // The body's end (or its trailers) is where the framing reader's
                 // doubt about it shows: its bytes have all been read by then.
-                let at_end = polled
-                    .as_ref()
-                    .is_none_or(|f| f.as_ref().map_or(true, |f| !f.is_data()) || body.is_end_stream());
+                let at_end = polled.as_ref().is_none_or(|f| {
+                    f.as_ref().map_or(true, |f| !f.is_data()) || body.is_end_stream()
+                });
                 if at_end && framing.lost() {
                     return Poll::Ready(Some(Err(ClientBodyError::Framing)));
                 }

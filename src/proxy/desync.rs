@@ -189,7 +189,10 @@ mod tests {
 
     #[test]
     fn host_is_required_and_values_must_not_be_padded() {
-        assert!(matches!(check(&head("/", &[])), Err(Refusal::BadRequest(_))));
+        assert!(matches!(
+            check(&head("/", &[])),
+            Err(Refusal::BadRequest(_))
+        ));
         let mut old = head("/", &[]);
         old.version = Version::HTTP_10;
         assert_eq!(check(&old), Ok(()));

@@ -3,9 +3,7 @@
 use crate::config::GroupProtocol;
 use crate::health::{Outcome, Reason};
 use crate::listener::ClientConn;
-use crate::proxy::body::{
-    BodyFraming, ClientBodyError, InFlight, ProxyBody, Release, RequestBody,
-};
+use crate::proxy::body::{BodyFraming, ClientBodyError, InFlight, ProxyBody, Release, RequestBody};
 use crate::proxy::desync;
 use crate::proxy::headers::{
     X_REQUEST_ID, header_bytes, prepare_request, strip_hop_by_hop, wants_upgrade,
@@ -520,15 +518,12 @@ async fn forward(
                 return lb_error(StatusCode::BAD_GATEWAY, &action.metrics.from_lb, in_flight);
             }
             Ok(Ok(resp)) => {
-                group
-                    .metrics
-                    .response_time
-                    .observe(
-                        progress
-                            .as_ref()
-                            .map_or_else(|| sent_at.elapsed(), |p| p.since_last_change())
-                            .as_secs_f64(),
-                    );
+                group.metrics.response_time.observe(
+                    progress
+                        .as_ref()
+                        .map_or_else(|| sent_at.elapsed(), |p| p.since_last_change())
+                        .as_secs_f64(),
+                );
                 action.metrics.from_target.count(resp.status().as_u16());
                 if let Some(r) = record.as_mut() {
                     r.target_status(resp.status().as_u16());
@@ -543,6 +538,9 @@ async fn forward(
                         // would go out empty): such a connection is not reused.
                         let reusable = resp.version() == http::Version::HTTP_11;
                         let (mut parts, body) = resp.into_parts();
+                        // The client is answered in HTTP/1.1 whatever the
+                        // target spoke (as on the fast path).
+                        parts.version = http::Version::HTTP_11;
                         strip_hop_by_hop(&mut parts.headers, false);
                         stick(conn, group, choice, bound, rebound, &mut parts.headers);
                         Response::from_parts(

@@ -43,7 +43,7 @@ pub struct ListenerRuntime {
     pub http: auto::Builder<TokioExecutor>,
     /// The same settings, HTTP/1 only: for a connection that already carried
     /// HTTP/1 requests (RFC 9113 §3.4: the HTTP/2 preface only opens one).
-    pub http1: auto::Builder<TokioExecutor>,
+    pub http1: hyper::server::conn::http1::Builder,
     /// Responses not forwarded to any group (`target_group=""`).
     pub unrouted: UnroutedMetrics,
 }

@@ -239,7 +239,7 @@ pub fn build<'a>(
                 forwarded_proto: HeaderValue::from_static(proto),
                 metrics: metrics.listener(&l.name),
                 http: crate::listener::http_builder(l),
-                http1: crate::listener::http_builder(l).http1_only(),
+                http1: crate::listener::http1_builder(l),
                 unrouted: metrics.unrouted(&l.name),
                 tls,
                 proxy_protocol: l.proxy_protocol,

@@ -2,6 +2,7 @@
 //! real `edgelb` binary, and real HTTP/1.1 and HTTP/2 clients.
 #![allow(dead_code)]
 
+pub mod raw_target;
 pub mod tls;
 
 use bytes::Bytes;
@@ -345,6 +346,18 @@ impl Edgelb {
 
     /// As `start`, with the process allowed `nofile` open files (by prlimit).
     pub async fn start_limited(config: &str, nofile: Option<u32>) -> Self {
+        Self::start_env(config, nofile, &[]).await
+    }
+
+    /// As `start`, the HTTP/1 fast path on or off (`EDGELB_HTTP1_FAST_PATH`):
+    /// the two dispatch positions every HTTP/1 behaviour is tested in.
+    pub async fn start_dispatch(config: &str, fast_path: bool) -> Self {
+        let value = if fast_path { "on" } else { "off" };
+        Self::start_env(config, None, &[("EDGELB_HTTP1_FAST_PATH", value)]).await
+    }
+
+    /// As `start_limited`, with extra environment variables.
+    pub async fn start_env(config: &str, nofile: Option<u32>, env: &[(&str, &str)]) -> Self {
         let admin = SocketAddr::from(([127, 0, 0, 1], free_port()));
         let config = config.replace("ADMIN", &admin.to_string());
         let dir = tempfile::tempdir().unwrap();
@@ -365,6 +378,7 @@ impl Edgelb {
             .args(["run", "--config"])
             .arg(&config_path)
             .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
