@@ -7,7 +7,7 @@ mod common;
 
 use bytes::Bytes;
 use common::raw_target::{RawTarget, Reply, fixed_reply};
-use common::{Edgelb, free_port, listen_addr, wait_for};
+use common::{Edgelb, listen_addr, wait_for};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -601,18 +601,29 @@ async fn a_second_edgelb_on_the_same_admin_address_exits_2_unless_upgrading() {
     let mut old = Edgelb::start(&config(listen, target.addr, "", "")).await;
     let config_path = old.config_path.clone();
     // The same file: the same admin address.
-    let second = std::process::Command::new(common::edgelb_bin())
+    let err_path = old.dir.path().join("second.err");
+    let mut second = std::process::Command::new(common::edgelb_bin())
         .args(["run", "--config"])
         .arg(&config_path)
         .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
+        .stderr(std::fs::File::create(&err_path).unwrap())
         .spawn()
         .unwrap();
-    let out = tokio::task::spawn_blocking(move || second.wait_with_output().unwrap())
-        .await
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    // Bounded: it must exit within 10 s (it is killed otherwise).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let code = loop {
+        if let Some(status) = second.try_wait().unwrap() {
+            break status.code();
+        }
+        if Instant::now() > deadline {
+            let _ = second.kill();
+            let _ = second.wait();
+            panic!("a second edgelb on a taken admin address kept running");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(code, Some(2));
+    let stderr = std::fs::read_to_string(&err_path).unwrap();
     assert!(
         stderr.contains("admin API: cannot bind") && stderr.contains("--upgrade"),
         "{stderr}"
@@ -649,7 +660,6 @@ async fn a_second_edgelb_on_the_same_admin_address_exits_2_unless_upgrading() {
     assert_eq!(got.status, 200);
     let _ = new.kill();
     let _ = new.wait();
-    let _ = free_port();
 }
 
 // 9. The rest of the hunt's list.
