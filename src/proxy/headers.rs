@@ -332,10 +332,16 @@ mod tests {
     }
 
     #[test]
-    fn request_ids_are_unique() {
-        let a = new_request_id();
-        let b = new_request_id();
-        assert_ne!(a, b);
-        assert_eq!(&a.as_bytes()[..16], &b.as_bytes()[..16]);
+    fn request_ids_are_unique_and_share_nothing_predictable() {
+        let ids: Vec<[u8; 32]> = (0..1000).map(|_| new_request_id_bytes()).collect();
+        let mut halves: Vec<&[u8]> = ids.iter().flat_map(|i| [&i[..16], &i[16..]]).collect();
+        halves.sort();
+        halves.dedup();
+        assert_eq!(
+            halves.len(),
+            2000,
+            "a half repeats: a prefix or a counter shows"
+        );
+        assert!(ids.iter().all(|i| i.iter().all(u8::is_ascii_hexdigit)));
     }
 }
