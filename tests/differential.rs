@@ -361,6 +361,8 @@ fn corpus() -> Vec<Case> {
     // Header oddities.
     for (name, header) in [
         ("underscore name", "X_Forwarded_For: 1.2.3.4"),
+        ("underscore request id", "x_request_id: mine"),
+        ("underscore other", "X_Custom: 1"),
         ("space before colon", "X-A : 1"),
         ("empty name", ": x"),
         ("empty value", "X-A:"),

@@ -784,3 +784,29 @@ async fn request_ids_are_unique_and_share_no_prefix() {
         assert_eq!(halves.len(), 20, "ids share a predictable half: {ids:?}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn underscore_spellings_of_edgelbs_own_headers_are_dropped() {
+    for fast in POSITIONS {
+        let target = RawTarget::start().await;
+        let (lb, listen) = start(fast, &target, "", "").await;
+        let answer = exchange(
+            listen,
+            b"GET /u HTTP/1.1\r\nHost: x\r\nX_Forwarded_For: 10.9.9.9\r\nx_request_id: fixed\r\nX_Custom: kept\r\nConnection: close\r\n\r\n",
+            Duration::from_secs(3),
+        )
+        .await;
+        assert_eq!(statuses(&answer), [200], "fast={fast}: {answer}");
+        let got = text(&target.requests()[0]).to_ascii_lowercase();
+        assert!(
+            !got.contains("10.9.9.9") && !got.contains("fixed"),
+            "fast={fast}: {got}"
+        );
+        assert!(got.contains("x_custom: kept"), "fast={fast}: {got}");
+        assert!(
+            got.contains("x-forwarded-for: 127.0.0.1\r\n"),
+            "fast={fast}: {got}"
+        );
+        assert_not_blamed(&lb, "underscores").await;
+    }
+}

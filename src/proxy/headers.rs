@@ -39,6 +39,45 @@ pub fn header_bytes(headers: &HeaderMap) -> usize {
         .sum()
 }
 
+/// Whether `name` is an underscore spelling of a header edgelb writes
+/// itself (`X_Forwarded_For`, `x-forwarded_proto`, `X_Request_Id`, …).
+/// CGI, WSGI, Rack and PHP read `_` and `-` alike (`HTTP_X_FORWARDED_FOR`),
+/// so a client could pass such a header off as edgelb's own: such headers
+/// are dropped on every path. Other names with `_` pass (as ALB; nginx drops
+/// them all by default).
+pub fn aliases_own_header(name: &str) -> bool {
+    const OWN: [&str; 4] = [
+        "x-request-id",
+        "x-forwarded-for",
+        "x-forwarded-port",
+        "x-forwarded-proto",
+    ];
+    matches!(name.len(), 12 | 15 | 16 | 17)
+        && name.as_bytes().contains(&b'_')
+        && OWN.iter().any(|own| {
+            own.len() == name.len()
+                && own
+                    .bytes()
+                    .zip(name.bytes())
+                    .all(|(o, n)| o == n.to_ascii_lowercase() || (o == b'-' && n == b'_'))
+        })
+}
+
+/// Removes the headers [`aliases_own_header`] names.
+fn strip_aliases(headers: &mut HeaderMap) {
+    if !headers.keys().any(|n| aliases_own_header(n.as_str())) {
+        return;
+    }
+    let names: Vec<HeaderName> = headers
+        .keys()
+        .filter(|n| aliases_own_header(n.as_str()))
+        .cloned()
+        .collect();
+    for name in names {
+        headers.remove(name);
+    }
+}
+
 /// Whether the request asks to switch protocols (WebSocket and friends): an
 /// HTTP/1.1 `Upgrade` named by `Connection`.
 pub fn wants_upgrade(headers: &HeaderMap, version: Version) -> bool {
@@ -182,6 +221,7 @@ pub fn prepare_request<B>(req: &mut Request<B>, fwd: &ForwardedFor, upgrade: boo
         headers.insert(header::HOST, v);
     }
     strip_hop_by_hop(headers, upgrade);
+    strip_aliases(headers);
     append_forwarded_for(headers, &fwd.client_ip);
     headers.insert(X_FORWARDED_PROTO.clone(), fwd.proto.clone());
     headers.insert(X_FORWARDED_PORT.clone(), fwd.port.clone());
@@ -329,6 +369,38 @@ mod tests {
         prepare_request(&mut req, &fwd(), true);
         assert_eq!(req.headers()["upgrade"], "websocket");
         assert_eq!(req.headers()["connection"], "upgrade");
+    }
+
+    #[test]
+    fn underscore_spellings_of_own_headers_are_aliases() {
+        for name in [
+            "x_forwarded_for",
+            "X_Forwarded-For",
+            "x-request_id",
+            "x_forwarded_proto",
+            "x_forwarded_port",
+        ] {
+            assert!(aliases_own_header(name), "{name}");
+        }
+        for name in [
+            "x-forwarded-for",
+            "x_custom",
+            "x_forwarded_fox",
+            "x_request_ids",
+            "x__request_id",
+        ] {
+            assert!(!aliases_own_header(name), "{name}");
+        }
+        let mut req = Request::get("/")
+            .header("host", "x")
+            .header("x_forwarded_for", "10.9.9.9")
+            .header("x_other", "1")
+            .body(())
+            .unwrap();
+        prepare_request(&mut req, &fwd(), false);
+        assert!(!req.headers().contains_key("x_forwarded_for"));
+        assert_eq!(req.headers()["x_other"], "1");
+        assert_eq!(req.headers()["x-forwarded-for"], "192.0.2.7");
     }
 
     #[test]

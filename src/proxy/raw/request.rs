@@ -2,7 +2,7 @@
 
 use crate::h1::response::is_hop_by_hop;
 use crate::h1::rewrite::forwarded_lines;
-use crate::proxy::headers::{ForwardedFor, X_FORWARDED_FOR, X_REQUEST_ID};
+use crate::proxy::headers::{ForwardedFor, X_FORWARDED_FOR, X_REQUEST_ID, aliases_own_header};
 use http::header::HeaderValue;
 use http::{Method, Version};
 
@@ -48,7 +48,10 @@ pub fn target_head<B>(req: &http::Request<B>, fwd: &ForwardedFor) -> Option<Targ
     let mut request_id = false;
     for (name, value) in headers {
         let n = name.as_str();
-        if is_hop_by_hop(n) || (authority.is_some() && name == http::header::HOST) {
+        if is_hop_by_hop(n)
+            || (authority.is_some() && name == http::header::HOST)
+            || aliases_own_header(n)
+        {
             continue;
         }
         if n.len() > 12 && n.starts_with("x-forwarded-") {
