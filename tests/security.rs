@@ -810,3 +810,31 @@ async fn underscore_spellings_of_edgelbs_own_headers_are_dropped() {
         assert_not_blamed(&lb, "underscores").await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_leaves_mid_body_is_not_waited_for() {
+    for fast in POSITIONS {
+        let target = RawTarget::start().await;
+        let (lb, listen) = start(fast, &target, "", "").await;
+        for req in [
+            "POST /m HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabc",
+            "POST /m HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nab",
+        ] {
+            let started = Instant::now();
+            let mut s = TcpStream::connect(listen).await.unwrap();
+            s.write_all(req.as_bytes()).await.unwrap();
+            s.shutdown().await.unwrap();
+            // Closed (or answered 400) at once, not after idle_timeout (60 s).
+            let answer = read_for(&mut s, Duration::from_secs(5)).await;
+            assert!(
+                started.elapsed() < Duration::from_secs(3),
+                "fast={fast} {req:?}: waited"
+            );
+            assert!(
+                answer.is_empty() || answer.starts_with("HTTP/1.1 400"),
+                "fast={fast}: {answer}"
+            );
+        }
+        assert_not_blamed(&lb, "client gone mid-body").await;
+    }
+}

@@ -145,6 +145,12 @@ impl RequestFraming {
         self.ambiguous
     }
 
+    /// Whether the client stands between requests: every request it sent is
+    /// complete, body and all (a close now leaves nothing unfinished).
+    pub fn between_requests(&self) -> bool {
+        self.state == State::RequestLine { started: false }
+    }
+
     /// Whether this reader still follows the stream.
     pub fn is_following(&self) -> bool {
         self.state != State::Off

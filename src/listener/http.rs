@@ -39,9 +39,8 @@ pub fn http_builder(listener: &Listener) -> auto::Builder<TokioExecutor> {
         // Our ClientIo runs the head deadline (from the first byte, answering 408).
         .header_read_timeout(None)
         .max_buf_size(listener.max_header_bytes)
-        // A client that half-closes after its request still gets its answer
-        // (as on the fast path, which does not read while it forwards).
-        .half_close(true)
+        // (A client that half-closes after its request still gets its answer:
+        // ClientIo holds its end back while the request is in flight.)
         .keep_alive(true);
     builder
         .http2()
@@ -63,7 +62,6 @@ pub fn http1_builder(listener: &Listener) -> http1::Builder {
         .timer(TokioTimer::new())
         .header_read_timeout(None)
         .max_buf_size(listener.max_header_bytes)
-        .half_close(true)
         .keep_alive(true);
     builder
 }

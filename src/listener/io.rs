@@ -78,6 +78,11 @@ pub struct ClientIo<S> {
     ///
     /// [`coalesce`]: crate::listener::coalesce
     coalescer: WriteCoalescer,
+    /// The client ended its side while a request was in flight: the end is
+    /// told to hyper once no request is (a client that half-closes after its
+    /// request still gets its answer, as on the fast path; hyper's own
+    /// `half_close` would stop the reads this wrapper's timers hang off).
+    held_eof: bool,
 }
 
 impl<S> ClientIo<S> {
@@ -110,6 +115,7 @@ impl<S> ClientIo<S> {
             bytes_out: 0,
             metrics,
             coalescer: WriteCoalescer::default(),
+            held_eof: false,
         }
     }
 
@@ -177,8 +183,35 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for ClientIo<S> {
             this.enter_idle();
             this.flush_counters();
         }
+        // A request in flight on a connection that has not switched protocols.
+        let answering =
+            this.conn.in_flight.get() > 0 && !this.conn.upgraded.load(Ordering::Relaxed);
+        if this.held_eof {
+            if answering {
+                this.conn.in_flight.register(cx.waker());
+                if this.conn.in_flight.get() > 0 {
+                    return Poll::Pending;
+                }
+            }
+            return Poll::Ready(Ok(()));
+        }
         let before = buf.filled().len();
         match Pin::new(this.inner.as_mut().expect(PRESENT)).poll_read(cx, buf) {
+            Poll::Ready(Ok(()))
+                if buf.filled().len() == before
+                    && answering
+                    && this.framing.as_ref().is_some_and(|f| f.between_requests()) =>
+            {
+                // The client's end after complete requests, while one is
+                // answered: held back. (Mid-body, it is told at once: the
+                // body fails and the client is gone.)
+                this.held_eof = true;
+                this.conn.in_flight.register(cx.waker());
+                if this.conn.in_flight.get() > 0 {
+                    return Poll::Pending;
+                }
+                Poll::Ready(Ok(()))
+            }
             Poll::Ready(Ok(())) => {
                 let n = buf.filled().len() - before;
                 if n > 0 {
