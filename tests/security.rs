@@ -838,3 +838,38 @@ async fn a_client_that_leaves_mid_body_is_not_waited_for() {
         assert_not_blamed(&lb, "client gone mid-body").await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn padded_host_values_over_http1_meet_the_same_rules() {
+    let rules = r#"
+[[listeners.rules]]
+priority = 1
+conditions = { host = ["internal.example"] }
+action = { fixed_response = { status = 403, content_type = "text/plain", body = "no" } }
+"#;
+    for fast in POSITIONS {
+        let target = RawTarget::start().await;
+        let (lb, listen) = start(fast, &target, rules, "").await;
+        for host in [
+            "internal.example ",
+            "internal.example\t",
+            " internal.example",
+            "\tinternal.example",
+        ] {
+            let answer = exchange(
+                listen,
+                format!("GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes(),
+                Duration::from_secs(3),
+            )
+            .await;
+            // Trimmed by the parser (and then refused by the rule), or refused.
+            let st = statuses(&answer);
+            assert!(st == [403] || st == [400], "fast={fast} {host:?}: {answer}");
+        }
+        assert!(
+            target.requests().is_empty(),
+            "a padded host reached the target"
+        );
+        assert_not_blamed(&lb, "padded HTTP/1 host").await;
+    }
+}
