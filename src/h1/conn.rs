@@ -8,9 +8,9 @@ use super::response::{self, Framing, ResponseHead};
 use super::rewrite;
 use crate::admin::metrics::{ClassCounters, ListenerMetrics, flush_bytes};
 use crate::config::GroupProtocol;
-use crate::health::{Outcome, Reason};
 use crate::listener::ClientConn;
 use crate::listener::http::PARK_AFTER;
+use crate::proxy::attempt::{self, ClientFailure, Failure, Next as AttemptNext, Tried, idempotent};
 use crate::proxy::pool::{self, TARGET_MAX_HEAD_BYTES};
 use crate::proxy::record::{RawHead, RequestRecord};
 use crate::route::{GroupChoice, RequestView, RouteAction};
@@ -414,16 +414,7 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
             self.record = Some(record);
         }
         // Only a body-less request can go again: a body is read once.
-        let replayable = head.body_len == 0
-            && matches!(
-                method,
-                Method::GET
-                    | Method::HEAD
-                    | Method::OPTIONS
-                    | Method::TRACE
-                    | Method::PUT
-                    | Method::DELETE
-            );
+        let replayable = head.body_len == 0 && idempotent(&method);
         let first_body = &rest[..head.body_len.min(rest.len() as u64) as usize];
         self.body_left = head.body_len - first_body.len() as u64;
         let request = Outgoing {
@@ -502,40 +493,40 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
                         )
                         .await;
                 }
-                Err(HeadError::Stale) if reused && request.replayable => {
-                    stale += 1;
-                    continue;
-                }
-                Err(HeadError::ClientGone) => {
-                    self.note_error("client_body");
-                    return Next::Close;
-                }
-                Err(HeadError::ClientStalled) => {
-                    tracing::debug!(peer = %self.conn.peer, "request body stalled");
-                    self.note_error("client_body_stalled");
-                    return self.lb_error(408, &choice.metrics.from_lb, true).await;
-                }
-                Err(HeadError::Timeout) => {
-                    tracing::warn!(target_group = %group.name, target = %target.address, "no response within request_timeout");
-                    group.metrics.response_errors.inc();
-                    group.record(index, Outcome::Failure(Reason::Timeout));
-                    self.note_error("target_timeout");
-                    return self.lb_error(504, &choice.metrics.from_lb, close).await;
-                }
                 Err(e) => {
-                    let why = match e {
-                        HeadError::Broken(why) => why,
-                        _ => "closed without a response",
+                    let failure = match e {
+                        HeadError::Stale => Failure::Stale { unsent: false },
+                        HeadError::Timeout => Failure::Timeout,
+                        HeadError::Broken(why) => Failure::InvalidHead {
+                            too_large: why == HEAD_TOO_LARGE,
+                        },
+                        HeadError::ClientGone => Failure::Client(ClientFailure::Gone),
+                        HeadError::ClientStalled => Failure::Client(ClientFailure::Stalled),
                     };
-                    self.note_error(if why == HEAD_TOO_LARGE {
-                        "target_head_too_large"
-                    } else {
-                        "target_failed"
-                    });
-                    tracing::warn!(target_group = %group.name, target = %target.address, "target failed: {why}");
-                    group.metrics.response_errors.inc();
-                    group.record(index, Outcome::Failure(Reason::FailedHealthChecks));
-                    return self.lb_error(502, &choice.metrics.from_lb, close).await;
+                    let attempt = attempt::Request {
+                        replayable: request.replayable,
+                        reused,
+                    };
+                    let verdict = attempt::decide(failure, attempt, Tried::default(), 1);
+                    verdict.charge(group, index, &format_args!("target failed: {e}"));
+                    if let (Some(r), Some(error)) = (&mut self.record, verdict.error) {
+                        r.error(error);
+                    }
+                    match verdict.next {
+                        AttemptNext::Again => {
+                            stale += 1;
+                            continue;
+                        }
+                        AttemptNext::Answer(status) => {
+                            return self.lb_error(status, &choice.metrics.from_lb, close).await;
+                        }
+                        AttemptNext::AnswerAndClose(status) => {
+                            return self.lb_error(status, &choice.metrics.from_lb, true).await;
+                        }
+                        AttemptNext::Close | AttemptNext::Failover | AttemptNext::Replay => {
+                            return Next::Close;
+                        }
+                    }
                 }
             }
         }
@@ -761,9 +752,7 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
     /// A target broke off a response already under way: it counts against the
     /// target, and the client connection closes (its response is cut short).
     fn broken(&mut self, group: &GroupRuntime, index: usize, why: &str) -> Next {
-        tracing::warn!(target_group = %group.name, target = %group.targets[index].address, "target response failed: {why}");
-        group.metrics.response_errors.inc();
-        group.record(index, Outcome::Failure(Reason::FailedHealthChecks));
+        attempt::body_broken(group, index, &format_args!("target response failed: {why}"));
         Next::Close
     }
 
@@ -776,12 +765,8 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
             r.response(status);
         }
         let close = close || *self.finish.borrow();
-        let (line, text): (&[u8], &[u8]) = match status {
-            408 => (b"408 Request Timeout", b"408 Request Timeout\n"),
-            502 => (b"502 Bad Gateway", b"502 Bad Gateway\n"),
-            503 => (b"503 Service Unavailable", b"503 Service Unavailable\n"),
-            _ => (b"504 Gateway Timeout", b"504 Gateway Timeout\n"),
-        };
+        let (line, text) = crate::proxy::respond::error_page(status);
+        let (line, text) = (line.as_bytes(), text.as_bytes());
         let out = &mut self.out;
         out.clear();
         out.extend_from_slice(b"HTTP/1.1 ");
@@ -843,6 +828,7 @@ struct Outgoing<'a> {
 }
 
 /// Why no response head came.
+#[derive(Debug)]
 enum HeadError {
     /// Nothing at all came back (closed or reset): on a reused connection,
     /// most likely closed by the target while idle.
@@ -871,6 +857,18 @@ fn chunk_size_line(buf: &mut [u8; 18], size: usize) -> &[u8] {
     buf[16] = b'\r';
     buf[17] = b'\n';
     &buf[i..]
+}
+
+impl std::fmt::Display for HeadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            HeadError::Stale => "closed without a response",
+            HeadError::Timeout => "no response within request_timeout",
+            HeadError::Broken(why) => why,
+            HeadError::ClientGone => "the client left mid-body",
+            HeadError::ClientStalled => "the client's body stalled",
+        })
+    }
 }
 
 #[cfg(test)]

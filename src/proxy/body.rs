@@ -1,6 +1,5 @@
 //! The body of every response edgelb sends to a client.
 
-use crate::health::{Outcome, Reason};
 use crate::listener::ClientConn;
 use crate::proxy::pool::TargetConn;
 use crate::proxy::raw::{RawBody, RawBodyError};
@@ -95,9 +94,7 @@ impl TargetBody {
     /// the failure counts as a failed health check.
     fn fail(&mut self) {
         if let Some(r) = self.release.take() {
-            r.group.metrics.response_errors.inc();
-            r.group
-                .record(r.index, Outcome::Failure(Reason::FailedHealthChecks));
+            crate::proxy::attempt::body_broken(&r.group, r.index, &"response body cut off");
         }
     }
 }

@@ -1,8 +1,8 @@
 //! Forwarding one HTTP request to a target of a group, and its response back.
 
 use crate::config::GroupProtocol;
-use crate::health::{Outcome, Reason};
 use crate::listener::ClientConn;
+use crate::proxy::attempt::{self, ClientFailure, Failure, Next, Tried, Verdict, idempotent};
 use crate::proxy::body::{BodyFraming, ClientBodyError, InFlight, ProxyBody, Release, RequestBody};
 use crate::proxy::desync;
 use crate::proxy::headers::{
@@ -241,37 +241,6 @@ fn replayable_copy(req: &Request<RequestBody>) -> Option<Request<RequestBody>> {
     Some(copy)
 }
 
-/// Whether a request of `method` may be sent twice (RFC 9110 §9.2.2).
-fn idempotent(method: &Method) -> bool {
-    matches!(
-        *method,
-        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
-    )
-}
-
-/// No response head from target `choice` within the group's `request_timeout`:
-/// a failed check for the target, and 504 for the client.
-fn timed_out(
-    action: &GroupChoice,
-    choice: usize,
-    record: Option<&mut RequestRecord>,
-    in_flight: InFlight,
-) -> Response<ProxyBody> {
-    let group = &action.group;
-    let target = &group.targets[choice];
-    tracing::warn!(target_group = %group.name, target = %target.address, "no response within request_timeout");
-    group.metrics.response_errors.inc();
-    group.record(choice, Outcome::Failure(Reason::Timeout));
-    if let Some(r) = record {
-        r.error("target_timeout");
-    }
-    lb_error(
-        StatusCode::GATEWAY_TIMEOUT,
-        &action.metrics.from_lb,
-        in_flight,
-    )
-}
-
 /// Adds the stickiness cookie a response of target `choice` carries, if the
 /// group is sticky and the binding is new or moved.
 fn stick(
@@ -448,29 +417,18 @@ async fn forward(
         let mut target_conn = match connected {
             Ok(c) => c,
             Err(e) => {
-                e.record(group, choice);
-                // Nothing was sent: always safe to try once more elsewhere.
-                match (!connect_failed)
-                    .then(|| group.pick(Some(choice)))
-                    .flatten()
+                let verdict = e.charge(group, choice, u32::from(connect_failed), 1);
+                if verdict.next == Next::Failover
+                    && let Some(next) = group.pick(Some(choice))
                 {
-                    Some(next) => {
-                        connect_failed = true;
-                        choice = next;
-                        continue;
-                    }
-                    None => {
-                        if let Some(r) = record.as_mut() {
-                            r.target(&group.name, target.addr);
-                            r.error("connect_failed");
-                        }
-                        return lb_error(
-                            StatusCode::BAD_GATEWAY,
-                            &action.metrics.from_lb,
-                            in_flight,
-                        );
-                    }
+                    connect_failed = true;
+                    choice = next;
+                    continue;
                 }
+                if let Some(r) = record.as_mut() {
+                    r.target(&group.name, target.addr);
+                }
+                return answer_failure(&verdict, action, record.as_deref_mut(), in_flight);
             }
         };
         if !reused {
@@ -495,27 +453,35 @@ async fn forward(
             },
         };
         let waited = within_request_timeout(exchange, group.request_timeout, progress.as_deref());
+        let attempt = attempt::Request {
+            replayable: replay.is_some(),
+            reused,
+        };
+        let tried = Tried {
+            failovers: u32::from(connect_failed),
+            replayed,
+        };
+        // Ends the request with the policy's answer for `failure`.
+        let fail = |failure: Failure, what: &dyn std::fmt::Display| {
+            let verdict = attempt::decide(failure, attempt, tried, 1);
+            verdict.charge(group, choice, &format_args!("target failed: {what}"));
+            verdict
+        };
         match waited.await {
             Err(TargetTimeout) => {
-                return timed_out(action, choice, record.as_deref_mut(), in_flight);
+                let verdict = fail(Failure::Timeout, &"no response within request_timeout");
+                return answer_failure(&verdict, action, record.as_deref_mut(), in_flight);
             }
             Ok(Ok(resp)) if header_bytes(resp.headers()) > pool::TARGET_MAX_HEAD_BYTES => {
-                tracing::warn!(target_group = %group.name, target = %target.address, "response head larger than {} bytes", pool::TARGET_MAX_HEAD_BYTES);
-                group.metrics.response_errors.inc();
-                group.record(choice, Outcome::Failure(Reason::FailedHealthChecks));
-                if let Some(r) = record.as_mut() {
-                    r.error("target_head_too_large");
-                }
-                return lb_error(StatusCode::BAD_GATEWAY, &action.metrics.from_lb, in_flight);
+                let verdict = fail(
+                    Failure::InvalidHead { too_large: true },
+                    &crate::h1::response::HEAD_TOO_LARGE,
+                );
+                return answer_failure(&verdict, action, record.as_deref_mut(), in_flight);
             }
             Ok(Ok(resp)) if let Some(why) = refused_response(&resp, ws_key.as_ref()) => {
-                tracing::warn!(target_group = %group.name, target = %target.address, "target failed: {why}");
-                group.metrics.response_errors.inc();
-                group.record(choice, Outcome::Failure(Reason::FailedHealthChecks));
-                if let Some(r) = record.as_mut() {
-                    r.error("target_failed");
-                }
-                return lb_error(StatusCode::BAD_GATEWAY, &action.metrics.from_lb, in_flight);
+                let verdict = fail(Failure::InvalidHead { too_large: false }, &why);
+                return answer_failure(&verdict, action, record.as_deref_mut(), in_flight);
             }
             Ok(Ok(resp)) => {
                 group.metrics.response_time.observe(
@@ -565,59 +531,73 @@ async fn forward(
                     }
                 };
             }
-            Ok(Err(mut e)) => match (e.take_message(), replay) {
-                // A reused connection the target had closed: the request is back, unsent.
-                (Some(unsent), _) if reused => {
-                    req = unsent;
-                    stale_retries += 1;
-                }
-                // The target went away under a reused connection (reset, closed):
-                // a body-less idempotent request is sent again, elsewhere if possible.
-                (None, Some(copy)) => {
-                    tracing::warn!(target_group = %group.name, target = %target.address, "target failed, request replayed: {}", e.into_error());
-                    group.record(choice, Outcome::Failure(Reason::FailedHealthChecks));
-                    req = copy;
-                    replayed = true;
-                    stale_retries = MAX_STALE_RETRIES;
-                    choice = group.pick(Some(choice)).unwrap_or(choice);
-                }
-                _ => {
-                    let e = e.into_error();
+            Ok(Err(mut e)) => {
+                let unsent = e.take_message();
+                let e = e.into_error();
+                let failure = match (&unsent, ClientBodyError::find(&e)) {
+                    (Some(_), _) => Failure::Stale { unsent: true },
                     // The client's body failing is not the target's fault.
-                    if let Some(client) = ClientBodyError::find(&e) {
-                        tracing::debug!(peer = %conn.peer, "request abandoned: {client}");
-                        let (status, error) = match client {
-                            ClientBodyError::TooLarge => {
-                                (StatusCode::PAYLOAD_TOO_LARGE, "body_too_large")
-                            }
-                            ClientBodyError::Stalled => {
-                                (StatusCode::REQUEST_TIMEOUT, "client_body_stalled")
-                            }
-                            ClientBodyError::Client(_) => (StatusCode::BAD_REQUEST, "client_body"),
-                            ClientBodyError::Framing => {
-                                (StatusCode::BAD_REQUEST, "client_body_framing")
-                            }
-                        };
-                        if let Some(r) = record.as_mut() {
-                            r.error(error);
+                    (None, Some(client)) => Failure::Client(match client {
+                        ClientBodyError::TooLarge => ClientFailure::TooLarge,
+                        ClientBodyError::Stalled => ClientFailure::Stalled,
+                        ClientBodyError::Framing => ClientFailure::Framing,
+                        ClientBodyError::Client(_) => ClientFailure::Broken,
+                    }),
+                    (None, None) => Failure::Reset,
+                };
+                let verdict = fail(failure, &e);
+                match (verdict.next, unsent, replay) {
+                    // A reused connection the target had closed: the request is back, unsent.
+                    (Next::Again, Some(unsent), _) => {
+                        req = unsent;
+                        stale_retries += 1;
+                    }
+                    // The target went away under a reused connection: a body-less
+                    // idempotent request is sent again, elsewhere if possible.
+                    (Next::Replay, _, Some(copy)) => {
+                        req = copy;
+                        replayed = true;
+                        stale_retries = MAX_STALE_RETRIES;
+                        choice = group.pick(Some(choice)).unwrap_or(choice);
+                    }
+                    _ => {
+                        if verdict.blame.is_none() {
+                            tracing::debug!(peer = %conn.peer, "request abandoned: {e}");
                         }
-                        let mut resp = lb_error(status, &action.metrics.from_lb, in_flight);
-                        resp.headers_mut()
-                            .insert(header::CONNECTION, http::HeaderValue::from_static("close"));
-                        return resp;
+                        return answer_failure(&verdict, action, record.as_deref_mut(), in_flight);
                     }
-                    tracing::warn!(target_group = %group.name, target = %target.address, "target failed: {e}");
-                    group.metrics.response_errors.inc();
-                    // A reset or broken exchange is a failed check too.
-                    group.record(choice, Outcome::Failure(Reason::FailedHealthChecks));
-                    if let Some(r) = record.as_mut() {
-                        r.error("target_failed");
-                    }
-                    return lb_error(StatusCode::BAD_GATEWAY, &action.metrics.from_lb, in_flight);
                 }
-            },
+            }
         }
     }
+}
+
+/// Ends a request the attempt policy gave up on: the access log's error and
+/// the load balancer's answer (its connection closed after it when the
+/// request's body was not read to its end).
+fn answer_failure(
+    verdict: &Verdict,
+    action: &GroupChoice,
+    record: Option<&mut RequestRecord>,
+    in_flight: InFlight,
+) -> Response<ProxyBody> {
+    if let (Some(r), Some(error)) = (record, verdict.error) {
+        r.error(error);
+    }
+    let (status, close) = match verdict.next {
+        Next::Answer(status) => (status, false),
+        Next::AnswerAndClose(status) => (status, true),
+        // A connection hyper serves is not closed without an answer; a
+        // failover with no other target left is 502.
+        Next::Close | Next::Failover | Next::Again | Next::Replay => (502, true),
+    };
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
+    let mut resp = lb_error(status, &action.metrics.from_lb, in_flight);
+    if close {
+        resp.headers_mut()
+            .insert(header::CONNECTION, http::HeaderValue::from_static("close"));
+    }
+    resp
 }
 
 /// Why a target's response head cannot be passed on (502, and a failed
@@ -713,50 +693,51 @@ async fn forward_raw(
         }
         let mut buf = BytesMut::with_capacity(raw::FIRST_READ);
         let exchange = raw::exchange(&mut stream, &head, &mut buf, head_request);
-        let error = match tokio::time::timeout(group.request_timeout, exchange).await {
-            Err(_elapsed) => {
-                return timed_out(action, choice, record.as_deref_mut(), in_flight);
-            }
-            Ok(Ok(resp)) => {
-                group
-                    .metrics
-                    .response_time
-                    .observe(sent_at.elapsed().as_secs_f64());
-                let status = resp.parts.status.as_u16();
-                action.metrics.from_target.count(status);
-                if let Some(r) = record.as_mut() {
-                    r.target_status(status);
+        let (failure, what): (Failure, &'static str) =
+            match tokio::time::timeout(group.request_timeout, exchange).await {
+                Err(_elapsed) => (Failure::Timeout, "no response within request_timeout"),
+                Ok(Ok(resp)) => {
+                    group
+                        .metrics
+                        .response_time
+                        .observe(sent_at.elapsed().as_secs_f64());
+                    let status = resp.parts.status.as_u16();
+                    action.metrics.from_target.count(status);
+                    if let Some(r) = record.as_mut() {
+                        r.target_status(status);
+                    }
+                    let mut parts = resp.parts;
+                    stick(conn, group, choice, bound, rebound, &mut parts.headers);
+                    let release = RawRelease {
+                        stream,
+                        outstanding,
+                        sent_at,
+                        group: group.clone(),
+                        index: choice,
+                    };
+                    let body =
+                        RawBody::new(resp.framing, resp.reusable, buf, release, stall_timeout);
+                    return Response::from_parts(parts, ProxyBody::raw(body, Some(in_flight)));
                 }
-                let mut parts = resp.parts;
-                stick(conn, group, choice, bound, rebound, &mut parts.headers);
-                let release = RawRelease {
-                    stream,
-                    outstanding,
-                    sent_at,
-                    group: group.clone(),
-                    index: choice,
-                };
-                let body = RawBody::new(resp.framing, resp.reusable, buf, release, stall_timeout);
-                return Response::from_parts(parts, ProxyBody::raw(body, Some(in_flight)));
-            }
-            Ok(Err(HeadError::Stale)) if reused && replayable => {
-                stale += 1;
-                continue;
-            }
-            Ok(Err(HeadError::Stale)) => "closed without a response",
-            Ok(Err(HeadError::Broken(why))) => why,
-        };
-        tracing::warn!(target_group = %group.name, target = %target.address, "target failed: {error}");
-        group.metrics.response_errors.inc();
-        group.record(choice, Outcome::Failure(Reason::FailedHealthChecks));
-        if let Some(r) = record.as_mut() {
-            r.error(if error == crate::h1::response::HEAD_TOO_LARGE {
-                "target_head_too_large"
-            } else {
-                "target_failed"
-            });
+                Ok(Err(HeadError::Stale)) => (
+                    Failure::Stale { unsent: false },
+                    "closed without a response",
+                ),
+                Ok(Err(HeadError::Broken(why))) => (
+                    Failure::InvalidHead {
+                        too_large: why == crate::h1::response::HEAD_TOO_LARGE,
+                    },
+                    why,
+                ),
+            };
+        let request = attempt::Request { replayable, reused };
+        let verdict = attempt::decide(failure, request, Tried::default(), 1);
+        verdict.charge(group, choice, &format_args!("target failed: {what}"));
+        if verdict.next == Next::Again {
+            stale += 1;
+            continue;
         }
-        return lb_error(StatusCode::BAD_GATEWAY, &action.metrics.from_lb, in_flight);
+        return answer_failure(&verdict, action, record.as_deref_mut(), in_flight);
     }
 }
 

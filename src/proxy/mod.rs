@@ -1,5 +1,6 @@
 //! Forwarding: L7 (HTTP requests to targets, pooled) and L4 (byte streams).
 
+pub mod attempt;
 pub mod body;
 pub mod copy;
 pub mod desync;

@@ -6,6 +6,7 @@
 //! connection sits in its target's pool undriven; taking it out drives it once to
 //! learn whether the target closed it meanwhile.
 
+use crate::proxy::attempt::{self, Failure, Tried, Verdict};
 use crate::proxy::body::RequestBody;
 use crate::tls::{TargetStream, TargetTls};
 use http::{Request, Response};
@@ -276,18 +277,35 @@ pub enum ConnectError {
 }
 
 impl ConnectError {
-    /// Counts and logs a failed connect to target `index` of `group`, and
-    /// records it as a failed passive health check.
-    pub fn record(&self, group: &crate::runtime::target::GroupRuntime, index: usize) {
-        group.metrics.connection_errors.inc();
-        let target = &group.targets[index];
-        tracing::warn!(target_group = %group.name, target = %target.address, "connect failed: {self}");
-        // Passive health: a refused or unanswered connect is a failed check.
-        let reason = match self {
-            ConnectError::Timeout => crate::health::Reason::Timeout,
-            ConnectError::Io(_) => crate::health::Reason::FailedHealthChecks,
+    /// The attempt policy's name for this failure.
+    pub fn failure(&self) -> Failure {
+        Failure::Connect {
+            timed_out: matches!(self, ConnectError::Timeout),
+        }
+    }
+
+    /// Charges a failed connect to target `index` of `group` (after
+    /// `failovers` moves to other targets, of at most `max_failovers`) and
+    /// says what the request does next ([`crate::proxy::attempt`]).
+    pub fn charge(
+        &self,
+        group: &crate::runtime::target::GroupRuntime,
+        index: usize,
+        failovers: u32,
+        max_failovers: u32,
+    ) -> Verdict {
+        // Nothing was sent: whether it could go again does not matter.
+        let request = attempt::Request {
+            replayable: true,
+            reused: false,
         };
-        group.record(index, crate::health::Outcome::Failure(reason));
+        let tried = Tried {
+            failovers,
+            replayed: false,
+        };
+        let verdict = attempt::decide(self.failure(), request, tried, max_failovers);
+        verdict.charge(group, index, &format_args!("connect failed: {self}"));
+        verdict
     }
 }
 
@@ -355,11 +373,11 @@ pub async fn raw_socket(
         match Box::pin(connect_raw(target.addr, group.connect_timeout)).await {
             Ok(s) => return Some((s, false, Instant::now())),
             Err(e) => {
-                e.record(group, *index);
-                // (A pick moves the balancer on: only when it is used.)
-                if *moved {
+                let verdict = e.charge(group, *index, u32::from(*moved), 1);
+                if verdict.next != attempt::Next::Failover {
                     return None;
                 }
+                // (A pick moves the balancer on: only when it is used.)
                 *index = group.pick(Some(*index))?;
                 *moved = true;
             }

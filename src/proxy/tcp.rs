@@ -2,8 +2,9 @@
 //! connection to a target of a tcp group.
 
 use crate::admin::metrics::ListenerMetrics;
-use crate::health::{Outcome, Reason};
 use crate::listener::ClientConn;
+use crate::proxy::attempt::Next;
+use crate::proxy::pool::ConnectError;
 use crate::proxy::proxy_protocol::encode_v2;
 use crate::proxy::record::StreamRecord;
 use crate::runtime::listener::ListenerRuntime;
@@ -143,26 +144,22 @@ where
 /// next one is tried. The stream and how many bytes of `first` went out.
 async fn connect_target(group: &GroupRuntime, first: &[u8]) -> Option<(usize, TcpStream, usize)> {
     let mut exclude = None;
-    for _ in 0..MAX_ATTEMPTS.min(group.targets.len().max(1)) {
+    for failovers in 0..MAX_ATTEMPTS.min(group.targets.len().max(1)) as u32 {
         let index = group.pick(exclude)?;
         let target = &group.targets[index];
-        match tokio::time::timeout(
+        let error = match tokio::time::timeout(
             group.connect_timeout,
             connect_speculative(target.addr, first),
         )
         .await
         {
             Ok(Ok((stream, written))) => return Some((index, stream, written)),
-            Ok(Err(e)) => {
-                tracing::warn!(target_group = %group.name, target = %target.address, "connect failed: {e}");
-                group.metrics.connection_errors.inc();
-                group.record(index, Outcome::Failure(Reason::FailedHealthChecks));
-            }
-            Err(_) => {
-                tracing::warn!(target_group = %group.name, target = %target.address, "connect timed out");
-                group.metrics.connection_errors.inc();
-                group.record(index, Outcome::Failure(Reason::Timeout));
-            }
+            Ok(Err(e)) => ConnectError::Io(e),
+            Err(_) => ConnectError::Timeout,
+        };
+        let verdict = error.charge(group, index, failovers, MAX_ATTEMPTS as u32 - 1);
+        if verdict.next != Next::Failover {
+            return None;
         }
         exclude = Some(index);
     }

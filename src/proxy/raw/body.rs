@@ -106,13 +106,7 @@ impl RawBody {
     fn fail(&mut self, why: RawBodyError) -> RawBodyError {
         self.ended = true;
         if let Some(r) = self.release.take() {
-            let name = &r.group.targets[r.index].address;
-            tracing::warn!(target_group = %r.group.name, target = %name, "target response failed: {why}");
-            r.group.metrics.response_errors.inc();
-            r.group.record(
-                r.index,
-                crate::health::Outcome::Failure(crate::health::Reason::FailedHealthChecks),
-            );
+            crate::proxy::attempt::body_broken(&r.group, r.index, &why);
         }
         why
     }
