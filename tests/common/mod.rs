@@ -43,6 +43,24 @@ pub fn free_port() -> u16 {
     }
 }
 
+/// Whether the HTTP/1 fast path serves in this run: the suite runs in both
+/// dispatch positions (`EDGELB_HTTP1_FAST_PATH=off cargo test` for the
+/// other), and an edgelb started by a test inherits the setting.
+pub fn fast_path_on() -> bool {
+    std::env::var("EDGELB_HTTP1_FAST_PATH").map_or(true, |v| v != "off")
+}
+
+/// A header line `name: value` as a target sees it from the stack that
+/// serves in this run: the client's case on the fast path, lower case from
+/// hyper's client.
+pub fn seen_line(name: &str, value: &str) -> String {
+    if fast_path_on() {
+        format!("\r\n{name}: {value}\r\n")
+    } else {
+        format!("\r\n{}: {value}\r\n", name.to_ascii_lowercase())
+    }
+}
+
 /// A fresh address on 127.0.0.1 for a listener under test.
 pub fn listen_addr() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], free_port()))
