@@ -4,9 +4,9 @@
 //! its header map); and a target's response head made into the client's.
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use edgelb::h1::request::{MAX_HEADERS, Parsed, parse};
-use edgelb::h1::{response, rewrite};
 use edgelb::proxy::headers::{ForwardedFor, prepare_request};
+use edgelb::wire::request::{MAX_HEADERS, Parsed, parse};
+use edgelb::wire::{response, rewrite};
 use http::HeaderValue;
 use std::hint::black_box;
 

@@ -1,11 +1,6 @@
 //! The fast path's client connection: requests read in place, forwarded on
 //! plain keep-alive target connections, responses relayed as they come.
 
-use super::chunked::ChunkedScan;
-use super::request::{MAX_HEADERS, Parsed, RequestHead};
-use super::response::HEAD_TOO_LARGE;
-use super::response::{self, Framing, ResponseHead};
-use super::rewrite;
 use crate::admin::metrics::{ClassCounters, ListenerMetrics, flush_bytes};
 use crate::config::GroupProtocol;
 use crate::listener::ClientConn;
@@ -16,6 +11,11 @@ use crate::proxy::record::{RawHead, RequestRecord};
 use crate::route::{GroupChoice, RequestView, RouteAction};
 use crate::runtime::listener::ListenerRuntime;
 use crate::runtime::target::{GroupRuntime, OutstandingGuard};
+use crate::wire::chunked::ChunkedScan;
+use crate::wire::request::{MAX_HEADERS, Parsed, RequestHead};
+use crate::wire::response::HEAD_TOO_LARGE;
+use crate::wire::response::{self, Framing, ResponseHead};
+use crate::wire::rewrite;
 use http::Method;
 use std::future::{Future, poll_fn};
 use std::io::{self, IoSlice};
@@ -275,7 +275,7 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
             };
             if !buf.is_empty() {
                 let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
-                match super::request::parse(buf, &mut slots, listener.max_header_bytes) {
+                match crate::wire::request::parse(buf, &mut slots, listener.max_header_bytes) {
                     Parsed::Complete(head) => {
                         let rest = &buf[head.len..];
                         // The head and the part of its body already read.
@@ -777,7 +777,7 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
             out.extend_from_slice(b"\r\nconnection: close");
         }
         out.extend_from_slice(b"\r\ndate: ");
-        super::date::append(out);
+        crate::wire::date::append(out);
         out.extend_from_slice(b"\r\n\r\n");
         out.extend_from_slice(text);
         let mut slices = [IoSlice::new(&self.out)];

@@ -1,23 +1,20 @@
-//! The HTTP/1 fast path: HTTP/1.1 keep-alive requests without a body or with a
-//! Content-Length one (from plain or TLS clients) are parsed in place
-//! (httparse), routed, and forwarded with their head rewritten
-//! straight into the target's buffer, on plain target connections of our own
-//! pool; responses are relayed as they arrive. Per request that is ~12,600
-//! instructions and no allocation, against ~41,000 and 10 through hyper's header
-//! maps, dispatchers and body channels (see docs/performance.md).
+//! The HTTP/1 fast path's client connection: HTTP/1.1 keep-alive requests
+//! without a body or with a Content-Length one (from plain or TLS clients) are
+//! read in place, routed, and forwarded with their head rewritten straight
+//! into the target's buffer, on plain target connections of our own pool;
+//! responses are relayed as they arrive. Per request that is ~13,000
+//! instructions and no allocation, against ~41,000 and 10 through hyper's
+//! header maps, dispatchers and body channels (see docs/performance.md). The
+//! bytes themselves — heads, chunked framing, the target's head — are the
+//! wire layer's ([`crate::wire`]), shared with hyper's path.
 //!
 //! Anything else on the connection — a chunked body, an upgrade, HTTP/2's preface,
 //! a head to refuse, a route that redirects, answers itself or is sticky, a
 //! TLS target group — hands the connection to hyper's path
 //! ([`crate::listener`]) with the bytes read so far, from that request on.
 
-pub mod chunked;
 mod conn;
-mod date;
-pub mod request;
-pub mod response;
 mod rewind;
-pub mod rewrite;
 
 use crate::listener::ClientConn;
 use crate::listener::accept::Held;

@@ -11,9 +11,7 @@ use http::header::{CONTENT_LENGTH, HOST, TRANSFER_ENCODING};
 use http::request::Parts;
 use http::{Method, Version};
 
-/// Longest request target accepted (nginx's default large header buffer);
-/// longer ones get 414. Heads over `max_header_bytes` get 431 before this.
-pub const MAX_URI_BYTES: usize = 8192;
+pub use crate::wire::request::MAX_URI_BYTES;
 
 /// Why a request head was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -475,7 +475,7 @@ async fn forward(
             Ok(Ok(resp)) if header_bytes(resp.headers()) > pool::TARGET_MAX_HEAD_BYTES => {
                 let verdict = fail(
                     Failure::InvalidHead { too_large: true },
-                    &crate::h1::response::HEAD_TOO_LARGE,
+                    &crate::wire::response::HEAD_TOO_LARGE,
                 );
                 return answer_failure(&verdict, action, record.as_deref_mut(), in_flight);
             }
@@ -614,9 +614,9 @@ fn refused_response(
     let h = resp.headers();
     let mut codings = h.get_all(header::TRANSFER_ENCODING).iter();
     if let Some(te) = codings.next()
-        && (codings.next().is_some() || !crate::h1::response::is_plain_chunked(te.as_bytes()))
+        && (codings.next().is_some() || !crate::wire::response::is_plain_chunked(te.as_bytes()))
     {
-        return Some(crate::h1::response::NOT_CHUNKED);
+        return Some(crate::wire::response::NOT_CHUNKED);
     }
     if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
         return None;
@@ -725,7 +725,7 @@ async fn forward_raw(
                 ),
                 Ok(Err(HeadError::Broken(why))) => (
                     Failure::InvalidHead {
-                        too_large: why == crate::h1::response::HEAD_TOO_LARGE,
+                        too_large: why == crate::wire::response::HEAD_TOO_LARGE,
                     },
                     why,
                 ),

@@ -41,10 +41,7 @@ pub const PURGE_AFTER: Duration = Duration::from_secs(3);
 /// What an idle connection holds (hyper's buffers and request channel), roughly.
 const CONN_KIB: u64 = 30;
 
-/// A target's response head larger than this is refused (502), as HAProxy's
-/// 16 KiB buffer and nginx's `proxy_buffer_size` do; it also caps hyper's read
-/// buffer for response bodies (streamed in reads of up to this size).
-pub const TARGET_MAX_HEAD_BYTES: usize = 64 * 1024;
+pub use crate::wire::response::TARGET_MAX_HEAD_BYTES;
 
 type Driver = http1::Connection<TokioIo<TargetStream>, RequestBody>;
 

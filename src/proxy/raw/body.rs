@@ -1,10 +1,10 @@
 //! A target's response body read straight off its socket into frames.
 
 use super::{READ_SIZE, poll_read_buf};
-use crate::h1::chunked::ChunkedScan;
-use crate::h1::response::Framing;
 use crate::proxy::stall::StallTimer;
 use crate::runtime::target::{GroupRuntime, OutstandingGuard};
+use crate::wire::chunked::ChunkedScan;
+use crate::wire::response::Framing;
 use bytes::{Buf, Bytes, BytesMut};
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};

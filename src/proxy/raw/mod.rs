@@ -15,8 +15,8 @@ pub use body::{RawBody, RawBodyError, RawRelease};
 pub use request::{TargetHead, target_head};
 pub use response::RawResponse;
 
-use crate::h1::response::{HEAD_TOO_LARGE, Parsed};
 use crate::proxy::pool::TARGET_MAX_HEAD_BYTES;
+use crate::wire::response::{HEAD_TOO_LARGE, Parsed};
 use bytes::{Buf, BytesMut};
 use http::Method;
 use response::parse;

@@ -1,8 +1,8 @@
 //! The head a target gets for a body-less request hyper's server took.
 
-use crate::h1::response::is_hop_by_hop;
-use crate::h1::rewrite::forwarded_lines;
 use crate::proxy::headers::{ForwardedFor, X_FORWARDED_FOR, X_REQUEST_ID, aliases_own_header};
+use crate::wire::response::is_hop_by_hop;
+use crate::wire::rewrite::forwarded_lines;
 use http::header::HeaderValue;
 use http::{Method, Version};
 

@@ -1,6 +1,6 @@
 //! A target's response head parsed in place into parts for hyper's server.
 
-use crate::h1::response::{FinalHead, Framing, MAX_HEADERS, Parsed, read_head};
+use crate::wire::response::{FinalHead, Framing, MAX_HEADERS, Parsed, read_head};
 use bytes::{Bytes, BytesMut};
 use http::header::{HeaderName, HeaderValue};
 use http::{HeaderMap, StatusCode, Version};

@@ -7,7 +7,9 @@
 //! is left to hyper with the bytes read so far, so it gets the same answer as
 //! before the fast path existed.
 
-use crate::proxy::desync::MAX_URI_BYTES;
+/// Longest request target accepted (nginx's default large header buffer);
+/// longer ones get 414. Heads over `max_header_bytes` get 431 before this.
+pub const MAX_URI_BYTES: usize = 8192;
 
 /// Header lines a fast-path request may have (more: hyper's path).
 pub const MAX_HEADERS: usize = 64;
@@ -173,7 +175,7 @@ fn classify(name: &str) -> Name {
         14 if name.eq_ignore_ascii_case("content-length") => Name::ContentLength,
         17 if name.eq_ignore_ascii_case("transfer-encoding") => Name::Unusual,
         // An underscore spelling of a header edgelb writes: hyper's path drops it.
-        12 | 15 | 16 | 17 if crate::proxy::headers::aliases_own_header(name) => Name::Unusual,
+        12 | 15 | 16 | 17 if super::forwarded::aliases_own_header(name) => Name::Unusual,
         _ => Name::Other,
     }
 }

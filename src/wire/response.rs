@@ -1,7 +1,10 @@
 //! A target's response head read in place, and the head the client gets:
 //! hop-by-hop headers out, framing made explicit, `Date` added when missing.
 
-use crate::proxy::pool::TARGET_MAX_HEAD_BYTES;
+/// A target's response head larger than this is refused (502), as HAProxy's
+/// 16 KiB buffer and nginx's `proxy_buffer_size` do; it also caps hyper's read
+/// buffer for response bodies (streamed in reads of up to this size).
+pub const TARGET_MAX_HEAD_BYTES: usize = 64 * 1024;
 
 /// Header lines a target's response may have (hyper's limit too).
 pub const MAX_HEADERS: usize = 100;

@@ -2,9 +2,9 @@
 //! hop-by-hop headers out, `X-Forwarded-*` and `X-Request-Id` in, the rest as
 //! the client sent it (names keep their case, as nginx and HAProxy keep them).
 
+use super::forwarded::{ForwardedFor, new_request_id_bytes};
 use super::request::RequestHead;
 use super::response::is_hop_by_hop;
-use crate::proxy::headers::{ForwardedFor, new_request_id_bytes};
 
 /// Writes the target's request head for `head` into `out`; the request id it
 /// made, when the client sent none.
@@ -80,7 +80,7 @@ pub fn forwarded_lines<'v>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::h1::request::{MAX_HEADERS, Parsed, parse};
+    use crate::wire::request::{MAX_HEADERS, Parsed, parse};
     use http::HeaderValue;
 
     fn rewritten(client: &str) -> String {
