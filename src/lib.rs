@@ -7,7 +7,6 @@ pub mod config;
 pub mod daemon;
 #[doc(hidden)]
 pub mod fuzzing;
-pub mod h1;
 pub mod health;
 pub mod listener;
 pub mod proxy;

@@ -1,8 +1,8 @@
 //! Binding listening sockets and accepting connections on them.
 
-use crate::listener::ClientConn;
 use crate::listener::park::{ParkingLot, ResumeContext};
 use crate::listener::spread::{Handed, Spread};
+use crate::proxy::client::ClientConn;
 use crate::runtime::Live;
 use crate::runtime::listener::ListenerRuntime;
 use http::HeaderValue;
@@ -336,6 +336,7 @@ pub(super) async fn accept_loop(
             live.clone(),
             &port,
             local_port,
+            super::dispatch::fast_path(),
         ));
         let finish = finish.clone();
         runtime.metrics.active_connections.inc();
@@ -404,7 +405,7 @@ async fn serve_plain(a: Accepted, lot: Option<Arc<ParkingLot>>) {
         return;
     }
     if a.runtime.protocol.is_http() {
-        Box::pin(crate::h1::serve(
+        Box::pin(crate::listener::fast::serve(
             a.stream, a.conn, a.runtime, a.finish, lot, a.held, true,
         ))
         .await;
@@ -430,7 +431,7 @@ async fn serve_tls(a: Accepted, tls: Arc<rustls::ServerConfig>) {
             // HTTP/1.1 over TLS starts on the fast path; h2 (by ALPN) is hyper's.
             let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
             if a.runtime.protocol.is_http() && !h2 {
-                Box::pin(crate::h1::serve(
+                Box::pin(crate::listener::fast::serve(
                     stream, a.conn, a.runtime, a.finish, None, a.held, true,
                 ))
                 .await;

@@ -2,11 +2,11 @@
 //! keep-alive, and HTTP/2 by prior knowledge when the listener allows it.
 
 use crate::config::Listener;
-use crate::listener::ClientConn;
 use crate::listener::accept::Held;
 use crate::listener::io::{ClientIo, ParkSlot};
 use crate::listener::park::ParkingLot;
 use crate::proxy::body::InFlight;
+use crate::proxy::client::ClientConn;
 use crate::runtime::listener::ListenerRuntime;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;

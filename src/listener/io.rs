@@ -3,10 +3,10 @@
 //! the processed-bytes counters.
 
 use crate::admin::metrics::ListenerMetrics;
-use crate::listener::ClientConn;
 use crate::listener::coalesce::{Take, WriteCoalescer};
 use crate::listener::framing::RequestFraming;
 use crate::listener::h2_watch::H2FloodWatch;
+use crate::proxy::client::ClientConn;
 use crate::proxy::stall::StallTimer;
 use std::io;
 use std::pin::Pin;

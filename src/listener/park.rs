@@ -322,9 +322,10 @@ async fn resume(lot: Arc<ParkingLot>, parked: Parked) {
         context.live.clone(),
         &context.port,
         context.local_port,
+        super::dispatch::fast_path(),
     ));
     let finish = context.finish.clone();
-    crate::h1::serve(
+    crate::listener::fast::serve(
         stream,
         conn,
         runtime,

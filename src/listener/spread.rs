@@ -15,8 +15,8 @@
 use super::accept::OpenStreams;
 use super::budget::BudgetGuard;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, OnceLock};
 use tokio::sync::mpsc;
 
 /// A worker hands a connection on to one holding at least this many fewer:
@@ -45,13 +45,6 @@ pub(super) struct Spread {
     pub(super) handed: mpsc::UnboundedReceiver<Handed>,
 }
 
-/// Whether connections are spread at all (`EDGELB_SPREAD=off`: a switch for
-/// comparing against the kernel's spread).
-fn enabled() -> bool {
-    static ON: OnceLock<bool> = OnceLock::new();
-    *ON.get_or_init(|| std::env::var("EDGELB_SPREAD").map_or(true, |v| v != "off"))
-}
-
 impl Spread {
     /// One [`Spread`] per accept loop of a listener with `loops` sockets.
     pub fn for_loops(loops: usize) -> Vec<Spread> {
@@ -64,7 +57,7 @@ impl Spread {
             .enumerate()
             .map(|(index, handed)| Spread {
                 index,
-                spreads: loops > 1 && enabled(),
+                spreads: loops > 1 && super::dispatch::spread(),
                 open: open.clone(),
                 senders: senders.clone(),
                 handed,

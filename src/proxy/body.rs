@@ -1,6 +1,6 @@
 //! The body of every response edgelb sends to a client.
 
-use crate::listener::ClientConn;
+use crate::proxy::client::ClientConn;
 use crate::proxy::pool::TargetConn;
 use crate::proxy::raw::{RawBody, RawBodyError};
 use crate::proxy::record::RequestRecord;

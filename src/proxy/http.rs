@@ -1,9 +1,9 @@
 //! Forwarding one HTTP request to a target of a group, and its response back.
 
 use crate::config::GroupProtocol;
-use crate::listener::ClientConn;
 use crate::proxy::attempt::{self, ClientFailure, Failure, Next, Tried, Verdict, idempotent};
 use crate::proxy::body::{BodyFraming, ClientBodyError, InFlight, ProxyBody, Release, RequestBody};
+use crate::proxy::client::ClientConn;
 use crate::proxy::desync;
 use crate::proxy::headers::{
     X_REQUEST_ID, header_bytes, prepare_request, strip_hop_by_hop, wants_upgrade,
@@ -297,7 +297,7 @@ async fn forward(
     let ws_key = upgrade.then(|| req.headers().get(header::SEC_WEBSOCKET_KEY).cloned());
     // A body-less request to a plain group goes on the fast path's sockets,
     // its head written straight from the client's (see `proxy::raw`).
-    let raw_head = (crate::h1::enabled()
+    let raw_head = (conn.fast_path
         && group.protocol == GroupProtocol::Http
         && raw::eligible(req.method(), req.body().is_end_stream(), upgrade))
     .then(|| raw::target_head(&req, &conn.forwarded))
@@ -602,7 +602,7 @@ fn answer_failure(
 
 /// Why a target's response head cannot be passed on (502, and a failed
 /// check of the target), the same rules as the fast path's
-/// (`h1::response`): a 101 to a request that asked for no upgrade, a
+/// (`wire::response`): a 101 to a request that asked for no upgrade, a
 /// WebSocket 101 whose `Sec-WebSocket-Accept` does not answer the client's
 /// key (RFC 6455 §4.1: the client would fail it; HAProxy answers 502), a
 /// Transfer-Encoding other than one `chunked`. `ws_key` is `None` when no

@@ -2,6 +2,7 @@
 
 pub mod attempt;
 pub mod body;
+pub mod client;
 pub mod copy;
 pub mod desync;
 pub mod headers;

@@ -110,7 +110,7 @@ const RAW_CONN_KIB: u64 = 1;
 /// so the lock of a list is never contended.
 pub struct ConnPool {
     idle: Box<[Mutex<VecDeque<Idle<TargetConn>>>]>,
-    /// Plain sockets between requests of the HTTP/1 fast path ([`crate::h1`]),
+    /// Plain sockets between requests of the HTTP/1 fast path ([`crate::listener::fast`]),
     /// which speaks HTTP/1.1 on them itself.
     raw: Box<[Mutex<VecDeque<Idle<TcpStream>>>]>,
 }

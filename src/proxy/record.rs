@@ -2,7 +2,7 @@
 //! and written when it ends. Built only when the access log is on.
 
 use crate::admin::access_log::{AccessLog, log_time};
-use crate::listener::ClientConn;
+use crate::proxy::client::ClientConn;
 use http::request::Parts;
 use http::{HeaderValue, header};
 use serde_json::{Map, Value, json};

@@ -2,8 +2,8 @@
 //! connection to a target of a tcp group.
 
 use crate::admin::metrics::ListenerMetrics;
-use crate::listener::ClientConn;
 use crate::proxy::attempt::Next;
+use crate::proxy::client::ClientConn;
 use crate::proxy::pool::ConnectError;
 use crate::proxy::proxy_protocol::encode_v2;
 use crate::proxy::record::StreamRecord;

@@ -16,19 +16,12 @@
 mod conn;
 mod rewind;
 
-use crate::listener::ClientConn;
 use crate::listener::accept::Held;
 use crate::listener::http::ClientStream;
 use crate::listener::park::ParkingLot;
+use crate::proxy::client::ClientConn;
 use crate::runtime::listener::ListenerRuntime;
-use std::sync::{Arc, OnceLock};
-
-/// `EDGELB_HTTP1_FAST_PATH=off` serves every request with hyper: a switch for
-/// comparing the two paths and for ruling the fast path out when debugging.
-pub fn enabled() -> bool {
-    static ON: OnceLock<bool> = OnceLock::new();
-    *ON.get_or_init(|| std::env::var("EDGELB_HTTP1_FAST_PATH").map_or(true, |v| v != "off"))
-}
+use std::sync::Arc;
 
 /// Serves a client connection of an http or https listener (decrypted), starting
 /// on the fast path; the arguments are those of the hyper path it may hand over to.
@@ -41,7 +34,7 @@ pub async fn serve<S: ClientStream>(
     held: Held,
     first: bool,
 ) {
-    if !enabled() {
+    if !conn.fast_path {
         crate::listener::http::serve(stream, conn, runtime, finish, lot, held, first).await;
         return;
     }

@@ -3,9 +3,9 @@
 
 use crate::admin::metrics::{ClassCounters, ListenerMetrics, flush_bytes};
 use crate::config::GroupProtocol;
-use crate::listener::ClientConn;
 use crate::listener::http::PARK_AFTER;
 use crate::proxy::attempt::{self, ClientFailure, Failure, Next as AttemptNext, Tried, idempotent};
+use crate::proxy::client::ClientConn;
 use crate::proxy::pool::{self, TARGET_MAX_HEAD_BYTES};
 use crate::proxy::record::{RawHead, RequestRecord};
 use crate::route::{GroupChoice, RequestView, RouteAction};
