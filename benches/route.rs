@@ -8,7 +8,7 @@ use edgelb::route::{CompiledRule, FixedAction, RequestView, RouteAction, RuleTab
 use std::hint::black_box;
 use std::net::IpAddr;
 
-fn fixed(status: u16) -> RouteAction {
+fn fixed(status: u16) -> RouteAction<()> {
     RouteAction::Fixed(FixedAction::compile(&FixedResponse {
         status,
         content_type: "text/plain".into(),
@@ -16,7 +16,7 @@ fn fixed(status: u16) -> RouteAction {
     }))
 }
 
-fn table(n: u32) -> RuleTable {
+fn table(n: u32) -> RuleTable<()> {
     let rules = (0..n)
         .map(|i| {
             let mut c = ConditionsConfig::default();

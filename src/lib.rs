@@ -12,6 +12,7 @@ pub mod listener;
 pub mod proxy;
 pub mod route;
 pub mod runtime;
+pub mod telemetry;
 pub mod tls;
 pub mod wire;
 pub mod workers;

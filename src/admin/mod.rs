@@ -1,11 +1,9 @@
-//! The admin side: the HTTP API on `admin.bind`, the metrics registry, and the
-//! JSON views of the running state.
+//! The admin side: the HTTP API on `admin.bind` and the JSON views of the
+//! running state. The metrics and the access log it serves are
+//! [`crate::telemetry`]'s (re-exported here under their old paths).
 
-pub mod access_log;
-pub mod metrics;
 mod server;
 mod status;
-mod time;
 
+pub use crate::telemetry::{access_log, metrics, rfc3339};
 pub use server::{AdminApi, serve};
-pub use time::rfc3339;

@@ -1,8 +1,8 @@
 //! JSON views of the running state: `/status`, target health, `/healthz`.
 
-use crate::admin::rfc3339;
 use crate::runtime::target::GroupRuntime;
 use crate::runtime::{ReloadStatus, Snapshot};
+use crate::telemetry::rfc3339;
 use serde_json::{Value, json};
 use std::time::{Duration, UNIX_EPOCH};
 

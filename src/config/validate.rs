@@ -485,7 +485,7 @@ fn certificates(
                             .duration_since(std::time::UNIX_EPOCH)
                             .map_or(0, |d| d.as_secs() as i64);
                         if let Some(end) = loaded.not_after.filter(|end| *end < now) {
-                            let date = crate::admin::rfc3339(
+                            let date = crate::telemetry::rfc3339(
                                 std::time::UNIX_EPOCH + Duration::from_secs(end.max(0) as u64),
                             );
                             v.warn(

@@ -1,10 +1,10 @@
 //! `edgelb run`: start, then serve until SIGTERM/SIGINT, reloading on SIGHUP.
 
 use super::{notify, watch};
-use crate::admin::metrics::Metrics;
 use crate::admin::{self, AdminApi};
 use crate::config::{self, Loaded};
 use crate::runtime::{Server, StartError};
+use crate::telemetry::metrics::Metrics;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;

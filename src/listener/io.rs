@@ -2,12 +2,12 @@
 //! timers: the request-head deadline (408) and the idle keep-alive timeout, and
 //! the processed-bytes counters.
 
-use crate::admin::metrics::ListenerMetrics;
 use crate::listener::coalesce::{Take, WriteCoalescer};
 use crate::listener::framing::RequestFraming;
 use crate::listener::h2_watch::H2FloodWatch;
 use crate::proxy::client::ClientConn;
 use crate::proxy::stall::StallTimer;
+use crate::telemetry::metrics::ListenerMetrics;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -138,7 +138,11 @@ impl<S> ClientIo<S> {
     }
 
     fn flush_counters(&mut self) {
-        crate::admin::metrics::flush_bytes(&self.metrics, &mut self.bytes_in, &mut self.bytes_out);
+        crate::telemetry::metrics::flush_bytes(
+            &self.metrics,
+            &mut self.bytes_in,
+            &mut self.bytes_out,
+        );
     }
 
     fn note_protocol(&mut self, data: &[u8]) {

@@ -1,8 +1,8 @@
 //! Access-log records, filled while a request (or a TCP connection) is served
 //! and written when it ends. Built only when the access log is on.
 
-use crate::admin::access_log::{AccessLog, log_time};
 use crate::proxy::client::ClientConn;
+use crate::telemetry::access_log::{AccessLog, log_time};
 use http::request::Parts;
 use http::{HeaderValue, header};
 use serde_json::{Map, Value, json};

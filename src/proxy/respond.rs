@@ -1,7 +1,7 @@
 //! Responses edgelb writes itself (errors it answers as the load balancer).
 
-use crate::admin::metrics::ClassCounters;
 use crate::proxy::body::{InFlight, ProxyBody};
+use crate::telemetry::metrics::ClassCounters;
 use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode, header};
 

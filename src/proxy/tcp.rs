@@ -1,7 +1,6 @@
 //! L4 forwarding: a client connection (plain, or decrypted TLS) joined to a
 //! connection to a target of a tcp group.
 
-use crate::admin::metrics::ListenerMetrics;
 use crate::proxy::attempt::Next;
 use crate::proxy::client::ClientConn;
 use crate::proxy::pool::ConnectError;
@@ -9,6 +8,7 @@ use crate::proxy::proxy_protocol::encode_v2;
 use crate::proxy::record::StreamRecord;
 use crate::runtime::listener::ListenerRuntime;
 use crate::runtime::target::{GroupRuntime, process_ms};
+use crate::telemetry::metrics::ListenerMetrics;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;

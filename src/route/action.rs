@@ -2,10 +2,9 @@
 //! sticky), redirect, fixed response.
 
 use super::redirect::RedirectAction;
-use crate::admin::metrics::RouteMetrics;
 use crate::balance::cookie::{CookieKeys, find_cookie};
 use crate::balance::{Pick, SmoothWeightedRoundRobin};
-use crate::runtime::target::GroupRuntime;
+use crate::telemetry::metrics::RouteMetrics;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, StatusCode};
 use std::sync::Arc;
@@ -14,16 +13,30 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 /// The cookie that keeps a client on the target group it was first sent to.
 pub const GROUP_COOKIE: &str = "EDGELBTG";
 
+/// What routing needs to know of a target group: its name (the `EDGELBTG`
+/// cookie names it). Routing does not depend on the runtime's groups; the
+/// runtime plugs its own in (`runtime::target::GroupRuntime`).
+pub trait NamedGroup {
+    fn name(&self) -> &str;
+}
+
+/// No group at all: for tables that only redirect or answer (tests, benches).
+impl NamedGroup for () {
+    fn name(&self) -> &str {
+        ""
+    }
+}
+
 /// A compiled action, ready for the hot path.
-pub enum RouteAction {
-    Forward(ForwardAction),
+pub enum RouteAction<G> {
+    Forward(ForwardAction<G>),
     Redirect(RedirectAction),
     Fixed(FixedAction),
 }
 
 /// One group a forward may send to.
-pub struct GroupChoice {
-    pub group: Arc<GroupRuntime>,
+pub struct GroupChoice<G> {
+    pub group: Arc<G>,
     pub weight: u32,
     /// Metric handles of this listener × group.
     pub metrics: RouteMetrics,
@@ -40,15 +53,15 @@ pub struct GroupStickiness {
 }
 
 /// Forward to one of `choices`.
-pub struct ForwardAction {
-    pub choices: Vec<GroupChoice>,
+pub struct ForwardAction<G> {
+    pub choices: Vec<GroupChoice<G>>,
     split: SmoothWeightedRoundRobin,
     pub stickiness: Option<GroupStickiness>,
 }
 
 /// The group a request goes to and, for sticky forwards, the cookie to set.
-pub struct GroupPick<'a> {
-    pub choice: &'a GroupChoice,
+pub struct GroupPick<'a, G> {
+    pub choice: &'a GroupChoice<G>,
     pub set_cookie: Option<HeaderValue>,
 }
 
@@ -58,9 +71,9 @@ fn unix_now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-impl ForwardAction {
+impl<G: NamedGroup> ForwardAction<G> {
     /// A forward over `choices` (weights as configured).
-    pub fn new(choices: Vec<GroupChoice>, stickiness: Option<GroupStickiness>) -> Self {
+    pub fn new(choices: Vec<GroupChoice<G>>, stickiness: Option<GroupStickiness>) -> Self {
         let split = SmoothWeightedRoundRobin::new(choices.len());
         ForwardAction {
             choices,
@@ -71,7 +84,7 @@ impl ForwardAction {
 
     /// Picks the group: a valid `EDGELBTG` cookie naming a group of this forward
     /// with a weight keeps the client there; otherwise smooth WRR over weights.
-    pub fn pick(&self, headers: &HeaderMap, keys: &CookieKeys) -> GroupPick<'_> {
+    pub fn pick(&self, headers: &HeaderMap, keys: &CookieKeys) -> GroupPick<'_, G> {
         if self.choices.len() == 1 {
             return GroupPick {
                 choice: &self.choices[0],
@@ -90,14 +103,14 @@ impl ForwardAction {
             .and_then(|name| {
                 self.choices
                     .iter()
-                    .position(|c| c.weight > 0 && c.group.name.as_bytes() == name.as_slice())
+                    .position(|c| c.weight > 0 && c.group.name().as_bytes() == name.as_slice())
             });
         let index = kept.unwrap_or_else(|| self.split_pick());
         let choice = &self.choices[index];
         let sealed = keys.seal(
             GROUP_COOKIE,
             &sticky.scope,
-            choice.group.name.as_bytes(),
+            choice.group.name().as_bytes(),
             now + sticky.duration.as_secs(),
         );
         let cookie = format!("{GROUP_COOKIE}={sealed}{}", sticky.attributes);
@@ -109,7 +122,7 @@ impl ForwardAction {
 
     /// The group for a request when no cookie can matter: `None` for a
     /// sticky forward over several groups (its cookie decides; see [`Self::pick`]).
-    pub fn pick_without_cookies(&self) -> Option<&GroupChoice> {
+    pub fn pick_without_cookies(&self) -> Option<&GroupChoice<G>> {
         match self.choices.len() {
             1 => Some(&self.choices[0]),
             _ if self.stickiness.is_some() => None,

@@ -15,23 +15,23 @@ use super::request::RequestView;
 use std::collections::HashMap;
 
 /// One compiled rule.
-pub struct CompiledRule {
+pub struct CompiledRule<G> {
     pub priority: u32,
     pub conditions: Conditions,
-    pub action: RouteAction,
+    pub action: RouteAction<G>,
 }
 
 /// What a request was routed by.
-pub struct Selected<'a> {
-    pub action: &'a RouteAction,
+pub struct Selected<'a, G> {
+    pub action: &'a RouteAction<G>,
     /// The priority of the matching rule; `None` for the default action.
     pub priority: Option<u32>,
 }
 
 /// A listener's rules and default action.
-pub struct RuleTable {
+pub struct RuleTable<G> {
     /// Sorted by ascending priority.
-    rules: Vec<CompiledRule>,
+    rules: Vec<CompiledRule<G>>,
     /// Lower-case exact host → indices (ascending) of the rules that need it.
     by_host: HashMap<Box<[u8]>, Vec<u32>>,
     /// Rules without an exact-hosts-only condition, by the literal starts of
@@ -39,15 +39,15 @@ pub struct RuleTable {
     by_path: PrefixIndex,
     /// Indices (ascending) of the rules in neither index.
     unindexed: Vec<u32>,
-    default: RouteAction,
+    default: RouteAction<G>,
 }
 
 /// Longest host looked up in the exact-host index (DNS names are ≤ 253).
 const MAX_HOST: usize = 255;
 
-impl RuleTable {
+impl<G> RuleTable<G> {
     /// A table over `rules` (any order) with `default`.
-    pub fn new(mut rules: Vec<CompiledRule>, default: RouteAction) -> Self {
+    pub fn new(mut rules: Vec<CompiledRule<G>>, default: RouteAction<G>) -> Self {
         rules.sort_by_key(|r| r.priority);
         let mut by_host: HashMap<Box<[u8]>, Vec<u32>> = HashMap::new();
         let mut by_path = PrefixIndex::default();
@@ -110,7 +110,7 @@ impl RuleTable {
     }
 
     /// The action for a request.
-    pub fn select(&self, request: &RequestView) -> Selected<'_> {
+    pub fn select(&self, request: &RequestView) -> Selected<'_, G> {
         if self.rules.is_empty() {
             return Selected {
                 action: &self.default,
@@ -146,12 +146,12 @@ impl RuleTable {
     }
 
     /// The default action.
-    pub fn default_action(&self) -> &RouteAction {
+    pub fn default_action(&self) -> &RouteAction<G> {
         &self.default
     }
 
     /// Every action of the table (default last), for status and health views.
-    pub fn actions(&self) -> impl Iterator<Item = &RouteAction> {
+    pub fn actions(&self) -> impl Iterator<Item = &RouteAction<G>> {
         self.rules
             .iter()
             .map(|r| &r.action)
@@ -166,7 +166,7 @@ mod tests {
     use crate::route::FixedAction;
     use std::net::IpAddr;
 
-    fn fixed(status: u16) -> RouteAction {
+    fn fixed(status: u16) -> RouteAction<()> {
         RouteAction::Fixed(FixedAction::compile(&FixedResponse {
             status,
             content_type: "text/plain".into(),
@@ -174,7 +174,7 @@ mod tests {
         }))
     }
 
-    fn status(action: &RouteAction) -> u16 {
+    fn status(action: &RouteAction<()>) -> u16 {
         match action {
             RouteAction::Fixed(f) => f.status.as_u16(),
             _ => unreachable!(),
@@ -207,7 +207,7 @@ mod tests {
         let n = 60u32;
         // Priorities: a permutation, so rules are not in insertion order.
         let priority = |i: u32| (i * 37) % n + 1;
-        let rules: Vec<CompiledRule> = (0..n)
+        let rules: Vec<CompiledRule<()>> = (0..n)
             .map(|i| CompiledRule {
                 priority: priority(i),
                 conditions: Conditions::compile(&conditions(i)),

@@ -1,11 +1,11 @@
 //! A listener as one snapshot sees it: its settings, its routing, its handles.
 
-use crate::admin::metrics::{ListenerMetrics, UnroutedMetrics};
 use crate::balance::cookie::CookieKeys;
 use crate::config::ListenerProtocol;
-use crate::proxy::headers::ForwardedFor;
-use crate::route::{RouteAction, RuleTable};
+use crate::route;
 use crate::runtime::target::GroupRuntime;
+use crate::telemetry::metrics::{ListenerMetrics, UnroutedMetrics};
+use crate::wire::forwarded::ForwardedFor;
 use http::HeaderValue;
 use hyper_util::rt::TokioExecutor;
 use hyper_util::server::conn::auto;
@@ -34,7 +34,7 @@ pub struct ListenerRuntime {
     pub forwarded_proto: HeaderValue,
     pub metrics: ListenerMetrics,
     /// The access log, when it is on.
-    pub access_log: Option<Arc<crate::admin::access_log::AccessLog>>,
+    pub access_log: Option<Arc<crate::telemetry::access_log::AccessLog>>,
     /// tcp/tls: send a PROXY protocol v2 header to targets.
     pub proxy_protocol: bool,
     /// TLS settings of https and tls listeners (certificates of this snapshot).
@@ -47,6 +47,15 @@ pub struct ListenerRuntime {
     /// Responses not forwarded to any group (`target_group=""`).
     pub unrouted: UnroutedMetrics,
 }
+
+/// The route types with the runtime's target groups in them.
+pub type RuleTable = route::RuleTable<GroupRuntime>;
+/// See [`RuleTable`].
+pub type RouteAction = route::RouteAction<GroupRuntime>;
+/// See [`RuleTable`].
+pub type GroupChoice = route::GroupChoice<GroupRuntime>;
+/// See [`RuleTable`].
+pub type CompiledRule = route::CompiledRule<GroupRuntime>;
 
 impl ListenerRuntime {
     /// The target group a tcp or tls listener's next connection goes to (its

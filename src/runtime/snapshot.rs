@@ -4,7 +4,6 @@
 use super::listener::ListenerRuntime;
 use super::resolve::Resolved;
 use super::target::{GroupRuntime, Target, TargetShared};
-use crate::admin::metrics::Metrics;
 use crate::balance::cookie::CookieKeys;
 use crate::config::GroupProtocol;
 use crate::config::{self, Action, Config, ListenerProtocol};
@@ -12,7 +11,9 @@ use crate::health::HealthState;
 use crate::route::action::{GroupStickiness, cookie_attributes};
 use crate::route::conditions::Conditions;
 use crate::route::redirect::RedirectAction;
-use crate::route::{CompiledRule, FixedAction, ForwardAction, GroupChoice, RouteAction, RuleTable};
+use crate::route::{FixedAction, ForwardAction};
+use crate::runtime::listener::{CompiledRule, GroupChoice, RouteAction, RuleTable};
+use crate::telemetry::metrics::Metrics;
 use crate::tls::TargetTls;
 use crate::tls::client::{client_config, server_name};
 use crate::tls::server::{SessionState, server_config};
@@ -71,7 +72,7 @@ pub struct DrainingTarget {
 /// What every snapshot build needs from the server besides the config.
 #[derive(Clone, Copy)]
 pub struct BuildContext<'a> {
-    pub access_log: &'a Option<Arc<crate::admin::access_log::AccessLog>>,
+    pub access_log: &'a Option<Arc<crate::telemetry::access_log::AccessLog>>,
     /// Targets removed from the file (or deregistered) that still drain.
     pub draining: &'a [DrainingTarget],
     pub resolved: &'a Resolved,

@@ -1,12 +1,12 @@
 //! Targets and target groups as one snapshot sees them.
 
 use super::sticky::TargetStickiness;
-use crate::admin::metrics::GroupMetrics;
 use crate::balance::cookie::CookieKeys;
 use crate::balance::{Balancer, Pick};
 use crate::config::{self, GroupProtocol};
 use crate::health::{Change, HealthState, Outcome, TargetHealth, Thresholds};
 use crate::proxy::pool::ConnPool;
+use crate::telemetry::metrics::GroupMetrics;
 use crate::tls::TargetTls;
 use prometheus::IntGauge;
 use std::net::SocketAddr;
@@ -281,6 +281,12 @@ impl GroupRuntime {
 pub fn slow_start_weight(full: u32, elapsed_ms: u64, ramp_ms: u64) -> u32 {
     let share = (elapsed_ms as f64 / ramp_ms as f64).max(0.1);
     ((full as f64 * share) as u32).clamp(1, full)
+}
+
+impl crate::route::NamedGroup for GroupRuntime {
+    fn name(&self) -> &str {
+        &self.name
+    }
 }
 
 #[cfg(test)]

@@ -1,16 +1,17 @@
 //! The fast path's client connection: requests read in place, forwarded on
 //! plain keep-alive target connections, responses relayed as they come.
 
-use crate::admin::metrics::{ClassCounters, ListenerMetrics, flush_bytes};
 use crate::config::GroupProtocol;
 use crate::listener::http::PARK_AFTER;
 use crate::proxy::attempt::{self, ClientFailure, Failure, Next as AttemptNext, Tried, idempotent};
 use crate::proxy::client::ClientConn;
 use crate::proxy::pool::{self, TARGET_MAX_HEAD_BYTES};
 use crate::proxy::record::{RawHead, RequestRecord};
-use crate::route::{GroupChoice, RequestView, RouteAction};
+use crate::route::RequestView;
 use crate::runtime::listener::ListenerRuntime;
+use crate::runtime::listener::{GroupChoice, RouteAction};
 use crate::runtime::target::{GroupRuntime, OutstandingGuard};
+use crate::telemetry::metrics::{ClassCounters, ListenerMetrics, flush_bytes};
 use crate::wire::chunked::ChunkedScan;
 use crate::wire::request::{MAX_HEADERS, Parsed, RequestHead};
 use crate::wire::response::HEAD_TOO_LARGE;
