@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod balance;
 pub mod config;
+pub mod control;
 pub mod daemon;
 #[doc(hidden)]
 pub mod fuzzing;
@@ -14,5 +15,6 @@ pub mod route;
 pub mod runtime;
 pub mod telemetry;
 pub mod tls;
+pub mod trim;
 pub mod wire;
 pub mod workers;

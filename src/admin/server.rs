@@ -1,7 +1,7 @@
 //! The admin HTTP API on `admin.bind` (SPEC §4).
 
 use crate::admin::status::{status_json, targets_json, unhealthy_groups};
-use crate::runtime::Server;
+use crate::control::Server;
 use crate::runtime::registry::Refusal;
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};

@@ -1,7 +1,8 @@
 //! JSON views of the running state: `/status`, target health, `/healthz`.
 
+use crate::control::ReloadStatus;
+use crate::runtime::Snapshot;
 use crate::runtime::target::GroupRuntime;
-use crate::runtime::{ReloadStatus, Snapshot};
 use crate::telemetry::rfc3339;
 use serde_json::{Value, json};
 use std::time::{Duration, UNIX_EPOCH};

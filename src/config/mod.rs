@@ -1,6 +1,8 @@
 //! The configuration: the serde schema (what the file says), validation with
 //! `file:line:col` errors, and the typed [`Config`] (what the program means).
 
+pub mod certs;
+mod der;
 mod duration;
 mod model;
 mod schema;

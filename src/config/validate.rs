@@ -478,14 +478,14 @@ fn certificates(
             let cert = v.readable_file(&cert, key(&at, "cert"));
             let key_path = v.readable_file(&key_file, key(&at, "key"));
             if v.errors.len() == before {
-                match crate::tls::load(&cert, &key_path) {
+                match super::certs::load(&cert, &key_path) {
                     Err(e) => v.err(at.clone(), e),
                     Ok(loaded) => {
                         let now = std::time::SystemTime::now()
                             .duration_since(std::time::UNIX_EPOCH)
                             .map_or(0, |d| d.as_secs() as i64);
                         if let Some(end) = loaded.not_after.filter(|end| *end < now) {
-                            let date = crate::telemetry::rfc3339(
+                            let date = crate::wire::time::rfc3339(
                                 std::time::UNIX_EPOCH + Duration::from_secs(end.max(0) as u64),
                             );
                             v.warn(

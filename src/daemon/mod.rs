@@ -5,7 +5,6 @@ pub mod cli;
 mod demo;
 mod notify;
 mod run;
-pub mod trim;
 mod watch;
 
 pub use cli::main;

@@ -3,7 +3,7 @@
 use super::{notify, watch};
 use crate::admin::{self, AdminApi};
 use crate::config::{self, Loaded};
-use crate::runtime::{Server, StartError};
+use crate::control::{Server, StartError};
 use crate::telemetry::metrics::Metrics;
 use std::path::Path;
 use std::sync::Arc;
@@ -219,7 +219,7 @@ pub async fn serve(
     tracing::info!(admin = %admin_bind, generation = 1, "edgelb {} serving", env!("CARGO_PKG_VERSION"));
     notify::ready("serving");
     notify::start_watchdog();
-    super::trim::spawn();
+    crate::trim::spawn();
     crate::proxy::pool::spawn_purger(server.live.clone());
     if let Some(f) = on_ready {
         f();

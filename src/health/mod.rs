@@ -1,9 +1,9 @@
 //! Target health: the ELB states and reasons, the pure state machine, the
-//! shared atomics balancers read, and the active checkers.
+//! shared atomics balancers read, and one check of one target (the tasks
+//! that run them per snapshot are `runtime::checker`'s).
 
-pub mod checker;
 pub mod machine;
-mod probe;
+pub mod probe;
 mod state;
 
 pub use machine::{Outcome, Reason, Thresholds};

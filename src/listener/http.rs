@@ -1,17 +1,14 @@
 //! Serving one client connection of an http listener with hyper: HTTP/1.1 with
 //! keep-alive, and HTTP/2 by prior knowledge when the listener allows it.
 
-use crate::config::Listener;
 use crate::listener::accept::Held;
 use crate::listener::io::{ClientIo, ParkSlot};
 use crate::listener::park::ParkingLot;
 use crate::proxy::body::InFlight;
 use crate::proxy::client::ClientConn;
 use crate::runtime::listener::ListenerRuntime;
-use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
+use hyper_util::rt::TokioIo;
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
@@ -25,46 +22,6 @@ use tokio::net::TcpStream;
 /// On a drain, how long a connection that has not sent its first request yet
 /// is given to start it (it may be on the wire already).
 pub const FIRST_REQUEST_GRACE: Duration = Duration::from_secs(1);
-
-/// Concurrent HTTP/2 streams per client connection.
-const H2_MAX_CONCURRENT_STREAMS: u32 = 128;
-
-/// The hyper server settings of a listener, built once per snapshot: HTTP/1
-/// with HTTP/2 by its preface (used only where the listener allows HTTP/2).
-pub fn http_builder(listener: &Listener) -> auto::Builder<TokioExecutor> {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        // Our ClientIo runs the head deadline (from the first byte, answering 408).
-        .header_read_timeout(None)
-        .max_buf_size(listener.max_header_bytes)
-        // (A client that half-closes after its request still gets its answer:
-        // ClientIo holds its end back while the request is in flight.)
-        .keep_alive(true);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .max_header_list_size(listener.max_header_bytes as u32)
-        .max_concurrent_streams(H2_MAX_CONCURRENT_STREAMS);
-    builder
-}
-
-/// The same HTTP/1 settings as [`http_builder`], HTTP/1 alone: for listeners
-/// without `http2`, and for connections that carried HTTP/1 requests already
-/// (RFC 9113 §3.4: only a connection's first bytes may be the HTTP/2
-/// preface). hyper-util's `serve_connection_with_upgrades` reads the preface
-/// whatever its `http1_only` says, so these connections use hyper's own
-/// HTTP/1 server.
-pub fn http1_builder(listener: &Listener) -> http1::Builder {
-    let mut builder = http1::Builder::new();
-    builder
-        .timer(TokioTimer::new())
-        .header_read_timeout(None)
-        .max_buf_size(listener.max_header_bytes)
-        .keep_alive(true);
-    builder
-}
 
 pin_project_lite::pin_project! {
     /// A connection served by either builder.

@@ -272,7 +272,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for ClientIo<S> {
                     if this.phase == Phase::Idle && this.park_timer {
                         // End of stream for hyper; the stream itself lives on.
                         this.parked = true;
-                        crate::daemon::trim::freed(PARKING_FREES_KIB);
+                        crate::trim::freed(PARKING_FREES_KIB);
                         return Poll::Ready(Ok(()));
                     }
                     if this.phase == Phase::Head {

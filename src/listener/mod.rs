@@ -15,8 +15,8 @@ pub(crate) mod park;
 mod set;
 mod spread;
 
+pub use crate::runtime::listener::{http_builder, http1_builder};
 pub use accept::bind;
-pub use http::{http_builder, http1_builder};
 pub use set::{ListenerSet, Prepared, drain};
 
 pub use crate::proxy::client::ClientConn;

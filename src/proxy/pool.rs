@@ -200,11 +200,11 @@ impl ConnPool {
     pub fn purge(&self, now: Instant) {
         for idle in &self.idle {
             let closed = Self::purge_list(&mut idle.lock().unwrap_or_else(|e| e.into_inner()), now);
-            crate::daemon::trim::freed(closed as u64 * CONN_KIB);
+            crate::trim::freed(closed as u64 * CONN_KIB);
         }
         for idle in &self.raw {
             let closed = Self::purge_list(&mut idle.lock().unwrap_or_else(|e| e.into_inner()), now);
-            crate::daemon::trim::freed(closed as u64 * RAW_CONN_KIB);
+            crate::trim::freed(closed as u64 * RAW_CONN_KIB);
         }
     }
 

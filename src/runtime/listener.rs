@@ -1,13 +1,14 @@
 //! A listener as one snapshot sees it: its settings, its routing, its handles.
 
 use crate::balance::cookie::CookieKeys;
-use crate::config::ListenerProtocol;
+use crate::config::{Listener, ListenerProtocol};
 use crate::route;
 use crate::runtime::target::GroupRuntime;
 use crate::telemetry::metrics::{ListenerMetrics, UnroutedMetrics};
 use crate::wire::forwarded::ForwardedFor;
 use http::HeaderValue;
-use hyper_util::rt::TokioExecutor;
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use hyper_util::server::conn::auto;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -90,4 +91,44 @@ impl ListenerRuntime {
             port: port.clone(),
         }
     }
+}
+
+/// Concurrent HTTP/2 streams per client connection.
+const H2_MAX_CONCURRENT_STREAMS: u32 = 128;
+
+/// The hyper server settings of a listener, built once per snapshot: HTTP/1
+/// with HTTP/2 by its preface (used only where the listener allows HTTP/2).
+pub fn http_builder(listener: &Listener) -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        // Our ClientIo runs the head deadline (from the first byte, answering 408).
+        .header_read_timeout(None)
+        .max_buf_size(listener.max_header_bytes)
+        // (A client that half-closes after its request still gets its answer:
+        // ClientIo holds its end back while the request is in flight.)
+        .keep_alive(true);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(listener.max_header_bytes as u32)
+        .max_concurrent_streams(H2_MAX_CONCURRENT_STREAMS);
+    builder
+}
+
+/// The same HTTP/1 settings as [`http_builder`], HTTP/1 alone: for listeners
+/// without `http2`, and for connections that carried HTTP/1 requests already
+/// (RFC 9113 §3.4: only a connection's first bytes may be the HTTP/2
+/// preface). hyper-util's `serve_connection_with_upgrades` reads the preface
+/// whatever its `http1_only` says, so these connections use hyper's own
+/// HTTP/1 server.
+pub fn http1_builder(listener: &Listener) -> http1::Builder {
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(None)
+        .max_buf_size(listener.max_header_bytes)
+        .keep_alive(true);
+    builder
 }

@@ -125,7 +125,7 @@ fn write_loop(mut sink: Sink, lines: Receiver<String>, reopen: Arc<AtomicBool>) 
 
 /// RFC 3339 with microseconds, for log times.
 pub fn log_time(t: SystemTime) -> String {
-    let base = super::rfc3339(t);
+    let base = crate::wire::time::rfc3339(t);
     let micros = t
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.subsec_micros());

@@ -5,6 +5,4 @@
 
 pub mod access_log;
 pub mod metrics;
-mod time;
-
-pub use time::rfc3339;
+pub use crate::wire::time::rfc3339;

@@ -1,11 +1,10 @@
-//! TLS with rustls (ring provider): certificates from PEM files, SNI selection,
+//! TLS with rustls (ring provider): SNI selection (certificates are read from
+//! PEM files by `config::certs`),
 //! listener configurations, and the client side towards https targets.
 
-pub mod certs;
 pub mod client;
-mod der;
 pub mod server;
 pub mod stream;
 
-pub use certs::{LoadedCert, load};
+pub use crate::config::certs::{LoadedCert, load};
 pub use stream::{TargetStream, TargetTls};

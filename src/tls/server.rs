@@ -1,8 +1,8 @@
 //! The server side of TLS: a certificate resolver choosing by SNI, and the
 //! rustls configuration of an https or tls listener.
 
-use super::certs::{LoadedCert, covers};
 use crate::config::TlsPolicy;
+use crate::config::certs::{LoadedCert, covers};
 use rustls::server::{ClientHello, ProducesTickets, ResolvesServerCert, StoresServerSessions};
 use rustls::sign::CertifiedKey;
 use rustls::{ServerConfig, version};

@@ -12,3 +12,4 @@ pub mod forwarded;
 pub mod request;
 pub mod response;
 pub mod rewrite;
+pub mod time;

@@ -56,7 +56,7 @@ pub async fn serve<S: ClientStream>(
         conn::End::Park(idle_left) => {
             if let (Some(lot), Ok(socket)) = (lot, stream.into_parkable()) {
                 drop(buf);
-                crate::daemon::trim::freed(20);
+                crate::trim::freed(20);
                 lot.park(socket, conn.peer, idle_left, held);
             }
         }

@@ -1,4 +1,5 @@
-//! RFC 3339 timestamps for the admin API (UTC, second precision).
+//! RFC 3339 timestamps (UTC, second precision): the admin API, the access
+//! log and the configuration's certificate warnings.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 

@@ -1,9 +1,9 @@
 //! The active checkers: one task per target of every group a listener uses,
 //! started with a snapshot and stopped when the next one replaces it.
 
-use super::machine::Outcome;
-use super::probe::{HttpProbe, ProbeSpec, probe};
 use crate::config::{GroupProtocol, HealthPort};
+use crate::health::Outcome;
+use crate::health::probe::{HttpProbe, ProbeSpec, probe};
 use crate::runtime::target::GroupRuntime;
 use http::HeaderValue;
 use std::hash::{BuildHasher, Hasher};

@@ -2,16 +2,16 @@
 //! reloads and shuts it down. Reloads are serialised; each either swaps a whole
 //! new snapshot in or changes nothing.
 
-use super::Live;
-use super::registry::{Refusal, Registry};
-use super::resolve::Resolved;
-use super::resolve::resolve_targets;
-use super::snapshot::{BuildContext, DrainingTarget, Snapshot, build, used_groups};
 use crate::balance::cookie::CookieKeys;
 use crate::config::{self, Config, ConfigError, Loaded};
 use crate::health::HealthState;
-use crate::health::checker::Checkers;
 use crate::listener::{self, ListenerSet};
+use crate::runtime::Live;
+use crate::runtime::checker::Checkers;
+use crate::runtime::registry::{Refusal, Registry};
+use crate::runtime::resolve::Resolved;
+use crate::runtime::resolve::resolve_targets;
+use crate::runtime::snapshot::{BuildContext, DrainingTarget, Snapshot, build, used_groups};
 use crate::telemetry::access_log::AccessLog;
 use crate::telemetry::metrics::Metrics;
 use crate::tls::server::SessionState;
