@@ -16,5 +16,6 @@ pub mod runtime;
 pub mod telemetry;
 pub mod tls;
 pub mod trim;
+pub mod upstream;
 pub mod wire;
 pub mod workers;

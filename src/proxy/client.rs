@@ -74,3 +74,9 @@ impl ClientConn {
         index >= self.ambiguous_from.load(Ordering::Relaxed)
     }
 }
+
+impl crate::upstream::request_body::FramingVerdict for ClientConn {
+    fn is_ambiguous(&self, index: u64) -> bool {
+        ClientConn::is_ambiguous(self, index)
+    }
+}

@@ -12,7 +12,6 @@ use crate::proxy::pool::{self, MAX_STALE_RETRIES, TargetConn};
 use crate::proxy::raw::{self, HeadError, RawBody, RawRelease};
 use crate::proxy::record::RequestRecord;
 use crate::proxy::respond::lb_error;
-use crate::proxy::sent::{TargetTimeout, within_request_timeout};
 use crate::route::RequestView;
 use crate::route::redirect::{BadRedirect, RedirectSource};
 use crate::route::request::strip_port;
@@ -20,6 +19,7 @@ use crate::runtime::listener::ListenerRuntime;
 use crate::runtime::listener::{GroupChoice, RouteAction};
 use crate::runtime::sticky::Bound;
 use crate::runtime::target::OutstandingGuard;
+use crate::upstream::sent::{TargetTimeout, within_request_timeout};
 use bytes::{Bytes, BytesMut};
 use http::header;
 use http::{Method, Request, Response, StatusCode};
@@ -288,7 +288,7 @@ async fn forward(
             body,
             body_limit,
             stall_timeout,
-            BodyFraming::new(conn, index),
+            BodyFraming::new(conn.clone(), index),
         ),
     );
     let upgrade = wants_upgrade(req.headers(), req.version());

@@ -12,6 +12,4 @@ pub mod proxy_protocol;
 pub mod raw;
 pub mod record;
 pub mod respond;
-pub mod sent;
-pub mod stall;
 pub mod tcp;

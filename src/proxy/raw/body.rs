@@ -1,8 +1,8 @@
 //! A target's response body read straight off its socket into frames.
 
 use super::{READ_SIZE, poll_read_buf};
-use crate::proxy::stall::StallTimer;
 use crate::runtime::target::{GroupRuntime, OutstandingGuard};
+use crate::upstream::stall::StallTimer;
 use crate::wire::chunked::ChunkedScan;
 use crate::wire::response::Framing;
 use bytes::{Buf, Bytes, BytesMut};
