@@ -1,6 +1,7 @@
 //! Header rewriting between client and target: hop-by-hop headers out,
 //! X-Forwarded-* and X-Request-Id in.
 
+use crate::wire::connection::{Token, tokens};
 pub use crate::wire::forwarded::{
     ForwardedFor, aliases_own_header, new_request_id, new_request_id_bytes,
 };
@@ -69,12 +70,16 @@ pub fn wants_upgrade(headers: &HeaderMap, version: Version) -> bool {
         && headers
             .get_all(header::CONNECTION)
             .iter()
-            .any(|v| has_token(v.as_bytes(), b"upgrade"))
+            .any(|v| names_upgrade(v.as_bytes()))
 }
 
 fn has_token(list: &[u8], token: &[u8]) -> bool {
     list.split(|&b| b == b',')
         .any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
+}
+
+fn names_upgrade(value: &[u8]) -> bool {
+    tokens(value).any(|t| t == Token::Upgrade)
 }
 
 /// Removes hop-by-hop headers, including those the `Connection` header names.
@@ -97,16 +102,10 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
             {
                 continue;
             }
-            for token in v.as_bytes().split(|&b| b == b',') {
-                let token = token.trim_ascii();
-                if token.eq_ignore_ascii_case(b"close")
-                    || token.eq_ignore_ascii_case(b"keep-alive")
-                    || token.eq_ignore_ascii_case(b"upgrade")
-                    || token.is_empty()
+            for token in tokens(v.as_bytes()) {
+                if let Token::Other(token) = token
+                    && let Ok(name) = HeaderName::from_bytes(token)
                 {
-                    continue;
-                }
-                if let Ok(name) = HeaderName::from_bytes(token) {
                     named.push(name);
                 }
             }

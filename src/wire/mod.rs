@@ -7,6 +7,7 @@
 //! sockets (`proxy::raw`) both use it.
 
 pub mod chunked;
+pub mod connection;
 pub mod date;
 pub mod forwarded;
 pub mod request;

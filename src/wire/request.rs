@@ -7,6 +7,8 @@
 //! is left to hyper with the bytes read so far, so it gets the same answer as
 //! before the fast path existed.
 
+use super::connection::Token;
+
 /// Longest request target accepted (nginx's default large header buffer);
 /// longer ones get 414. Heads over `max_header_bytes` get 431 before this.
 pub const MAX_URI_BYTES: usize = 8192;
@@ -93,13 +95,12 @@ pub fn parse<'b>(
                 body_len = Some(digits.iter().fold(0u64, |n, d| n * 10 + (d - b'0') as u64));
             }
             Name::Connection => {
-                for token in h.value.split(|&b| b == b',') {
-                    let token = token.trim_ascii();
-                    if token.eq_ignore_ascii_case(b"close") {
-                        close = true;
-                    } else if !token.eq_ignore_ascii_case(b"keep-alive") {
+                for token in super::connection::tokens(h.value) {
+                    match token {
+                        Token::Close => close = true,
+                        Token::KeepAlive => {}
                         // Upgrades, and headers named hop-by-hop.
-                        return Parsed::Unusual;
+                        Token::Upgrade | Token::Other(_) => return Parsed::Unusual,
                     }
                 }
             }

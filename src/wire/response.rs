@@ -1,6 +1,8 @@
 //! A target's response head read in place, and the head the client gets:
 //! hop-by-hop headers out, framing made explicit, `Date` added when missing.
 
+use super::connection::Token;
+
 /// A target's response head larger than this is refused (502), as HAProxy's
 /// 16 KiB buffer and nginx's `proxy_buffer_size` do; it also caps hyper's read
 /// buffer for response bodies (streamed in reads of up to this size).
@@ -213,15 +215,19 @@ impl<'h> HeadFacts<'h> {
             match h.name.len() {
                 4 if h.name.eq_ignore_ascii_case("date") => has_date = true,
                 10 if h.name.eq_ignore_ascii_case("connection") => {
-                    for token in h.value.split(|&b| b == b',') {
-                        let token = token.trim_ascii();
-                        if token.eq_ignore_ascii_case(b"close") {
-                            keep_alive = false;
-                        } else if token.eq_ignore_ascii_case(b"keep-alive") {
-                            keep_alive = keep_alive || version == 0;
-                        } else if !token.is_empty() && n_listed < listed.len() {
-                            listed[n_listed] = token;
-                            n_listed += 1;
+                    for token in super::connection::tokens(h.value) {
+                        match token {
+                            Token::Close => keep_alive = false,
+                            Token::KeepAlive => keep_alive = keep_alive || version == 0,
+                            Token::Upgrade if n_listed < listed.len() => {
+                                listed[n_listed] = b"upgrade";
+                                n_listed += 1;
+                            }
+                            Token::Other(name) if n_listed < listed.len() => {
+                                listed[n_listed] = name;
+                                n_listed += 1;
+                            }
+                            Token::Upgrade | Token::Other(_) => {}
                         }
                     }
                 }

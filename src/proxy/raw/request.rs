@@ -1,6 +1,7 @@
 //! The head a target gets for a body-less request hyper's server took.
 
 use crate::proxy::headers::{ForwardedFor, X_FORWARDED_FOR, X_REQUEST_ID, aliases_own_header};
+use crate::wire::connection::{Token, tokens};
 use crate::wire::response::is_hop_by_hop;
 use crate::wire::rewrite::forwarded_lines;
 use http::header::HeaderValue;
@@ -18,12 +19,8 @@ use http::{Method, Version};
 pub fn target_head<B>(req: &http::Request<B>, fwd: &ForwardedFor) -> Option<TargetHead> {
     let headers = req.headers();
     for value in headers.get_all(http::header::CONNECTION) {
-        let names_others = value.as_bytes().split(|&b| b == b',').any(|t| {
-            let t = t.trim_ascii();
-            !(t.is_empty()
-                || t.eq_ignore_ascii_case(b"keep-alive")
-                || t.eq_ignore_ascii_case(b"close"))
-        });
+        let names_others =
+            tokens(value.as_bytes()).any(|t| matches!(t, Token::Upgrade | Token::Other(_)));
         if names_others {
             return None;
         }
