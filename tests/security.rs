@@ -214,14 +214,7 @@ async fn a_stalled_chunked_body_is_408_and_never_the_targets_failure() {
 async fn a_slow_http2_upload_is_not_the_targets_failure() {
     let target = RawTarget::start().await;
     let (lb, listen) = start(true, &target, "", "request_timeout = \"1s\"").await;
-    let stream = TcpStream::connect(listen).await.unwrap();
-    let (mut sender, conn) = hyper::client::conn::http2::handshake(
-        hyper_util::rt::TokioExecutor::new(),
-        hyper_util::rt::TokioIo::new(stream),
-    )
-    .await
-    .unwrap();
-    tokio::spawn(conn);
+    let mut sender = h2c(listen).await;
     let (tx, body) = Trickle::new();
     let req = http::Request::post(format!("http://x:{}/up", listen.port()))
         .body(body)
@@ -241,6 +234,24 @@ async fn a_slow_http2_upload_is_not_the_targets_failure() {
     let got = target.requests();
     assert!(text(&got[0]).contains("abcdef") || text(&got[0]).contains("1\r\nf\r\n0\r\n\r\n"));
     assert_not_blamed(&lb, "slow HTTP/2 upload").await;
+}
+
+/// An HTTP/2 client connection by prior knowledge to `listen`.
+async fn h2c<B>(listen: SocketAddr) -> hyper::client::conn::http2::SendRequest<B>
+where
+    B: http_body::Body + Send + Unpin + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let stream = TcpStream::connect(listen).await.unwrap();
+    let (sender, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(stream),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    sender
 }
 
 /// A request body fed by a channel, of no declared length.
@@ -309,14 +320,7 @@ conditions = { headers = { "x-canary" = ["1"] } }
 action = { fixed_response = { status = 403, content_type = "text/plain", body = "no" } }
 "#;
     let (lb, listen) = start(true, &target, rules, "").await;
-    let stream = TcpStream::connect(listen).await.unwrap();
-    let (mut sender, conn) = hyper::client::conn::http2::handshake(
-        hyper_util::rt::TokioExecutor::new(),
-        hyper_util::rt::TokioIo::new(stream),
-    )
-    .await
-    .unwrap();
-    tokio::spawn(conn);
+    let mut sender = h2c(listen).await;
     for (name, value) in [
         ("host", "\tinternal.example"),
         ("host", "internal.example "),
@@ -503,14 +507,7 @@ async fn get_and_head_bodies_of_unknown_length_reach_the_target() {
     // HTTP/2: DATA without content-length.
     let target = RawTarget::start().await;
     let (_lb, listen) = start(true, &target, "", "").await;
-    let stream = TcpStream::connect(listen).await.unwrap();
-    let (mut sender, conn) = hyper::client::conn::http2::handshake(
-        hyper_util::rt::TokioExecutor::new(),
-        hyper_util::rt::TokioIo::new(stream),
-    )
-    .await
-    .unwrap();
-    tokio::spawn(conn);
+    let mut sender = h2c(listen).await;
     let (tx, body) = Trickle::new();
     let req = http::Request::get(format!("http://x:{}/g2", listen.port()))
         .body(body)

@@ -96,19 +96,9 @@ pub enum AdminBind {
 /// How long `run --upgrade` waits for the old process to free the admin address.
 pub const UPGRADE_ADMIN_WAIT: Duration = Duration::from_secs(600);
 
-/// Binds the admin address for this process alone.
+/// Binds the admin address for this process alone (no SO_REUSEPORT).
 fn bind_admin(addr: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
-    let socket = socket2::Socket::new(
-        socket2::Domain::for_address(addr),
-        socket2::Type::STREAM,
-        Some(socket2::Protocol::TCP),
-    )?;
-    // SO_REUSEADDR (TIME_WAIT only), never SO_REUSEPORT.
-    socket.set_reuse_address(true)?;
-    socket.set_nonblocking(true)?;
-    socket.bind(&addr.into())?;
-    socket.listen(1024)?;
-    tokio::net::TcpListener::from_std(socket.into())
+    tokio::net::TcpListener::from_std(crate::listener::accept::bind_socket(addr, false)?)
 }
 
 /// Runs until SIGTERM/SIGINT; `on_ready` is told once everything is bound.

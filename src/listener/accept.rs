@@ -29,13 +29,21 @@ pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
 
 /// As [`bind`], not yet registered with a runtime (a worker registers its own).
 pub fn bind_std(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
+    bind_socket(addr, true)
+}
+
+/// A listening socket on `addr`: SO_REUSEADDR always, SO_REUSEPORT when
+/// `shared` (the listeners; never the admin address, which one process holds).
+pub fn bind_socket(addr: SocketAddr, shared: bool) -> io::Result<std::net::TcpListener> {
     let socket = socket2::Socket::new(
         socket2::Domain::for_address(addr),
         socket2::Type::STREAM,
         Some(socket2::Protocol::TCP),
     )?;
     socket.set_reuse_address(true)?;
-    socket.set_reuse_port(true)?;
+    if shared {
+        socket.set_reuse_port(true)?;
+    }
     socket.set_nonblocking(true)?;
     socket.bind(&addr.into())?;
     socket.listen(BACKLOG as i32)?;
