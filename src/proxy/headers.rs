@@ -5,6 +5,8 @@ use crate::wire::connection::{Token, tokens};
 pub use crate::wire::forwarded::{
     ForwardedFor, aliases_own_header, new_request_id, new_request_id_bytes,
 };
+use crate::wire::response::is_hop_by_hop;
+use crate::wire::rewrite::{Fate, fate};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::uri::{PathAndQuery, Uri};
 use http::{Request, Version};
@@ -18,19 +20,6 @@ pub static X_FORWARDED_PORT: HeaderName = HeaderName::from_static("x-forwarded-p
 /// `X-Request-Id`.
 pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-/// Hop-by-hop headers of RFC 9110 §7.6.1 (and the old `Proxy-Connection`):
-/// they describe one connection and are never forwarded.
-static HOP_BY_HOP: [HeaderName; 8] = [
-    header::CONNECTION,
-    HeaderName::from_static("keep-alive"),
-    HeaderName::from_static("proxy-connection"),
-    header::PROXY_AUTHENTICATE,
-    header::TE,
-    header::TRAILER,
-    header::TRANSFER_ENCODING,
-    header::UPGRADE,
-];
-
 /// The size of a set of header lines as they are on the wire (`name: value`
 /// CRLF each). hyper bounds a head only by its read buffer, which one large
 /// read can overshoot; this makes the limits exact.
@@ -39,21 +28,6 @@ pub fn header_bytes(headers: &HeaderMap) -> usize {
         .iter()
         .map(|(name, value)| name.as_str().len() + value.len() + 4)
         .sum()
-}
-
-/// Removes the headers [`aliases_own_header`] names.
-fn strip_aliases(headers: &mut HeaderMap) {
-    if !headers.keys().any(|n| aliases_own_header(n.as_str())) {
-        return;
-    }
-    let names: Vec<HeaderName> = headers
-        .keys()
-        .filter(|n| aliases_own_header(n.as_str()))
-        .cloned()
-        .collect();
-    for name in names {
-        headers.remove(name);
-    }
 }
 
 /// Whether the request asks to switch protocols (WebSocket and friends): an
@@ -82,63 +56,49 @@ fn names_upgrade(value: &[u8]) -> bool {
     tokens(value).any(|t| t == Token::Upgrade)
 }
 
-/// Removes hop-by-hop headers, including those the `Connection` header names.
-/// With `keep_upgrade`, `Upgrade` and `Connection: upgrade` stay.
+/// Removes hop-by-hop headers (`wire::response::is_hop_by_hop`), including
+/// those the `Connection` header names. With `keep_upgrade`, `Upgrade` and
+/// `Connection: upgrade` stay.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
-    // One scan over the names present (a string match each), then work only
-    // for those found: usually none, or just `connection`.
-    let mut found = 0u16;
-    for name in headers.keys() {
-        if let Some(i) = hop_by_hop_index(name.as_str()) {
-            found |= 1 << i;
-        }
-    }
-    if found & 1 != 0 {
-        // Names listed in Connection are hop-by-hop too (rare: only allocate then).
-        let mut named: Vec<HeaderName> = Vec::new();
-        for v in headers.get_all(header::CONNECTION) {
-            if v.as_bytes().eq_ignore_ascii_case(b"keep-alive")
-                || v.as_bytes().eq_ignore_ascii_case(b"close")
-            {
-                continue;
-            }
-            for token in tokens(v.as_bytes()) {
-                if let Token::Other(token) = token
-                    && let Ok(name) = HeaderName::from_bytes(token)
-                {
-                    named.push(name);
-                }
-            }
-        }
-        for name in named {
-            if !is_protected(&name) {
-                headers.remove(name);
-            }
-        }
-    }
-    for (i, name) in HOP_BY_HOP.iter().enumerate() {
-        if found & (1 << i) != 0 && !(keep_upgrade && name == header::UPGRADE) {
-            headers.remove(name);
-        }
-    }
+    drop_connection_named(headers);
+    remove_where(headers, |n| {
+        is_hop_by_hop(n) && !(keep_upgrade && n == header::UPGRADE.as_str())
+    });
     if keep_upgrade {
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
     }
 }
 
-/// The index in [`HOP_BY_HOP`] of a header name, if it is hop-by-hop.
-fn hop_by_hop_index(name: &str) -> Option<usize> {
-    Some(match name {
-        "connection" => 0,
-        "keep-alive" => 1,
-        "proxy-connection" => 2,
-        "proxy-authenticate" => 3,
-        "te" => 4,
-        "trailer" => 5,
-        "transfer-encoding" => 6,
-        "upgrade" => 7,
-        _ => return None,
-    })
+/// Removes every header whose name `drops` picks: one scan over the names
+/// when none does (the usual case), one more per name removed.
+fn remove_where(headers: &mut HeaderMap, drops: impl Fn(&str) -> bool) {
+    while let Some(name) = headers.keys().find(|n| drops(n.as_str())).cloned() {
+        headers.remove(&name);
+    }
+}
+
+/// Removes the headers the `Connection` header names (RFC 9110 §7.6.1),
+/// except those edgelb writes itself.
+fn drop_connection_named(headers: &mut HeaderMap) {
+    if !headers.contains_key(header::CONNECTION) {
+        return;
+    }
+    // Rare: only allocate when a header is named.
+    let mut named: Vec<HeaderName> = Vec::new();
+    for v in headers.get_all(header::CONNECTION) {
+        for token in tokens(v.as_bytes()) {
+            if let Token::Other(token) = token
+                && let Ok(name) = HeaderName::from_bytes(token)
+            {
+                named.push(name);
+            }
+        }
+    }
+    for name in named {
+        if !is_protected(&name) {
+            headers.remove(name);
+        }
+    }
 }
 
 /// Headers a client may not get removed by naming them in `Connection`.
@@ -172,8 +132,15 @@ pub fn prepare_request<B>(req: &mut Request<B>, fwd: &ForwardedFor, upgrade: boo
     {
         headers.insert(header::HOST, v);
     }
-    strip_hop_by_hop(headers, upgrade);
-    strip_aliases(headers);
+    // As the written paths do (`wire::rewrite::fate`), plus the headers the
+    // client's `Connection` names.
+    drop_connection_named(headers);
+    remove_where(headers, |n| {
+        fate(n) == Fate::Drop && !(upgrade && n == header::UPGRADE.as_str())
+    });
+    if upgrade {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    }
     append_forwarded_for(headers, &fwd.client_ip);
     headers.insert(X_FORWARDED_PROTO.clone(), fwd.proto.clone());
     headers.insert(X_FORWARDED_PORT.clone(), fwd.port.clone());
@@ -212,15 +179,6 @@ mod tests {
             proto: HeaderValue::from_static("http"),
             port: HeaderValue::from_static("8080"),
         }
-    }
-
-    #[test]
-    fn the_name_match_and_the_hop_by_hop_list_agree() {
-        for (i, name) in HOP_BY_HOP.iter().enumerate() {
-            assert_eq!(hop_by_hop_index(name.as_str()), Some(i), "{name}");
-        }
-        assert_eq!(hop_by_hop_index("content-length"), None);
-        assert_eq!(hop_by_hop_index("x-upgrade"), None);
     }
 
     #[test]

@@ -28,8 +28,6 @@ pub struct RequestHead<'b> {
     pub len: usize,
     /// `Connection: close`: the connection ends after this response.
     pub close: bool,
-    /// The client sent an `X-Request-Id` (it is kept).
-    pub has_request_id: bool,
     /// The body's length (`Content-Length`; 0 without one).
     pub body_len: u64,
 }
@@ -71,7 +69,6 @@ pub fn parse<'b>(
     let mut size = method.len() + target.len() + 12;
     let mut host = None;
     let mut close = false;
-    let mut has_request_id = false;
     let mut body_len = None;
     for h in headers {
         size += h.name.len() + h.value.len() + 4;
@@ -104,7 +101,6 @@ pub fn parse<'b>(
                     }
                 }
             }
-            Name::RequestId => has_request_id = true,
             Name::Unusual => return Parsed::Unusual,
         }
     }
@@ -121,7 +117,6 @@ pub fn parse<'b>(
         headers,
         len,
         close,
-        has_request_id,
         body_len: body_len.unwrap_or(0),
     })
 }
@@ -159,7 +154,6 @@ enum Name {
     Host,
     ContentLength,
     Connection,
-    RequestId,
     /// A body, an upgrade or an expectation: hyper's path.
     Unusual,
 }
@@ -171,7 +165,6 @@ fn classify(name: &str) -> Name {
         6 if name.eq_ignore_ascii_case("expect") => Name::Unusual,
         7 if name.eq_ignore_ascii_case("upgrade") => Name::Unusual,
         10 if name.eq_ignore_ascii_case("connection") => Name::Connection,
-        12 if name.eq_ignore_ascii_case("x-request-id") => Name::RequestId,
         13 if name.eq_ignore_ascii_case("http2-settings") => Name::Unusual,
         14 if name.eq_ignore_ascii_case("content-length") => Name::ContentLength,
         17 if name.eq_ignore_ascii_case("transfer-encoding") => Name::Unusual,
@@ -185,15 +178,11 @@ fn classify(name: &str) -> Name {
 mod tests {
     use super::*;
 
-    fn parsed(head: &str) -> Option<(String, bool, bool)> {
+    fn parsed(head: &str) -> Option<(String, bool)> {
         let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
         match parse(head.as_bytes(), &mut slots, 8192) {
-            Parsed::Complete(h) => Some((
-                String::from_utf8(h.target.to_vec()).unwrap(),
-                h.close,
-                h.has_request_id,
-            )),
-            Parsed::Partial => Some(("partial".into(), false, false)),
+            Parsed::Complete(h) => Some((String::from_utf8(h.target.to_vec()).unwrap(), h.close)),
+            Parsed::Partial => Some(("partial".into(), false)),
             Parsed::Unusual => None,
         }
     }
@@ -202,17 +191,17 @@ mod tests {
     fn common_requests_are_served() {
         assert_eq!(
             parsed("GET /a?b=1 HTTP/1.1\r\nHost: x\r\n\r\n"),
-            Some(("/a?b=1".into(), false, false))
+            Some(("/a?b=1".into(), false))
         );
         assert_eq!(
             parsed(
                 "DELETE /a HTTP/1.1\r\nhost: x\r\nConnection: Close\r\nX-Request-Id: 7\r\ncontent-length: 0\r\n\r\n"
             ),
-            Some(("/a".into(), true, true))
+            Some(("/a".into(), true))
         );
         assert_eq!(
             parsed("GET / HTTP/1.1\r\nHost: x\r\n"),
-            Some(("partial".into(), false, false))
+            Some(("partial".into(), false))
         );
     }
 

@@ -1,66 +1,108 @@
-//! The request head a target gets, written straight from the client's head:
-//! hop-by-hop headers out, `X-Forwarded-*` and `X-Request-Id` in, the rest as
-//! the client sent it (names keep their case, as nginx and HAProxy keep them).
+//! The request head a target gets, written from the client's: what happens
+//! to each client header ([`fate`]: hop-by-hop and look-alikes out, the
+//! client's `X-Forwarded-For` values kept in front of its address), and the
+//! head itself ([`target_head`]) written straight from the client's header
+//! lines, whichever stack parsed them (names keep their case, as nginx and
+//! HAProxy keep them). hyper's client path applies the same [`fate`] to a
+//! header map (`proxy::headers::prepare_request`).
 
-use super::forwarded::{ForwardedFor, new_request_id_bytes};
-use super::request::RequestHead;
+use super::forwarded::{ForwardedFor, aliases_own_header, new_request_id_bytes};
 use super::response::is_hop_by_hop;
 
-/// Writes the target's request head for `head` into `out`; the request id it
-/// made, when the client sent none.
-pub fn target_head(
-    out: &mut Vec<u8>,
-    head: &RequestHead<'_>,
-    fwd: &ForwardedFor,
-) -> Option<[u8; 32]> {
-    out.clear();
-    out.extend_from_slice(head.method.as_bytes());
-    out.push(b' ');
-    out.extend_from_slice(head.target);
-    out.extend_from_slice(b" HTTP/1.1\r\n");
-    let mut forwarded_for = 0;
-    for h in head.headers {
-        if is_hop_by_hop(h.name) {
-            continue;
-        }
-        if h.name.len() > 12 && h.name.as_bytes()[..12].eq_ignore_ascii_case(b"x-forwarded-") {
-            let rest = &h.name[12..];
-            if rest.eq_ignore_ascii_case("for") {
-                forwarded_for += 1;
-                continue;
-            }
-            if rest.eq_ignore_ascii_case("proto") || rest.eq_ignore_ascii_case("port") {
-                continue;
-            }
-        }
-        out.extend_from_slice(h.name.as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(h.value);
-        out.extend_from_slice(b"\r\n");
-    }
-    let earlier = head
-        .headers
-        .iter()
-        .filter(|h| forwarded_for > 0 && h.name.eq_ignore_ascii_case("x-forwarded-for"))
-        .map(|h| h.value);
-    let made = forwarded_lines(out, earlier, fwd, head.has_request_id);
-    out.extend_from_slice(b"\r\n");
-    made
+/// What a client header becomes in the request a target gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fate {
+    /// Passed on as the client sent it.
+    Keep,
+    /// Passed on; the client named its request (no id is made).
+    RequestId,
+    /// Its values go in front of the client's address in edgelb's one
+    /// `X-Forwarded-For` line.
+    ForwardedFor,
+    /// Left out: hop-by-hop (RFC 9110 §7.6.1), replaced by edgelb's own
+    /// (`X-Forwarded-Proto`, `-Port`), or an underscore spelling of one of
+    /// edgelb's own headers ([`aliases_own_header`]).
+    Drop,
 }
 
-/// Writes the `X-Forwarded-*` lines (the client's own `X-Forwarded-For` values
-/// `earlier` first, then its address: one line) and an `X-Request-Id` line when
-/// the client sent none; the id made.
-pub fn forwarded_lines<'v>(
+/// The [`Fate`] of a client header named `name` (any case). Headers the
+/// client's `Connection` names are the caller's concern: the written paths
+/// take no such request, the header-map path drops them.
+#[inline]
+pub fn fate(name: &str) -> Fate {
+    let is = |n: &str| name.eq_ignore_ascii_case(n);
+    // Cheap first cut on the length: most names are none of these.
+    match name.len() {
+        12 if is("x-request-id") => Fate::RequestId,
+        15 if is("x-forwarded-for") => Fate::ForwardedFor,
+        16 if is("x-forwarded-port") => Fate::Drop,
+        17 if is("x-forwarded-proto") => Fate::Drop,
+        12 | 15..=17 if aliases_own_header(name) => Fate::Drop,
+        _ if is_hop_by_hop(name) => Fate::Drop,
+        _ => Fate::Keep,
+    }
+}
+
+/// The first line of a target's request head, and what is written besides
+/// the client's headers.
+pub struct RequestLine<'a> {
+    pub method: &'a [u8],
+    /// Origin form: `/path?query`.
+    pub target: &'a [u8],
+    /// A `Host` written first in place of the client's (an HTTP/2 request's
+    /// authority); `None` keeps the client's.
+    pub host: Option<&'a [u8]>,
+    /// Lines written last, each ending in CRLF (`content-length: 0`).
+    pub extra: &'a [u8],
+}
+
+/// Writes the target's HTTP/1.1 request head into `out`: `line`, the
+/// client's headers (from `headers`, called once more only when the client
+/// sent an `X-Forwarded-For`) each as [`fate`] says, `X-Forwarded-*` and an
+/// `X-Request-Id` when the client sent none. Returns the id made.
+pub fn target_head<'v, I>(
     out: &mut Vec<u8>,
-    earlier: impl Iterator<Item = &'v [u8]>,
+    line: &RequestLine<'_>,
+    headers: impl Fn() -> I,
     fwd: &ForwardedFor,
-    has_request_id: bool,
-) -> Option<[u8; 32]> {
-    out.extend_from_slice(b"x-forwarded-for: ");
-    for value in earlier {
+) -> Option<[u8; 32]>
+where
+    I: Iterator<Item = (&'v str, &'v [u8])>,
+{
+    out.clear();
+    out.extend_from_slice(line.method);
+    out.push(b' ');
+    out.extend_from_slice(line.target);
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    if let Some(host) = line.host {
+        out.extend_from_slice(b"host: ");
+        out.extend_from_slice(host);
+        out.extend_from_slice(b"\r\n");
+    }
+    let mut forwarded_for = false;
+    let mut has_request_id = false;
+    for (name, value) in headers() {
+        match fate(name) {
+            Fate::Keep if line.host.is_some() && name.eq_ignore_ascii_case("host") => continue,
+            Fate::Keep => {}
+            Fate::RequestId => has_request_id = true,
+            Fate::ForwardedFor => {
+                forwarded_for = true;
+                continue;
+            }
+            Fate::Drop => continue,
+        }
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(b": ");
         out.extend_from_slice(value);
-        out.extend_from_slice(b", ");
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"x-forwarded-for: ");
+    if forwarded_for {
+        for (_, value) in headers().filter(|(n, _)| fate(n) == Fate::ForwardedFor) {
+            out.extend_from_slice(value);
+            out.extend_from_slice(b", ");
+        }
     }
     out.extend_from_slice(fwd.client_ip.as_bytes());
     out.extend_from_slice(b"\r\nx-forwarded-proto: ");
@@ -74,6 +116,8 @@ pub fn forwarded_lines<'v>(
         out.extend_from_slice(id);
         out.extend_from_slice(b"\r\n");
     }
+    out.extend_from_slice(line.extra);
+    out.extend_from_slice(b"\r\n");
     made
 }
 
@@ -83,18 +127,32 @@ mod tests {
     use crate::wire::request::{MAX_HEADERS, Parsed, parse};
     use http::HeaderValue;
 
+    fn fwd() -> ForwardedFor {
+        ForwardedFor {
+            client_ip: HeaderValue::from_static("192.0.2.7"),
+            proto: HeaderValue::from_static("http"),
+            port: HeaderValue::from_static("8080"),
+        }
+    }
+
     fn rewritten(client: &str) -> String {
         let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
         let Parsed::Complete(head) = parse(client.as_bytes(), &mut slots, 8192) else {
             panic!("not a fast-path head: {client:?}");
         };
-        let fwd = ForwardedFor {
-            client_ip: HeaderValue::from_static("192.0.2.7"),
-            proto: HeaderValue::from_static("http"),
-            port: HeaderValue::from_static("8080"),
+        let line = RequestLine {
+            method: head.method.as_bytes(),
+            target: head.target,
+            host: None,
+            extra: b"",
         };
         let mut out = Vec::new();
-        target_head(&mut out, &head, &fwd);
+        target_head(
+            &mut out,
+            &line,
+            || head.headers.iter().map(|h| (h.name, h.value)),
+            &fwd(),
+        );
         String::from_utf8(out).unwrap()
     }
 
@@ -119,5 +177,47 @@ mod tests {
         assert_eq!(id.len(), 32);
         assert!(id.bytes().all(|b| b.is_ascii_hexdigit()));
         assert!(out.starts_with("HEAD / HTTP/1.1\r\nHost: a\r\nx-forwarded-for: 192.0.2.7\r\n"));
+    }
+
+    #[test]
+    fn a_host_given_replaces_the_clients_and_extra_lines_come_last() {
+        let headers = [("Host", &b"ignored"[..]), ("x-a", b"1")];
+        let line = RequestLine {
+            method: b"POST",
+            target: b"/p",
+            host: Some(b"app.example:8443"),
+            extra: b"content-length: 0\r\n",
+        };
+        let mut out = Vec::new();
+        target_head(&mut out, &line, || headers.iter().copied(), &fwd());
+        let out = String::from_utf8(out).unwrap();
+        assert!(
+            out.starts_with("POST /p HTTP/1.1\r\nhost: app.example:8443\r\nx-a: 1\r\n"),
+            "{out}"
+        );
+        assert!(out.ends_with("\r\ncontent-length: 0\r\n\r\n"), "{out}");
+        assert!(!out.contains("ignored"), "{out}");
+    }
+
+    #[test]
+    fn fates_of_names_in_any_case() {
+        for (name, want) in [
+            ("X-Request-Id", Fate::RequestId),
+            ("x-forwarded-FOR", Fate::ForwardedFor),
+            ("X-Forwarded-Proto", Fate::Drop),
+            ("x-forwarded-port", Fate::Drop),
+            ("X_Forwarded_For", Fate::Drop),
+            ("x-request_id", Fate::Drop),
+            ("Connection", Fate::Drop),
+            ("TE", Fate::Drop),
+            ("Transfer-Encoding", Fate::Drop),
+            ("Proxy-Connection", Fate::Drop),
+            ("x-forwarded-host", Fate::Keep),
+            ("x_custom", Fate::Keep),
+            ("Host", Fate::Keep),
+            ("content-length", Fate::Keep),
+        ] {
+            assert_eq!(fate(name), want, "{name}");
+        }
     }
 }

@@ -12,7 +12,7 @@ use crate::runtime::listener::ListenerRuntime;
 use crate::runtime::listener::{GroupChoice, RouteAction};
 use crate::runtime::target::{GroupRuntime, OutstandingGuard};
 use crate::telemetry::metrics::{ClassCounters, ListenerMetrics, flush_bytes};
-use crate::wire::chunked::ChunkedScan;
+use crate::wire::body::BodyEnd;
 use crate::wire::request::{MAX_HEADERS, Parsed, RequestHead};
 use crate::wire::response::HEAD_TOO_LARGE;
 use crate::wire::response::{self, Framing, ResponseHead};
@@ -397,7 +397,15 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
             return Next::Hyper;
         };
         let close = head.close || *self.finish.borrow();
-        let made_id = rewrite::target_head(&mut self.target_head, head, &self.conn.forwarded);
+        let line = rewrite::RequestLine {
+            method: head.method.as_bytes(),
+            target: head.target,
+            host: None,
+            extra: b"",
+        };
+        let lines = || head.headers.iter().map(|h| (h.name, h.value));
+        let made_id =
+            rewrite::target_head(&mut self.target_head, &line, lines, &self.conn.forwarded);
         if let Some(log) = &listener.access_log {
             let raw = RawHead {
                 method: head.method,
@@ -651,30 +659,14 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
         let stall = Limit::Quiet(listener.idle_timeout);
         let mut start = resp.len;
         let mut reusable = resp.reusable;
-        let mut scan = ChunkedScan::default();
-        let mut left = match resp.framing {
-            Framing::Length(n) => n,
-            _ => 0,
-        };
+        let mut end = BodyEnd::new(resp.framing);
         let mut head_sent = false;
-        let mut ended = false;
         loop {
             let avail = self.tbuf.len() - start;
-            let (take, done) = match resp.framing {
-                Framing::Empty => (0, true),
-                Framing::Length(_) => {
-                    let take = left.min(avail as u64);
-                    left -= take;
-                    (take as usize, left == 0)
-                }
-                Framing::Chunked => match scan.feed(&self.tbuf[start..]) {
-                    Ok(take) => (take, scan.is_done()),
-                    Err(_) => {
-                        return self.broken(group, index, "malformed chunked body");
-                    }
-                },
-                Framing::UntilClose => (avail, ended),
+            let Ok(take) = end.pass(&self.tbuf[start..]) else {
+                return self.broken(group, index, "malformed chunked body");
             };
+            let done = end.is_done();
             if done && take < avail {
                 // Bytes after the body: the connection cannot be trusted.
                 reusable = false;
@@ -690,7 +682,7 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
             let head: &[u8] = if head_sent { b"" } else { &self.out };
             let written = if resp.framing == Framing::UntilClose {
                 let size = chunk_size_line(&mut size_line, take);
-                let end: &[u8] = if ended { b"0\r\n\r\n" } else { b"" };
+                let last: &[u8] = if done { b"0\r\n\r\n" } else { b"" };
                 let (size, crlf): (&[u8], &[u8]) = if take > 0 {
                     (size, b"\r\n")
                 } else {
@@ -701,7 +693,7 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
                     IoSlice::new(size),
                     IoSlice::new(body),
                     IoSlice::new(crlf),
-                    IoSlice::new(end),
+                    IoSlice::new(last),
                 ];
                 write_all(self.stream, &mut self.clock, stall, &mut slices).await
             } else {
@@ -733,7 +725,7 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
             )
             .await
             {
-                Ok(0) if resp.framing == Framing::UntilClose => ended = true,
+                Ok(0) if end.closed() => {}
                 Ok(0) | Err(Wait::Io) => {
                     return self.broken(group, index, "closed inside its response body");
                 }

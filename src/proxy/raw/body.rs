@@ -3,7 +3,7 @@
 use super::{READ_SIZE, poll_read_buf};
 use crate::runtime::target::{GroupRuntime, OutstandingGuard};
 use crate::upstream::stall::StallTimer;
-use crate::wire::chunked::ChunkedScan;
+use crate::wire::body::BodyEnd;
 use crate::wire::response::Framing;
 use bytes::{Buf, Bytes, BytesMut};
 use std::sync::Arc;
@@ -27,10 +27,7 @@ pub struct RawRelease {
 pub struct RawBody {
     /// The bytes read and not yet given out; frames are split off it.
     buf: BytesMut,
-    framing: Framing,
-    /// Body bytes still to come ([`Framing::Length`]).
-    left: u64,
-    chunks: ChunkedScan,
+    end: BodyEnd,
     reusable: bool,
     ended: bool,
     release: Option<RawRelease>,
@@ -57,18 +54,13 @@ impl RawBody {
     ) -> Self {
         let mut body = RawBody {
             buf,
-            framing,
-            left: match framing {
-                Framing::Length(n) => n,
-                _ => 0,
-            },
-            chunks: ChunkedScan::default(),
+            end: BodyEnd::new(framing),
             reusable,
             ended: false,
             release: Some(release),
             stall: StallTimer::new(stall_timeout),
         };
-        if body.framing == Framing::Empty {
+        if body.end.is_done() {
             body.finish();
         }
         body
@@ -81,12 +73,10 @@ impl RawBody {
 
     /// Body bytes still to come, when the target said how many.
     pub fn exact_len(&self) -> Option<u64> {
-        match self.framing {
-            Framing::Empty => Some(0),
-            Framing::Length(_) => Some(self.left),
-            _ if self.ended => Some(0),
-            _ => None,
+        if self.ended {
+            return Some(0);
         }
+        self.end.remaining()
     }
 
     /// The body ended cleanly: the socket goes back to the pool if the
@@ -118,39 +108,21 @@ impl RawBody {
                 return Poll::Ready(None);
             }
             if !self.buf.is_empty() {
-                match self.framing {
-                    Framing::Empty => {}
-                    Framing::Length(_) => {
-                        let take = self.left.min(self.buf.len() as u64);
-                        self.left -= take;
-                        let data = self.buf.split_to(take as usize).freeze();
-                        if self.left == 0 {
-                            self.finish();
-                        }
-                        return Poll::Ready(Some(Ok(data)));
-                    }
-                    Framing::Chunked => {
-                        let (n, run) = match self.chunks.next_data(&self.buf) {
-                            Ok(r) => r,
-                            Err(_) => {
-                                let e = self.fail(RawBodyError::Broken("malformed chunked body"));
-                                return Poll::Ready(Some(Err(e)));
-                            }
-                        };
-                        let mut followed = self.buf.split_to(n);
-                        if self.chunks.is_done() {
-                            self.finish();
-                        }
-                        if let Some(run) = run.filter(|r| !r.is_empty()) {
-                            followed.advance(run.start);
-                            followed.truncate(run.len());
-                            return Poll::Ready(Some(Ok(followed.freeze())));
-                        }
-                        continue;
-                    }
-                    Framing::UntilClose => {
-                        return Poll::Ready(Some(Ok(self.buf.split().freeze())));
-                    }
+                let Ok(step) = self.end.next_data(&self.buf) else {
+                    let e = self.fail(RawBodyError::Broken("malformed chunked body"));
+                    return Poll::Ready(Some(Err(e)));
+                };
+                let mut followed = self.buf.split_to(step.taken);
+                if self.end.is_done() {
+                    self.finish();
+                }
+                if !step.data.is_empty() {
+                    followed.advance(step.data.start);
+                    followed.truncate(step.data.len());
+                    return Poll::Ready(Some(Ok(followed.freeze())));
+                }
+                if step.taken > 0 {
+                    continue;
                 }
             }
             let Some(release) = &mut self.release else {
@@ -160,7 +132,7 @@ impl RawBody {
                 self.buf.reserve(READ_SIZE);
             }
             match poll_read_buf(&mut release.stream, cx, &mut self.buf) {
-                Poll::Ready(Ok(0)) if self.framing == Framing::UntilClose => {
+                Poll::Ready(Ok(0)) if self.end.closed() => {
                     self.reusable = false;
                     self.finish();
                     return Poll::Ready(None);

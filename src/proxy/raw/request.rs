@@ -1,21 +1,17 @@
 //! The head a target gets for a body-less request hyper's server took.
 
-use crate::proxy::headers::{ForwardedFor, X_FORWARDED_FOR, X_REQUEST_ID, aliases_own_header};
+use crate::proxy::headers::ForwardedFor;
 use crate::wire::connection::{Token, tokens};
-use crate::wire::response::is_hop_by_hop;
-use crate::wire::rewrite::forwarded_lines;
-use http::header::HeaderValue;
+use crate::wire::rewrite::{RequestLine, target_head as write_head};
 use http::{Method, Version};
 
-/// The HTTP/1.1 head a target gets for `req`, written straight from the
-/// client's request as `proxy::headers::prepare_request` would rewrite it:
-/// origin-form target, `Host` from the authority of an HTTP/2 request,
-/// hop-by-hop headers out, `X-Forwarded-*` replaced (the client's
-/// `X-Forwarded-For` values kept in front), an `X-Request-Id` made when
-/// missing (returned), and `Content-Length: 0` for a body-less request of a
-/// method that usually has a body (as hyper's client writes). `None` when the
-/// client's `Connection` header names other headers to drop: the rare case
-/// is left to the header-map rewrite.
+/// The HTTP/1.1 head a target gets for `req`, written by the one head writer
+/// ([`crate::wire::rewrite::target_head`]) from the request's header map:
+/// origin-form target, `Host` from the authority of an HTTP/2 request, and
+/// `Content-Length: 0` for a body-less request of a method that usually has
+/// a body (as hyper's client writes). `None` when the client's `Connection`
+/// header names other headers to drop: the rare case is left to the
+/// header-map rewrite (`proxy::headers::prepare_request`).
 pub fn target_head<B>(req: &http::Request<B>, fwd: &ForwardedFor) -> Option<TargetHead> {
     let headers = req.headers();
     for value in headers.get_all(http::header::CONNECTION) {
@@ -25,67 +21,34 @@ pub fn target_head<B>(req: &http::Request<B>, fwd: &ForwardedFor) -> Option<Targ
             return None;
         }
     }
-    let mut out = Vec::with_capacity(512);
-    out.extend_from_slice(req.method().as_str().as_bytes());
-    out.push(b' ');
-    let target = req.uri().path_and_query().map_or("/", |p| p.as_str());
-    out.extend_from_slice(target.as_bytes());
-    out.extend_from_slice(b" HTTP/1.1\r\n");
     let http1 = matches!(req.version(), Version::HTTP_10 | Version::HTTP_11);
     let authority = req
         .uri()
         .authority()
         .filter(|_| !http1 || !headers.contains_key(http::header::HOST));
-    if let Some(a) = authority {
-        out.extend_from_slice(b"host: ");
-        out.extend_from_slice(a.as_str().as_bytes());
-        out.extend_from_slice(b"\r\n");
-    }
-    let mut forwarded_for = false;
-    let mut request_id = false;
-    for (name, value) in headers {
-        let n = name.as_str();
-        if is_hop_by_hop(n)
-            || (authority.is_some() && name == http::header::HOST)
-            || aliases_own_header(n)
-        {
-            continue;
-        }
-        if n.len() > 12 && n.starts_with("x-forwarded-") {
-            match &n[12..] {
-                "for" => {
-                    forwarded_for = true;
-                    continue;
-                }
-                "proto" | "port" => continue,
-                _ => {}
-            }
-        }
-        request_id |= name == X_REQUEST_ID;
-        out.extend_from_slice(n.as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(value.as_bytes());
-        out.extend_from_slice(b"\r\n");
-    }
-    // Looked up only when the client sent some (a lookup hashes the name).
-    let earlier = forwarded_for
-        .then(|| headers.get_all(&X_FORWARDED_FOR))
-        .into_iter()
-        .flatten()
-        .map(HeaderValue::as_bytes);
-    let made_id = forwarded_lines(&mut out, earlier, fwd, request_id);
     let bodyless_method = matches!(
         *req.method(),
         Method::GET | Method::HEAD | Method::DELETE | Method::OPTIONS | Method::TRACE
     );
-    if !bodyless_method && !headers.contains_key(http::header::CONTENT_LENGTH) {
-        out.extend_from_slice(b"content-length: 0\r\n");
-    }
-    out.extend_from_slice(b"\r\n");
-    Some(TargetHead {
-        bytes: out,
-        made_id,
-    })
+    let extra: &[u8] = if !bodyless_method && !headers.contains_key(http::header::CONTENT_LENGTH) {
+        b"content-length: 0\r\n"
+    } else {
+        b""
+    };
+    let line = RequestLine {
+        method: req.method().as_str().as_bytes(),
+        target: req
+            .uri()
+            .path_and_query()
+            .map_or("/", |p| p.as_str())
+            .as_bytes(),
+        host: authority.map(|a| a.as_str().as_bytes()),
+        extra,
+    };
+    let mut bytes = Vec::with_capacity(512);
+    let lines = || headers.iter().map(|(n, v)| (n.as_str(), v.as_bytes()));
+    let made_id = write_head(&mut bytes, &line, lines, fwd);
+    Some(TargetHead { bytes, made_id })
 }
 
 /// A request head for a target, and the request id made for it.
@@ -98,6 +61,7 @@ pub struct TargetHead {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::HeaderValue;
 
     fn fwd() -> ForwardedFor {
         ForwardedFor {
