@@ -7,7 +7,7 @@
 #
 #   benches/instructions.sh [h1|h2] [N1=1000] [N2=6000]
 #   h1: HTTP/1.1 keep-alive, plain (h2load --h1 -c1); h2: HTTP/2 over TLS, h2load -c1 -m10
-#   EDGELB=target/release/edgelb (default); EDGELB_HTTP1_FAST_PATH=off is passed through;
+#   EDGELB=target/release/edgelb (default); FAST_PATH=off sets [global] http1_fast_path = false;
 #   CG_OUT=file keeps the N2 run's callgrind profile (callgrind_annotate --inclusive=yes file)
 # Needs: apt-get install -y valgrind nginx-light nghttp2-client openssl
 set -euo pipefail
@@ -27,6 +27,7 @@ C
 cat > $W/edgelb.toml <<C
 [global]
 worker_threads = 1
+http1_fast_path = $([ "${FAST_PATH:-on}" = off ] && echo false || echo true)
 [[listeners]]
 name = "plain"
 protocol = "http"

@@ -108,9 +108,9 @@ async fn allocations_per_proxied_request_stay_within_budget() {
             .body(http_body_util::Full::new(bytes::Bytes::new()))
             .unwrap()
     };
-    // With the fast path off (`EDGELB_HTTP1_FAST_PATH=off`), hyper's server
-    // and client serve every kind: only their budget applies.
-    let fast_path = std::env::var("EDGELB_HTTP1_FAST_PATH").map_or(true, |v| v != "off");
+    // With the fast path off (`[global] http1_fast_path = false`), hyper's
+    // server and client serve every kind: only their budget applies.
+    let fast_path = common::fast_path_on();
     let kinds = [
         ("hyper's server, raw target sockets", BUDGET_HYPER_RAW),
         ("hyper's server and client", BUDGET_HYPER),

@@ -28,6 +28,14 @@ pub struct Global {
     pub access_log: AccessLog,
     pub state_file: Option<PathBuf>,
     pub watch_config: bool,
+    /// HTTP/1 connections start on the fast path (`listener::fast`), and
+    /// body-less requests of hyper's server go on raw target sockets; off,
+    /// hyper serves everything. For comparison and for the test suite's second
+    /// dispatch position; new connections follow a reload.
+    pub http1_fast_path: bool,
+    /// New connections are spread by count over the workers
+    /// (`listener::spread`); off, they stay where the kernel put them.
+    pub spread_connections: bool,
 }
 
 /// Where access log lines go.

@@ -29,6 +29,8 @@ pub struct RawGlobal {
     pub access_log: Option<String>,
     pub state_file: Option<String>,
     pub watch_config: Option<bool>,
+    pub http1_fast_path: Option<bool>,
+    pub spread_connections: Option<bool>,
 }
 
 /// A string or a list of strings (`stickiness_key_file`).

@@ -255,6 +255,8 @@ fn global(v: &mut Validator, raw: Option<&RawGlobal>) -> Global {
         access_log,
         state_file: raw.state_file.as_deref().map(|p| v.path(p)),
         watch_config: raw.watch_config.unwrap_or(false),
+        http1_fast_path: raw.http1_fast_path.unwrap_or(true),
+        spread_connections: raw.spread_connections.unwrap_or(true),
     }
 }
 

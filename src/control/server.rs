@@ -474,6 +474,11 @@ impl Server {
         if old.global.state_file != config.global.state_file {
             tracing::warn!("global.state_file changed: it takes effect at the next start only");
         }
+        if old.global.spread_connections != config.global.spread_connections {
+            tracing::warn!(
+                "global.spread_connections changed: listeners already bound keep their setting"
+            );
+        }
     }
 
     /// The outcome of the last reload.

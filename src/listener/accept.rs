@@ -1,5 +1,6 @@
 //! Binding listening sockets and accepting connections on them.
 
+use crate::listener::dispatch::{Arrival, serve_http};
 use crate::listener::park::{ParkingLot, ResumeContext};
 use crate::listener::spread::{Handed, Spread};
 use crate::proxy::client::ClientConn;
@@ -344,7 +345,6 @@ pub(super) async fn accept_loop(
             live.clone(),
             &port,
             local_port,
-            super::dispatch::fast_path(),
         ));
         let finish = finish.clone();
         runtime.metrics.active_connections.inc();
@@ -413,16 +413,23 @@ async fn serve_plain(a: Accepted, lot: Option<Arc<ParkingLot>>) {
         return;
     }
     if a.runtime.protocol.is_http() {
-        Box::pin(crate::listener::fast::serve(
-            a.stream, a.conn, a.runtime, a.finish, lot, a.held, true,
+        Box::pin(serve_http(
+            a.stream,
+            a.conn,
+            a.runtime,
+            a.finish,
+            lot,
+            a.held,
+            Arrival::Accepted,
         ))
         .await;
         return;
     }
-    Box::pin(serve_stream(
-        a.stream, a.conn, a.runtime, a.finish, a.local, lot, a.held,
+    Box::pin(crate::proxy::tcp::serve(
+        a.stream, &a.conn, a.local, a.runtime,
     ))
     .await;
+    drop(a.held);
 }
 
 /// Serves a connection of an https or tls listener: the handshake, then the stream.
@@ -436,19 +443,22 @@ async fn serve_tls(a: Accepted, tls: Arc<rustls::ServerConfig>) {
                     .tls
                     .set(crate::proxy::record::TlsInfo::of(stream.get_ref().1));
             }
-            // HTTP/1.1 over TLS starts on the fast path; h2 (by ALPN) is hyper's.
-            let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
-            if a.runtime.protocol.is_http() && !h2 {
-                Box::pin(crate::listener::fast::serve(
-                    stream, a.conn, a.runtime, a.finish, None, a.held, true,
+            if a.runtime.protocol.is_http() {
+                let arrival = match stream.get_ref().1.alpn_protocol() {
+                    Some(b"h2") => Arrival::AlpnH2,
+                    _ => Arrival::Accepted,
+                };
+                Box::pin(serve_http(
+                    stream, a.conn, a.runtime, a.finish, None, a.held, arrival,
                 ))
                 .await;
                 return;
             }
-            Box::pin(serve_stream(
-                stream, a.conn, a.runtime, a.finish, a.local, None, a.held,
+            Box::pin(crate::proxy::tcp::serve(
+                stream, &a.conn, a.local, a.runtime,
             ))
-            .await
+            .await;
+            drop(a.held);
         }
         Ok(Err(e)) => {
             tracing::debug!(peer = %a.conn.peer, "TLS handshake failed: {e}");
@@ -458,24 +468,5 @@ async fn serve_tls(a: Accepted, tls: Arc<rustls::ServerConfig>) {
             tracing::debug!(peer = %a.conn.peer, "TLS handshake not finished within {TLS_HANDSHAKE_TIMEOUT:?}");
             a.runtime.metrics.tls_handshake_errors.inc();
         }
-    }
-}
-
-/// Serves an accepted (and, for https/tls, decrypted) connection by the
-/// listener's protocol: HTTP requests, or a byte stream to a tcp group.
-async fn serve_stream<S: super::http::ClientStream + crate::proxy::tcp::Prefetch>(
-    stream: S,
-    conn: Arc<ClientConn>,
-    runtime: Arc<ListenerRuntime>,
-    finish: tokio::sync::watch::Receiver<bool>,
-    local: SocketAddr,
-    lot: Option<Arc<ParkingLot>>,
-    held: Held,
-) {
-    if runtime.protocol.is_http() {
-        super::http::serve(stream, conn, runtime, finish, lot, held, true).await;
-    } else {
-        crate::proxy::tcp::serve(stream, &conn, local, runtime).await;
-        drop(held);
     }
 }

@@ -12,22 +12,46 @@
 //!   path is on; everything else goes through hyper's client.
 //! - tcp and tls listeners are L4 ([`crate::proxy::tcp`]).
 //!
-//! Two environment switches exist for comparison and for running the test
-//! suite in both positions (both read once, at the first connection):
-//! `EDGELB_HTTP1_FAST_PATH=off` (hyper's server and client for everything)
-//! and `EDGELB_SPREAD=off` (connections stay on the worker the kernel chose).
+//! `[global] http1_fast_path = false` (read for each new connection, so a
+//! reload switches it) gives everything to hyper's server and client: for
+//! comparison, and the test suite runs in both positions.
+//! `[global] spread_connections = false` (read when a listener is bound)
+//! leaves connections on the worker the kernel chose ([`super::spread`]).
 
-use std::sync::OnceLock;
+use super::accept::Held;
+use super::http::ClientStream;
+use super::park::ParkingLot;
+use crate::proxy::client::ClientConn;
+use crate::runtime::listener::ListenerRuntime;
+use std::sync::Arc;
 
-/// Whether the HTTP/1 fast path (and its raw target sockets) serve.
-pub fn fast_path() -> bool {
-    static ON: OnceLock<bool> = OnceLock::new();
-    *ON.get_or_init(|| std::env::var("EDGELB_HTTP1_FAST_PATH").map_or(true, |v| v != "off"))
+/// How an HTTP connection comes to the dispatch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Arrival {
+    /// Just accepted (and decrypted): HTTP/1.1, or h2c's preface.
+    Accepted,
+    /// TLS chose h2 by ALPN.
+    AlpnH2,
+    /// Back from the parking lot after HTTP/1 requests: HTTP/1 only.
+    Unparked,
 }
 
-/// Whether new connections are spread by count over the workers
-/// ([`super::spread`]).
-pub fn spread() -> bool {
-    static ON: OnceLock<bool> = OnceLock::new();
-    *ON.get_or_init(|| std::env::var("EDGELB_SPREAD").map_or(true, |v| v != "off"))
+/// Serves a connection of an http or https listener (decrypted) on the stack
+/// the dispatch picks for it.
+pub async fn serve_http<S: ClientStream>(
+    stream: S,
+    conn: Arc<ClientConn>,
+    runtime: Arc<ListenerRuntime>,
+    finish: tokio::sync::watch::Receiver<bool>,
+    lot: Option<Arc<ParkingLot>>,
+    held: Held,
+    arrival: Arrival,
+) {
+    // Whether an HTTP/2 preface may still open the connection.
+    let first = arrival != Arrival::Unparked;
+    if arrival == Arrival::AlpnH2 || !conn.fast_path {
+        super::http::serve(stream, conn, runtime, finish, lot, held, first).await;
+    } else {
+        super::fast::serve(stream, conn, runtime, finish, lot, held, first).await;
+    }
 }

@@ -13,6 +13,7 @@
 
 use super::ClientConn;
 use super::accept::Held;
+use crate::listener::dispatch::{Arrival, serve_http};
 use crate::runtime::Live;
 use http::HeaderValue;
 use std::net::SocketAddr;
@@ -322,17 +323,9 @@ async fn resume(lot: Arc<ParkingLot>, parked: Parked) {
         context.live.clone(),
         &context.port,
         context.local_port,
-        super::dispatch::fast_path(),
     ));
     let finish = context.finish.clone();
-    crate::listener::fast::serve(
-        stream,
-        conn,
-        runtime,
-        finish,
-        Some(lot.clone()),
-        parked.held,
-        false,
-    )
-    .await;
+    let lot = Some(lot.clone());
+    let arrival = Arrival::Unparked;
+    serve_http(stream, conn, runtime, finish, lot, parked.held, arrival).await;
 }

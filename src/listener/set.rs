@@ -126,7 +126,7 @@ impl ListenerSet {
             tracing::info!(listener = %identity.name, bind = %identity.bind, protocol = identity.protocol.as_str(), "listening");
             let name: Arc<str> = Arc::from(identity.name.as_str());
             let mut loops = Vec::with_capacity(for_loops.len());
-            let spreads = Spread::for_loops(for_loops.len());
+            let spreads = Spread::for_loops(for_loops.len(), config.global.spread_connections);
             for (i, (socket, spread)) in for_loops.into_iter().zip(spreads).enumerate() {
                 let stop = Arc::new(Notify::new());
                 let task = crate::workers::spawn_on(

@@ -10,7 +10,8 @@
 //! handed to that worker's accept loop before a byte of it is read, and is
 //! served there from then on. HAProxy does the same (each accepted connection
 //! goes to the least-loaded thread); nginx leaves it to the kernel.
-//! `EDGELB_SPREAD=off` keeps every connection where the kernel put it.
+//! `[global] spread_connections = false` keeps every connection where the
+//! kernel put it.
 
 use super::accept::OpenStreams;
 use super::budget::BudgetGuard;
@@ -47,7 +48,7 @@ pub(super) struct Spread {
 
 impl Spread {
     /// One [`Spread`] per accept loop of a listener with `loops` sockets.
-    pub fn for_loops(loops: usize) -> Vec<Spread> {
+    pub fn for_loops(loops: usize, spread: bool) -> Vec<Spread> {
         let open: Arc<[Arc<OpenStreams>]> = (0..loops).map(|_| Arc::default()).collect();
         let (senders, receivers): (Vec<_>, Vec<_>) =
             (0..loops).map(|_| mpsc::unbounded_channel()).unzip();
@@ -57,7 +58,7 @@ impl Spread {
             .enumerate()
             .map(|(index, handed)| Spread {
                 index,
-                spreads: loops > 1 && super::dispatch::spread(),
+                spreads: loops > 1 && spread,
                 open: open.clone(),
                 senders: senders.clone(),
                 handed,
@@ -144,7 +145,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_connection_goes_to_the_loop_with_fewer_and_comes_back_from_a_stopped_one() {
-        let [a, mut b]: [Spread; 2] = Spread::for_loops(2).try_into().ok().unwrap();
+        let [a, mut b]: [Spread; 2] = Spread::for_loops(2, true).try_into().ok().unwrap();
         assert_eq!(a.lighter(), None, "even: stays");
         let _held = a.open().enter();
         assert_eq!(a.lighter(), Some(1));
@@ -182,7 +183,7 @@ mod tests {
 
     #[test]
     fn a_single_loop_never_hands_over() {
-        let [only]: [Spread; 1] = Spread::for_loops(1).try_into().ok().unwrap();
+        let [only]: [Spread; 1] = Spread::for_loops(1, true).try_into().ok().unwrap();
         let _held = [only.open().enter(), only.open().enter()];
         assert_eq!(only.lighter(), None);
     }

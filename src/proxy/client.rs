@@ -30,8 +30,9 @@ pub struct ClientConn {
     /// Content-Length and Transfer-Encoding or a repeated Content-Length
     /// (`u64::MAX`: none); see [`crate::listener::framing`].
     pub ambiguous_from: AtomicU64,
-    /// The listener's dispatch decision ([`crate::listener::dispatch`]): the
-    /// HTTP/1 fast path and its raw target sockets serve this connection.
+    /// The listener's dispatch decision ([`crate::listener::dispatch`]), from
+    /// `[global] http1_fast_path` when it was accepted: the HTTP/1 fast path
+    /// and its raw target sockets serve this connection.
     pub fast_path: bool,
 }
 
@@ -44,7 +45,6 @@ impl ClientConn {
         live: Arc<Live>,
         port: &::http::HeaderValue,
         local_port: u16,
-        fast_path: bool,
     ) -> Self {
         ClientConn {
             peer,
@@ -60,7 +60,7 @@ impl ClientConn {
             local_port,
             tls: std::sync::OnceLock::new(),
             ambiguous_from: AtomicU64::new(u64::MAX),
-            fast_path,
+            fast_path: runtime.fast_path,
         }
     }
 

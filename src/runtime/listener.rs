@@ -25,6 +25,9 @@ pub struct ListenerRuntime {
     /// Request bodies longer than this get 413; `u64::MAX` = no limit.
     pub max_body_bytes: u64,
     pub http2: bool,
+    /// `[global] http1_fast_path`: whether this listener's new HTTP/1
+    /// connections start on the fast path (the dispatch, `listener::dispatch`).
+    pub fast_path: bool,
     /// 0 = unlimited.
     pub max_connections: u32,
     /// Rules and default action.

@@ -234,6 +234,7 @@ pub fn build<'a>(
                     l.max_body_bytes
                 },
                 http2: l.http2,
+                fast_path: config.global.http1_fast_path,
                 max_connections: l.max_connections,
                 routes,
                 cookie_keys: cookie_keys.clone(),

@@ -44,10 +44,31 @@ pub fn free_port() -> u16 {
 }
 
 /// Whether the HTTP/1 fast path serves in this run: the suite runs in both
-/// dispatch positions (`EDGELB_HTTP1_FAST_PATH=off cargo test` for the
-/// other), and an edgelb started by a test inherits the setting.
+/// dispatch positions (`EDGELB_TEST_FAST_PATH=off cargo test` for the
+/// other), and every edgelb a test starts gets `[global] http1_fast_path`
+/// set to match ([`in_dispatch`]).
 pub fn fast_path_on() -> bool {
-    std::env::var("EDGELB_HTTP1_FAST_PATH").map_or(true, |v| v != "off")
+    std::env::var("EDGELB_TEST_FAST_PATH").map_or(true, |v| v != "off")
+}
+
+/// `config` with `[global] http1_fast_path = false` when `fast_path` is
+/// off: added as the first key of its `[global]` table, or as a `[global]`
+/// table at its end (so the lines above keep their numbers).
+pub fn in_dispatch(config: &str, fast_path: bool) -> String {
+    if fast_path {
+        return config.to_string();
+    }
+    match config.find("[global]\n") {
+        Some(at) => {
+            let after = at + "[global]\n".len();
+            format!(
+                "{}http1_fast_path = false\n{}",
+                &config[..after],
+                &config[after..]
+            )
+        }
+        None => format!("{config}\n[global]\nhttp1_fast_path = false\n"),
+    }
 }
 
 /// A header line `name: value` as a target sees it from the stack that
@@ -353,6 +374,8 @@ pub struct Edgelb {
     pub dir: tempfile::TempDir,
     pub config_path: PathBuf,
     pub admin: SocketAddr,
+    /// The dispatch position it runs in (kept by [`Edgelb::rewrite`]).
+    pub fast_path: bool,
 }
 
 impl Edgelb {
@@ -367,17 +390,26 @@ impl Edgelb {
         Self::start_env(config, nofile, &[]).await
     }
 
-    /// As `start`, the HTTP/1 fast path on or off (`EDGELB_HTTP1_FAST_PATH`):
-    /// the two dispatch positions every HTTP/1 behaviour is tested in.
+    /// As `start`, the HTTP/1 fast path on or off (`[global]
+    /// http1_fast_path`): the two dispatch positions every HTTP/1 behaviour
+    /// is tested in.
     pub async fn start_dispatch(config: &str, fast_path: bool) -> Self {
-        let value = if fast_path { "on" } else { "off" };
-        Self::start_env(config, None, &[("EDGELB_HTTP1_FAST_PATH", value)]).await
+        Self::start_in(config, None, &[], fast_path).await
     }
 
     /// As `start_limited`, with extra environment variables.
     pub async fn start_env(config: &str, nofile: Option<u32>, env: &[(&str, &str)]) -> Self {
+        Self::start_in(config, nofile, env, fast_path_on()).await
+    }
+
+    async fn start_in(
+        config: &str,
+        nofile: Option<u32>,
+        env: &[(&str, &str)],
+        fast_path: bool,
+    ) -> Self {
         let admin = SocketAddr::from(([127, 0, 0, 1], free_port()));
-        let config = config.replace("ADMIN", &admin.to_string());
+        let config = in_dispatch(&config.replace("ADMIN", &admin.to_string()), fast_path);
         let dir = tempfile::tempdir().unwrap();
         let config_path = dir.path().join("edgelb.toml");
         std::fs::write(&config_path, config).unwrap();
@@ -406,6 +438,7 @@ impl Edgelb {
             dir,
             config_path,
             admin,
+            fast_path,
         };
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
@@ -443,13 +476,11 @@ impl Edgelb {
         assert!(ok, "kill -{sig} failed");
     }
 
-    /// Rewrites the config file (ADMIN replaced as at start).
+    /// Rewrites the config file (ADMIN replaced and the dispatch position
+    /// set as at start).
     pub fn rewrite(&self, config: &str) {
-        std::fs::write(
-            &self.config_path,
-            config.replace("ADMIN", &self.admin.to_string()),
-        )
-        .unwrap();
+        let config = config.replace("ADMIN", &self.admin.to_string());
+        std::fs::write(&self.config_path, in_dispatch(&config, self.fast_path)).unwrap();
     }
 
     /// Waits for the process to exit and returns its code.

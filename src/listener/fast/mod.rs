@@ -24,7 +24,8 @@ use crate::runtime::listener::ListenerRuntime;
 use std::sync::Arc;
 
 /// Serves a client connection of an http or https listener (decrypted), starting
-/// on the fast path; the arguments are those of the hyper path it may hand over to.
+/// on the fast path; the arguments are those of the hyper path it may hand over
+/// to. Called by the dispatch ([`crate::listener::dispatch`]) only.
 pub async fn serve<S: ClientStream>(
     mut stream: S,
     conn: Arc<ClientConn>,
@@ -34,10 +35,6 @@ pub async fn serve<S: ClientStream>(
     held: Held,
     first: bool,
 ) {
-    if !conn.fast_path {
-        crate::listener::http::serve(stream, conn, runtime, finish, lot, held, first).await;
-        return;
-    }
     let lot = lot.filter(|_| stream.is_parkable());
     let mut buf = Vec::new();
     let (end, served) = {
