@@ -5,6 +5,7 @@
 pub mod cookie;
 mod least_outstanding;
 mod smooth_wrr;
+pub mod sticky;
 
 pub use least_outstanding::LeastOutstanding;
 pub use smooth_wrr::SmoothWeightedRoundRobin;

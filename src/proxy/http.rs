@@ -1,5 +1,6 @@
 //! Forwarding one HTTP request to a target of a group, and its response back.
 
+use crate::balance::sticky::Bound;
 use crate::config::GroupProtocol;
 use crate::proxy::attempt::{self, ClientFailure, Failure, Next, Tried, Verdict, idempotent};
 use crate::proxy::body::{BodyFraming, ClientBodyError, InFlight, ProxyBody, Release, RequestBody};
@@ -17,7 +18,6 @@ use crate::route::redirect::{BadRedirect, RedirectSource};
 use crate::route::request::strip_port;
 use crate::runtime::listener::ListenerRuntime;
 use crate::runtime::listener::{GroupChoice, RouteAction};
-use crate::runtime::sticky::Bound;
 use crate::runtime::target::OutstandingGuard;
 use crate::upstream::sent::{TargetTimeout, within_request_timeout};
 use bytes::{Bytes, BytesMut};
@@ -259,8 +259,8 @@ fn stick(
     // A retry moved the request: the binding changes too.
     let rebound = rebound || matches!(bound, Bound::Target(i) if i != choice);
     if let Some(cookie) = sticky.set_cookie(
-        group,
-        &group.targets[choice],
+        &group.name,
+        &group.targets[choice].address,
         headers,
         rebound,
         https,
@@ -336,7 +336,13 @@ async fn forward(
     // the request keeps the client there; anything else is a fresh pick.
     let bound = match &group.stickiness {
         None => Bound::None,
-        Some(s) => s.bound(group, req.headers(), &group.cookie_keys),
+        Some(s) => s.bound(&group.name, req.headers(), &group.cookie_keys, |address| {
+            let i = group
+                .targets
+                .iter()
+                .position(|t| t.address.as_bytes() == address)?;
+            group.can_take(i).then_some(i)
+        }),
     };
     let mut rebound = false;
     let first = match bound {

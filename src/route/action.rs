@@ -1,17 +1,14 @@
 //! Compiled actions: forward (to one group or split among several, optionally
-//! sticky), redirect, fixed response.
+//! sticky by `balance::sticky`), redirect, fixed response.
 
 use super::redirect::RedirectAction;
-use crate::balance::cookie::{CookieKeys, find_cookie};
+use crate::balance::cookie::CookieKeys;
+use crate::balance::sticky::GroupStickiness;
 use crate::balance::{Pick, SmoothWeightedRoundRobin};
 use crate::telemetry::metrics::RouteMetrics;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, StatusCode};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
-/// The cookie that keeps a client on the target group it was first sent to.
-pub const GROUP_COOKIE: &str = "EDGELBTG";
 
 /// What routing needs to know of a target group: its name (the `EDGELBTG`
 /// cookie names it). Routing does not depend on the runtime's groups; the
@@ -42,16 +39,6 @@ pub struct GroupChoice<G> {
     pub metrics: RouteMetrics,
 }
 
-/// Group stickiness of a weighted forward.
-pub struct GroupStickiness {
-    pub duration: Duration,
-    /// What the cookie is bound to (the listener and rule), so it cannot be
-    /// replayed onto another forward.
-    pub scope: Box<[u8]>,
-    /// `; Path=/; Max-Age=…; HttpOnly[; Secure; SameSite=None]`
-    pub attributes: String,
-}
-
 /// Forward to one of `choices`.
 pub struct ForwardAction<G> {
     pub choices: Vec<GroupChoice<G>>,
@@ -63,12 +50,6 @@ pub struct ForwardAction<G> {
 pub struct GroupPick<'a, G> {
     pub choice: &'a GroupChoice<G>,
     pub set_cookie: Option<HeaderValue>,
-}
-
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }
 
 impl<G: NamedGroup> ForwardAction<G> {
@@ -97,26 +78,16 @@ impl<G: NamedGroup> ForwardAction<G> {
                 set_cookie: None,
             };
         };
-        let now = unix_now();
-        let kept = find_cookie(headers, GROUP_COOKIE)
-            .and_then(|value| keys.open(GROUP_COOKIE, &sticky.scope, value, now))
-            .and_then(|name| {
-                self.choices
-                    .iter()
-                    .position(|c| c.weight > 0 && c.group.name().as_bytes() == name.as_slice())
-            });
+        let kept = sticky.kept(headers, keys).and_then(|name| {
+            self.choices
+                .iter()
+                .position(|c| c.weight > 0 && c.group.name().as_bytes() == name.as_slice())
+        });
         let index = kept.unwrap_or_else(|| self.split_pick());
         let choice = &self.choices[index];
-        let sealed = keys.seal(
-            GROUP_COOKIE,
-            &sticky.scope,
-            choice.group.name().as_bytes(),
-            now + sticky.duration.as_secs(),
-        );
-        let cookie = format!("{GROUP_COOKIE}={sealed}{}", sticky.attributes);
         GroupPick {
             choice,
-            set_cookie: HeaderValue::from_str(&cookie).ok(),
+            set_cookie: sticky.set_cookie(choice.group.name(), keys),
         }
     }
 
@@ -135,15 +106,6 @@ impl<G: NamedGroup> ForwardAction<G> {
             .pick(self.choices.len(), |i| self.choices[i].weight, |_| 0)
             .unwrap_or(0)
     }
-}
-
-/// `; Path=/; Max-Age=N; HttpOnly`, plus `; Secure; SameSite=None` on https.
-pub fn cookie_attributes(duration: Duration, https: bool) -> String {
-    let mut a = format!("; Path=/; Max-Age={}; HttpOnly", duration.as_secs());
-    if https {
-        a.push_str("; Secure; SameSite=None");
-    }
-    a
 }
 
 /// A response written by the load balancer itself.

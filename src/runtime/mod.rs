@@ -7,7 +7,6 @@ pub mod listener;
 pub mod registry;
 pub(crate) mod resolve;
 pub(crate) mod snapshot;
-pub mod sticky;
 pub mod target;
 
 pub use snapshot::{Snapshot, used_groups};

@@ -5,10 +5,10 @@ use super::listener::ListenerRuntime;
 use super::resolve::Resolved;
 use super::target::{GroupRuntime, Target, TargetShared};
 use crate::balance::cookie::CookieKeys;
+use crate::balance::sticky::GroupStickiness;
 use crate::config::GroupProtocol;
 use crate::config::{self, Action, Config, ListenerProtocol};
 use crate::health::HealthState;
-use crate::route::action::{GroupStickiness, cookie_attributes};
 use crate::route::conditions::Conditions;
 use crate::route::redirect::RedirectAction;
 use crate::route::{FixedAction, ForwardAction};
@@ -196,11 +196,9 @@ pub fn build<'a>(
                             metrics: metrics.route(&l.name, group),
                         })
                         .collect();
-                    let stickiness = f.stickiness.map(|duration| GroupStickiness {
-                        duration,
-                        scope: scope.into_bytes().into(),
-                        attributes: cookie_attributes(duration, https),
-                    });
+                    let stickiness = f
+                        .stickiness
+                        .map(|duration| GroupStickiness::new(duration, &scope, https));
                     RouteAction::Forward(ForwardAction::new(choices, stickiness))
                 }
                 Action::Redirect(r) => RouteAction::Redirect(RedirectAction::compile(r)),

@@ -1,7 +1,7 @@
 //! Targets and target groups as one snapshot sees them.
 
-use super::sticky::TargetStickiness;
 use crate::balance::cookie::CookieKeys;
+use crate::balance::sticky::TargetStickiness;
 use crate::balance::{Balancer, Pick};
 use crate::config::{self, GroupProtocol};
 use crate::health::{Change, HealthState, Outcome, TargetHealth, Thresholds};
