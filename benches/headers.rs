@@ -35,6 +35,7 @@ fn bench_headers(c: &mut Criterion) {
                 method: head.method.as_bytes(),
                 target: head.target,
                 host: None,
+                identity: b"",
                 extra: b"",
             };
             let lines = || head.headers.iter().map(|h| (h.name, h.value));
@@ -56,7 +57,7 @@ fn bench_headers(c: &mut Criterion) {
     c.bench_function("rewrite_request_head/header_map", |b| {
         b.iter(|| {
             let mut req = template.clone();
-            prepare_request(black_box(&mut req), &fwd, false);
+            prepare_request(black_box(&mut req), &fwd, false, None);
             black_box(req.headers().len())
         })
     });

@@ -176,7 +176,7 @@ fn addr_from(bytes: &[u8]) -> SocketAddr {
 pub fn proxy_v2(data: &[u8]) {
     let client = addr_from(data);
     let local = addr_from(data.get(19..).unwrap_or(&[]));
-    let header = encode_v2(client, local);
+    let header = encode_v2(client, local, None);
     let (src, dst) = decode_v2(&header).expect("the encoder wrote a valid header");
     let canon = |a: SocketAddr| SocketAddr::new(a.ip().to_canonical(), a.port());
     let same = |decoded: SocketAddr, original: SocketAddr| canon(decoded) == canon(original);

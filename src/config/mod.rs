@@ -7,6 +7,7 @@ mod duration;
 mod model;
 mod schema;
 mod span;
+pub mod trust;
 mod validate;
 
 pub use duration::{format_duration, parse_duration};

@@ -113,6 +113,32 @@ pub struct Listener {
     pub default_action: Action,
     /// Sorted by ascending priority.
     pub rules: Vec<Rule>,
+    /// Client certificates (https and tls listeners; SPEC §8).
+    pub mutual_authentication: MutualAuthentication,
+}
+
+/// What a listener asks of a client's certificate.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum MutualAuthentication {
+    /// No certificate is asked for.
+    #[default]
+    Off,
+    /// A certificate that chains to the trust store is required.
+    Verify(TrustSettings),
+    /// A certificate is asked for, not verified, and passed to the target.
+    Passthrough,
+}
+
+/// The trust settings of a listener in `verify` mode.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrustSettings {
+    /// PEM bundle of the CAs clients chain to.
+    pub trust_store: PathBuf,
+    /// Revocation lists (PEM or DER), re-read on reload.
+    pub crls: Vec<PathBuf>,
+    pub ignore_client_certificate_expiry: bool,
+    /// Send the CA names in the CertificateRequest.
+    pub advertise_trust_store_ca_names: bool,
 }
 
 /// One listener rule.

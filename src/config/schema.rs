@@ -66,6 +66,17 @@ pub struct RawListener {
     pub default_action: Option<RawAction>,
     #[serde(default)]
     pub rules: Vec<RawRule>,
+    pub mutual_authentication: Option<RawMutualAuthentication>,
+}
+
+/// A listener's `mutual_authentication` table (SPEC §8).
+#[derive(Debug, Default, Deserialize)]
+pub struct RawMutualAuthentication {
+    pub mode: Option<String>,
+    pub trust_store: Option<String>,
+    pub crls: Option<Vec<String>>,
+    pub ignore_client_certificate_expiry: Option<bool>,
+    pub advertise_trust_store_ca_names: Option<bool>,
 }
 
 /// One entry of a listener's `certificates`.

@@ -10,6 +10,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+mod mtls;
+
 /// One problem found in the file, placed by its path in the document.
 #[derive(Debug, Clone)]
 pub struct Diagnostic {
@@ -370,6 +372,7 @@ fn listeners(
             }
         };
         let certificates = certificates(v, l, protocol, &at);
+        let mutual_authentication = mtls::mutual_authentication(v, l, protocol, &at);
         if l.proxy_protocol == Some(true) && !l4 {
             v.err(
                 key(&at, "proxy_protocol"),
@@ -431,6 +434,7 @@ fn listeners(
             http2: l.http2.unwrap_or(true),
             tls_policy,
             certificates,
+            mutual_authentication,
             proxy_protocol: l.proxy_protocol.unwrap_or(false),
             max_connections,
             header_read_timeout,

@@ -6,6 +6,8 @@ use crate::listener::spread::{Handed, Spread};
 use crate::proxy::client::ClientConn;
 use crate::runtime::Live;
 use crate::runtime::listener::ListenerRuntime;
+use crate::tls::client_auth::{Mode, REASONS, failure_reason};
+use crate::tls::identity::ClientIdentity;
 use http::HeaderValue;
 use std::io;
 use std::net::SocketAddr;
@@ -437,7 +439,15 @@ async fn serve_tls(a: Accepted, tls: Arc<rustls::ServerConfig>) {
     let handshake = Box::pin(tokio_rustls::TlsAcceptor::from(tls).accept(a.stream));
     match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, handshake).await {
         Ok(Ok(stream)) => {
-            if a.runtime.access_log.is_some() {
+            let mode = a.runtime.client_certs;
+            if mode != Mode::Off
+                && let Some(chain) = stream.get_ref().1.peer_certificates()
+                && let Some(identity) = ClientIdentity::of(chain, mode == Mode::Verify)
+            {
+                let _ = a.conn.identity.set(identity);
+            }
+            // The PROXY header of a listener with mutual TLS names the version.
+            if a.runtime.access_log.is_some() || mode != Mode::Off {
                 let _ = a
                     .conn
                     .tls
@@ -463,6 +473,20 @@ async fn serve_tls(a: Accepted, tls: Arc<rustls::ServerConfig>) {
         Ok(Err(e)) => {
             tracing::debug!(peer = %a.conn.peer, "TLS handshake failed: {e}");
             a.runtime.metrics.tls_handshake_errors.inc();
+            if let Some(errors) = &a.runtime.metrics.client_cert_errors
+                && let Some(reason) = failure_reason(&e)
+            {
+                let i = REASONS.iter().position(|r| *r == reason).unwrap_or(1);
+                errors[i].inc();
+                if let Some(log) = &a.runtime.access_log {
+                    crate::proxy::record::handshake_refused(
+                        log,
+                        &a.runtime.name,
+                        a.conn.peer,
+                        reason,
+                    );
+                }
+            }
         }
         Err(_) => {
             tracing::debug!(peer = %a.conn.peer, "TLS handshake not finished within {TLS_HANDSHAKE_TIMEOUT:?}");

@@ -26,6 +26,9 @@ pub struct ClientConn {
     pub local_port: u16,
     /// What TLS negotiated, on https and tls listeners (for the access log).
     pub tls: std::sync::OnceLock<crate::proxy::record::TlsInfo>,
+    /// The client's certificate, on listeners that ask for one (SPEC §8):
+    /// set once after the handshake, read by every request for its target.
+    pub identity: std::sync::OnceLock<crate::tls::identity::ClientIdentity>,
     /// Index of the first HTTP/1 request on this connection whose head had both
     /// Content-Length and Transfer-Encoding or a repeated Content-Length
     /// (`u64::MAX`: none); see [`crate::listener::framing`].
@@ -59,6 +62,7 @@ impl ClientConn {
             },
             local_port,
             tls: std::sync::OnceLock::new(),
+            identity: std::sync::OnceLock::new(),
             ambiguous_from: AtomicU64::new(u64::MAX),
             fast_path: runtime.fast_path,
         }

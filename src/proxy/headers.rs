@@ -1,6 +1,7 @@
 //! Header rewriting between client and target: hop-by-hop headers out,
 //! X-Forwarded-* and X-Request-Id in.
 
+use crate::tls::identity::ClientIdentity;
 use crate::wire::connection::{Token, tokens};
 pub use crate::wire::forwarded::{
     ForwardedFor, aliases_own_header, new_request_id, new_request_id_bytes,
@@ -112,7 +113,12 @@ fn is_protected(name: &HeaderName) -> bool {
 
 /// Rewrites a client request for a target: HTTP/1.1 in origin form with a
 /// `Host`, no hop-by-hop headers, and the X-Forwarded-* and X-Request-Id set.
-pub fn prepare_request<B>(req: &mut Request<B>, fwd: &ForwardedFor, upgrade: bool) {
+pub fn prepare_request<B>(
+    req: &mut Request<B>,
+    fwd: &ForwardedFor,
+    upgrade: bool,
+    identity: Option<&ClientIdentity>,
+) {
     let version = req.version();
     *req.version_mut() = Version::HTTP_11;
     let authority = req.uri().authority().cloned();
@@ -146,6 +152,9 @@ pub fn prepare_request<B>(req: &mut Request<B>, fwd: &ForwardedFor, upgrade: boo
     headers.insert(X_FORWARDED_PORT.clone(), fwd.port.clone());
     if !headers.contains_key(&X_REQUEST_ID) {
         headers.insert(X_REQUEST_ID.clone(), new_request_id());
+    }
+    for (name, value) in identity.iter().flat_map(|i| &i.headers) {
+        headers.append(name.clone(), value.clone());
     }
 }
 
@@ -193,7 +202,7 @@ mod tests {
             .header("x-kept", "yes")
             .body(())
             .unwrap();
-        prepare_request(&mut req, &fwd(), false);
+        prepare_request(&mut req, &fwd(), false, None);
         let h = req.headers();
         for gone in ["connection", "keep-alive", "x-secret", "te"] {
             assert!(!h.contains_key(gone), "{gone} should be stripped");
@@ -215,7 +224,7 @@ mod tests {
             .header("x-request-id", "abc")
             .body(())
             .unwrap();
-        prepare_request(&mut req, &fwd(), false);
+        prepare_request(&mut req, &fwd(), false, None);
         assert_eq!(
             req.headers()["x-forwarded-for"],
             "10.0.0.1, 10.0.0.2, 192.0.2.7"
@@ -230,7 +239,7 @@ mod tests {
             .uri("http://example.com:8080/p?q")
             .body(())
             .unwrap();
-        prepare_request(&mut req, &fwd(), false);
+        prepare_request(&mut req, &fwd(), false, None);
         assert_eq!(req.version(), Version::HTTP_11);
         assert_eq!(req.uri(), "/p?q");
         assert_eq!(req.headers()["host"], "example.com:8080");
@@ -245,7 +254,7 @@ mod tests {
             .body(())
             .unwrap();
         assert!(wants_upgrade(req.headers(), req.version()));
-        prepare_request(&mut req, &fwd(), true);
+        prepare_request(&mut req, &fwd(), true, None);
         assert_eq!(req.headers()["upgrade"], "websocket");
         assert_eq!(req.headers()["connection"], "upgrade");
     }
@@ -276,7 +285,7 @@ mod tests {
             .header("x_other", "1")
             .body(())
             .unwrap();
-        prepare_request(&mut req, &fwd(), false);
+        prepare_request(&mut req, &fwd(), false, None);
         assert!(!req.headers().contains_key("x_forwarded_for"));
         assert_eq!(req.headers()["x_other"], "1");
         assert_eq!(req.headers()["x-forwarded-for"], "192.0.2.7");

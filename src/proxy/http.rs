@@ -301,7 +301,7 @@ async fn forward(
     let raw_head = (conn.fast_path
         && group.protocol == GroupProtocol::Http
         && raw::eligible(req.method(), req.body().is_end_stream(), upgrade))
-    .then(|| raw::target_head(&req, &conn.forwarded))
+    .then(|| raw::target_head(&req, &conn.forwarded, identity_lines(conn)))
     .flatten();
     match &raw_head {
         Some(head) => {
@@ -313,7 +313,7 @@ async fn forward(
             }
         }
         None => {
-            prepare_request(&mut req, &conn.forwarded, upgrade);
+            prepare_request(&mut req, &conn.forwarded, upgrade, conn.identity.get());
             // hyper's client sends no body for a GET or HEAD of unknown length
             // unless told to chunk it: the body goes on, never dropped.
             if matches!(*req.method(), Method::GET | Method::HEAD)
@@ -778,4 +778,9 @@ fn switch_protocols(
         parts,
         ProxyBody::target(body, None, Duration::MAX, Some(in_flight)),
     )
+}
+
+/// The connection's client-certificate header lines (SPEC §8); empty without.
+fn identity_lines(conn: &ClientConn) -> &[u8] {
+    conn.identity.get().map_or(&[][..], |i| &i.lines[..])
 }

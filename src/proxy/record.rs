@@ -3,6 +3,7 @@
 
 use crate::proxy::client::ClientConn;
 use crate::telemetry::access_log::{AccessLog, log_time};
+use crate::tls::identity::ClientIdentity;
 use http::request::Parts;
 use http::{HeaderValue, header};
 use serde_json::{Map, Value, json};
@@ -162,6 +163,7 @@ impl RequestRecord {
         f.insert("tls_version".into(), json!(tls.map(|t| t.version)));
         f.insert("tls_cipher".into(), json!(tls.map(|t| t.cipher.clone())));
         f.insert("sni".into(), json!(tls.and_then(|t| t.sni.clone())));
+        client_cert_fields(&mut f, conn.identity.get());
         Box::new(RequestRecord {
             log: log.clone(),
             fields: f,
@@ -263,6 +265,7 @@ impl StreamRecord {
         listener: &str,
         client: SocketAddr,
         tls: Option<&TlsInfo>,
+        identity: Option<&ClientIdentity>,
     ) -> Self {
         let mut f = Map::new();
         f.insert("type".into(), json!("tcp"));
@@ -272,6 +275,7 @@ impl StreamRecord {
         f.insert("tls_version".into(), json!(tls.map(|t| t.version)));
         f.insert("tls_cipher".into(), json!(tls.map(|t| t.cipher.clone())));
         f.insert("sni".into(), json!(tls.and_then(|t| t.sni.clone())));
+        client_cert_fields(&mut f, identity);
         StreamRecord {
             log: log.clone(),
             fields: f,
@@ -302,4 +306,39 @@ impl StreamRecord {
         let f = std::mem::take(&mut self.fields);
         self.log.emit(f);
     }
+}
+
+/// The client-certificate fields of a record (SPEC §8): the leaf's subject
+/// and serial, null without one; `mtls_error` is null on every connection
+/// that got as far as a request or a stream.
+fn client_cert_fields(f: &mut Map<String, Value>, identity: Option<&ClientIdentity>) {
+    f.insert(
+        "client_cert_subject".into(),
+        json!(identity.and_then(|i| i.subject.clone())),
+    );
+    f.insert(
+        "client_cert_serial".into(),
+        json!(identity.and_then(|i| i.serial.clone())),
+    );
+    f.insert("mtls_error".into(), Value::Null);
+}
+
+/// Writes the record of a handshake refused for the client's certificate
+/// (`mtls_error`: one of `tls::client_auth::REASONS`): the one trace in the
+/// access log of a client that never got to send a request.
+pub fn handshake_refused(
+    log: &Arc<AccessLog>,
+    listener: &str,
+    client: SocketAddr,
+    reason: &'static str,
+) {
+    let mut f = Map::new();
+    f.insert("type".into(), json!("handshake"));
+    f.insert("time".into(), json!(log_time(SystemTime::now())));
+    f.insert("listener".into(), json!(listener));
+    f.insert("client".into(), json!(client.to_string()));
+    f.insert("client_cert_subject".into(), Value::Null);
+    f.insert("client_cert_serial".into(), Value::Null);
+    f.insert("mtls_error".into(), json!(reason));
+    log.emit(f);
 }

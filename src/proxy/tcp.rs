@@ -4,11 +4,12 @@
 use crate::proxy::attempt::Next;
 use crate::proxy::client::ClientConn;
 use crate::proxy::pool::ConnectError;
-use crate::proxy::proxy_protocol::encode_v2;
+use crate::proxy::proxy_protocol::{SslTlv, encode_v2};
 use crate::proxy::record::StreamRecord;
 use crate::runtime::listener::ListenerRuntime;
 use crate::runtime::target::{GroupRuntime, process_ms};
 use crate::telemetry::metrics::ListenerMetrics;
+use crate::tls::client_auth::Mode;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -33,11 +34,11 @@ pub async fn serve<S>(
     S: AsyncRead + AsyncWrite + Unpin + Prefetch,
 {
     let peer = conn.peer;
-    let mut record = listener
-        .access_log
-        .as_ref()
-        .map(|log| StreamRecord::new(log, &listener.name, peer, conn.tls.get()));
-    let (received, sent) = forward_stream(client, peer, local, &listener, record.as_mut()).await;
+    let mut record = listener.access_log.as_ref().map(|log| {
+        let identity = conn.identity.get();
+        StreamRecord::new(log, &listener.name, peer, conn.tls.get(), identity)
+    });
+    let (received, sent) = forward_stream(client, conn, local, &listener, record.as_mut()).await;
     if let Some(r) = record {
         r.finish(received, sent);
     }
@@ -46,7 +47,7 @@ pub async fn serve<S>(
 /// Joins `client` to a target; returns the bytes moved (from, to the client).
 async fn forward_stream<S>(
     client: S,
-    peer: SocketAddr,
+    conn: &ClientConn,
     local: SocketAddr,
     listener: &ListenerRuntime,
     mut record: Option<&mut StreamRecord>,
@@ -54,6 +55,7 @@ async fn forward_stream<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin + Prefetch,
 {
+    let peer = conn.peer;
     let mut client = client;
     let Some(group) = listener.tcp_group() else {
         return (0, 0);
@@ -77,8 +79,11 @@ where
         r.target(&group.name, group.targets[index].addr);
     }
     let _outstanding = group.targets[index].start_request();
-    if listener.proxy_protocol && target.write_all(&encode_v2(peer, local)).await.is_err() {
-        return (0, 0);
+    if listener.proxy_protocol {
+        let header = encode_v2(peer, local, ssl_tlv(conn, listener));
+        if target.write_all(&header).await.is_err() {
+            return (0, 0);
+        }
     }
     let activity = Arc::new(AtomicU64::new(process_ms()));
     let mut client = Counted::new(
@@ -293,4 +298,19 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Counted<S> {
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.inner).poll_shutdown(cx)
     }
+}
+
+/// The `PP2_TYPE_SSL` TLV of a connection to a listener with mutual TLS
+/// (SPEC §8); none on others, whose PROXY header stays as it was.
+fn ssl_tlv<'a>(conn: &'a ClientConn, listener: &ListenerRuntime) -> Option<SslTlv<'a>> {
+    if listener.client_certs == Mode::Off {
+        return None;
+    }
+    let identity = conn.identity.get();
+    Some(SslTlv {
+        version: conn.tls.get().map_or("-", |t| t.version),
+        certificate: identity.is_some(),
+        verified: identity.is_some_and(|i| i.verified),
+        common_name: identity.and_then(|i| i.common_name.as_deref()),
+    })
 }

@@ -41,6 +41,9 @@ pub struct ListenerRuntime {
     pub access_log: Option<Arc<crate::telemetry::access_log::AccessLog>>,
     /// tcp/tls: send a PROXY protocol v2 header to targets.
     pub proxy_protocol: bool,
+    /// Client certificates (SPEC §8): what a handshake asks, and what the
+    /// target learns of them.
+    pub client_certs: crate::tls::client_auth::Mode,
     /// TLS settings of https and tls listeners (certificates of this snapshot).
     pub tls: Option<Arc<rustls::ServerConfig>>,
     /// hyper's server settings for this listener.

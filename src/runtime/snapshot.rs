@@ -16,6 +16,7 @@ use crate::runtime::listener::{CompiledRule, GroupChoice, RouteAction, RuleTable
 use crate::telemetry::metrics::Metrics;
 use crate::tls::TargetTls;
 use crate::tls::client::{client_config, server_name};
+use crate::tls::client_auth::Mode;
 use crate::tls::server::{SessionState, server_config};
 use http::HeaderValue;
 use rustls::pki_types::ServerName;
@@ -219,6 +220,7 @@ pub fn build<'a>(
             );
             let proto = if https { "https" } else { "http" };
             let tls = listener_tls(l, sessions)?;
+            let client_certs = Mode::of(&l.mutual_authentication);
             Ok(Arc::new(ListenerRuntime {
                 name,
                 protocol: l.protocol,
@@ -237,11 +239,12 @@ pub fn build<'a>(
                 routes,
                 cookie_keys: cookie_keys.clone(),
                 forwarded_proto: HeaderValue::from_static(proto),
-                metrics: metrics.listener(&l.name),
+                metrics: metrics.listener(&l.name, client_certs == Mode::Verify),
                 http: super::listener::http_builder(l),
                 http1: super::listener::http1_builder(l),
                 unrouted: metrics.unrouted(&l.name),
                 tls,
+                client_certs,
                 proxy_protocol: l.proxy_protocol,
                 access_log: access_log.clone(),
             }))
@@ -274,7 +277,9 @@ fn listener_tls(
         .map(|c| crate::tls::load(&c.cert, &c.key))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| format!("listener {:?}: {e}", l.name))?;
-    server_config(certs, l.tls_policy, alpn, sessions).map(Some)
+    let clients = crate::tls::client_auth::client_verifier(&l.mutual_authentication)
+        .map_err(|e| format!("listener {:?}: mutual_authentication: {e}", l.name))?;
+    server_config(certs, l.tls_policy, alpn, sessions, clients).map(Some)
 }
 
 /// Sets the health gauges of every group and target to the snapshot's state.

@@ -30,6 +30,7 @@ pub struct Metrics {
     target_connection_errors: IntCounterVec,
     target_response_errors: IntCounterVec,
     tls_handshake_errors: IntCounterVec,
+    client_cert_errors: IntCounterVec,
     client_floods: IntCounterVec,
     health_checks: IntCounterVec,
     sticky_rejected: IntCounterVec,
@@ -149,6 +150,12 @@ impl Metrics {
             "Client TLS handshakes that failed.",
             &["listener"],
         );
+        let client_cert_errors = counter(
+            &r,
+            "edgelb_client_certificate_errors_total",
+            "Client certificates refused by mutual TLS, by reason.",
+            &["listener", "reason"],
+        );
         let health_checks = counter(
             &r,
             "edgelb_health_checks_total",
@@ -208,6 +215,7 @@ impl Metrics {
             target_connection_errors,
             target_response_errors,
             tls_handshake_errors,
+            client_cert_errors,
             client_floods,
             health_checks,
             sticky_rejected,
@@ -233,8 +241,9 @@ impl Metrics {
             .inc();
     }
 
-    /// Handles of one listener.
-    pub fn listener(&self, listener: &str) -> ListenerMetrics {
+    /// Handles of one listener; `verifies` (mutual TLS in `verify` mode)
+    /// adds its client-certificate errors, at 0 for every reason.
+    pub fn listener(&self, listener: &str, verifies: bool) -> ListenerMetrics {
         ListenerMetrics {
             active_connections: self.active_connections.with_label_values(&[listener]),
             connections: self.connections.with_label_values(&[listener]),
@@ -243,6 +252,12 @@ impl Metrics {
             bytes_out: self.processed_bytes.with_label_values(&[listener, "out"]),
             tls_handshake_errors: self.tls_handshake_errors.with_label_values(&[listener]),
             client_floods: self.client_floods.with_label_values(&[listener]),
+            client_cert_errors: verifies.then(|| {
+                crate::tls::client_auth::REASONS.map(|reason| {
+                    self.client_cert_errors
+                        .with_label_values(&[listener, reason])
+                })
+            }),
         }
     }
 
@@ -308,6 +323,9 @@ pub struct ListenerMetrics {
     pub tls_handshake_errors: IntCounter,
     /// HTTP/2 connections cut off by the flood watch.
     pub client_floods: IntCounter,
+    /// Client certificates refused, by `tls::client_auth::REASONS` (listeners
+    /// that verify them).
+    pub client_cert_errors: Option<[IntCounter; 4]>,
 }
 
 /// Adds bytes counted locally (per request, not per read) to a listener's

@@ -1,8 +1,11 @@
 //! TLS with rustls (ring provider): SNI selection (certificates are read from
 //! PEM files by `config::certs`),
-//! listener configurations, and the client side towards https targets.
+//! listener configurations, client certificates (`client_auth`, `identity`),
+//! and the client side towards https targets.
 
 pub mod client;
+pub mod client_auth;
+pub mod identity;
 pub mod server;
 pub mod stream;
 

@@ -3,6 +3,7 @@
 
 use crate::config::TlsPolicy;
 use crate::config::certs::{LoadedCert, covers};
+use rustls::server::danger::ClientCertVerifier;
 use rustls::server::{ClientHello, ProducesTickets, ResolvesServerCert, StoresServerSessions};
 use rustls::sign::CertifiedKey;
 use rustls::{ServerConfig, version};
@@ -65,25 +66,42 @@ impl SessionState {
 
 /// The rustls configuration of a listener: versions by `policy` (never below
 /// TLS 1.2), ring's AEAD forward-secret suites, ALPN `h2` + `http/1.1` (only
-/// `http/1.1` without `http2`, nothing for `tls` listeners).
+/// `http/1.1` without `http2`, nothing for `tls` listeners), and client
+/// certificates asked for by `clients` (`tls::client_auth`).
+///
+/// A listener that asks for client certificates does not resume sessions:
+/// a resumed session skips certificate verification, so a certificate
+/// revoked, or a trust store changed, by a reload would still get in on a
+/// ticket or a cached session from before. Every connection verifies.
 pub fn server_config(
     certs: Vec<LoadedCert>,
     policy: TlsPolicy,
     alpn: &[&[u8]],
     sessions: &SessionState,
+    clients: Option<Arc<dyn ClientCertVerifier>>,
 ) -> Result<Arc<ServerConfig>, String> {
     let versions: &[&rustls::SupportedProtocolVersion] = match policy {
         TlsPolicy::Tls13Only => &[&version::TLS13],
         TlsPolicy::Tls13Tls12 => &[&version::TLS13, &version::TLS12],
     };
-    let mut config =
+    let builder =
         ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
             .with_protocol_versions(versions)
-            .map_err(|e| format!("TLS configuration: {e}"))?
-            .with_no_client_auth()
-            .with_cert_resolver(Arc::new(SniResolver::new(certs)));
+            .map_err(|e| format!("TLS configuration: {e}"))?;
+    let resolver = Arc::new(SniResolver::new(certs));
+    let mut config = match &clients {
+        None => builder.with_no_client_auth().with_cert_resolver(resolver),
+        Some(verifier) => builder
+            .with_client_cert_verifier(verifier.clone())
+            .with_cert_resolver(resolver),
+    };
     config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
-    config.session_storage = sessions.storage.clone();
-    config.ticketer = sessions.ticketer.clone();
+    if clients.is_none() {
+        config.session_storage = sessions.storage.clone();
+        config.ticketer = sessions.ticketer.clone();
+    } else {
+        config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
+        config.send_tls13_tickets = 0;
+    }
     Ok(Arc::new(config))
 }

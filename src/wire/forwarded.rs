@@ -54,6 +54,30 @@ pub fn aliases_own_header(name: &str) -> bool {
         })
 }
 
+/// The client-certificate headers of SPEC §8 (ALB's names, lower case as
+/// header maps hold them), written from `tls::identity`.
+pub mod client_cert {
+    pub const SERIAL_NUMBER: &str = "x-amzn-mtls-clientcert-serial-number";
+    pub const ISSUER: &str = "x-amzn-mtls-clientcert-issuer";
+    pub const SUBJECT: &str = "x-amzn-mtls-clientcert-subject";
+    pub const VALIDITY: &str = "x-amzn-mtls-clientcert-validity";
+    pub const LEAF: &str = "x-amzn-mtls-clientcert-leaf";
+    /// `passthrough`: the presented chain.
+    pub const CHAIN: &str = "x-amzn-mtls-clientcert";
+}
+
+/// Whether `name` (any case, `_` for `-`) is one of the client-certificate
+/// headers or any other name of that family (`X-Amzn-Mtls-Clientcert*`):
+/// a client's copy is always dropped, so a target can trust what it gets.
+pub fn names_client_cert(name: &str) -> bool {
+    const PREFIX: &[u8] = client_cert::CHAIN.as_bytes();
+    name.len() >= PREFIX.len()
+        && PREFIX
+            .iter()
+            .zip(name.bytes())
+            .all(|(&p, n)| p == n.to_ascii_lowercase() || (p == b'-' && n == b'_'))
+}
+
 /// A new request id: 32 hex digits that nobody can guess from earlier ones
 /// (a client must not predict the id of another client's request).
 pub fn new_request_id() -> HeaderValue {

@@ -6,7 +6,7 @@
 //! HAProxy keep them). hyper's client path applies the same [`fate`] to a
 //! header map (`proxy::headers::prepare_request`).
 
-use super::forwarded::{ForwardedFor, aliases_own_header, new_request_id_bytes};
+use super::forwarded::{ForwardedFor, aliases_own_header, names_client_cert, new_request_id_bytes};
 use super::response::is_hop_by_hop;
 
 /// What a client header becomes in the request a target gets.
@@ -20,8 +20,9 @@ pub enum Fate {
     /// `X-Forwarded-For` line.
     ForwardedFor,
     /// Left out: hop-by-hop (RFC 9110 §7.6.1), replaced by edgelb's own
-    /// (`X-Forwarded-Proto`, `-Port`), or an underscore spelling of one of
-    /// edgelb's own headers ([`aliases_own_header`]).
+    /// (`X-Forwarded-Proto`, `-Port`, the client-certificate headers of
+    /// [`names_client_cert`], whatever the listener), or an underscore
+    /// spelling of one of edgelb's own headers ([`aliases_own_header`]).
     Drop,
 }
 
@@ -38,6 +39,7 @@ pub fn fate(name: &str) -> Fate {
         16 if is("x-forwarded-port") => Fate::Drop,
         17 if is("x-forwarded-proto") => Fate::Drop,
         12 | 15..=17 if aliases_own_header(name) => Fate::Drop,
+        22.. if names_client_cert(name) => Fate::Drop,
         _ if is_hop_by_hop(name) => Fate::Drop,
         _ => Fate::Keep,
     }
@@ -52,6 +54,9 @@ pub struct RequestLine<'a> {
     /// A `Host` written first in place of the client's (an HTTP/2 request's
     /// authority); `None` keeps the client's.
     pub host: Option<&'a [u8]>,
+    /// The client-certificate lines of the connection (SPEC §8), each
+    /// ending in CRLF; empty without one.
+    pub identity: &'a [u8],
     /// Lines written last, each ending in CRLF (`content-length: 0`).
     pub extra: &'a [u8],
 }
@@ -116,6 +121,7 @@ where
         out.extend_from_slice(id);
         out.extend_from_slice(b"\r\n");
     }
+    out.extend_from_slice(line.identity);
     out.extend_from_slice(line.extra);
     out.extend_from_slice(b"\r\n");
     made
@@ -144,6 +150,7 @@ mod tests {
             method: head.method.as_bytes(),
             target: head.target,
             host: None,
+            identity: b"",
             extra: b"",
         };
         let mut out = Vec::new();
@@ -186,6 +193,7 @@ mod tests {
             method: b"POST",
             target: b"/p",
             host: Some(b"app.example:8443"),
+            identity: b"x-amzn-mtls-clientcert-serial-number: 0A\r\n",
             extra: b"content-length: 0\r\n",
         };
         let mut out = Vec::new();
@@ -195,7 +203,12 @@ mod tests {
             out.starts_with("POST /p HTTP/1.1\r\nhost: app.example:8443\r\nx-a: 1\r\n"),
             "{out}"
         );
-        assert!(out.ends_with("\r\ncontent-length: 0\r\n\r\n"), "{out}");
+        assert!(
+            out.ends_with(
+                "\r\nx-amzn-mtls-clientcert-serial-number: 0A\r\ncontent-length: 0\r\n\r\n"
+            ),
+            "{out}"
+        );
         assert!(!out.contains("ignored"), "{out}");
     }
 
@@ -207,6 +220,10 @@ mod tests {
             ("X-Forwarded-Proto", Fate::Drop),
             ("x-forwarded-port", Fate::Drop),
             ("X_Forwarded_For", Fate::Drop),
+            ("X-Amzn-Mtls-Clientcert-Subject", Fate::Drop),
+            ("x_amzn_mtls_clientcert", Fate::Drop),
+            ("X-Amzn-Mtls-Clientcertificate", Fate::Drop),
+            ("x-amzn-mtls-client", Fate::Keep),
             ("x-request_id", Fate::Drop),
             ("Connection", Fate::Drop),
             ("TE", Fate::Drop),

@@ -401,6 +401,7 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
             method: head.method.as_bytes(),
             target: head.target,
             host: None,
+            identity: self.conn.identity.get().map_or(&[][..], |i| &i.lines[..]),
             extra: b"",
         };
         let lines = || head.headers.iter().map(|h| (h.name, h.value));

@@ -12,7 +12,11 @@ use http::{Method, Version};
 /// a body (as hyper's client writes). `None` when the client's `Connection`
 /// header names other headers to drop: the rare case is left to the
 /// header-map rewrite (`proxy::headers::prepare_request`).
-pub fn target_head<B>(req: &http::Request<B>, fwd: &ForwardedFor) -> Option<TargetHead> {
+pub fn target_head<B>(
+    req: &http::Request<B>,
+    fwd: &ForwardedFor,
+    identity: &[u8],
+) -> Option<TargetHead> {
     let headers = req.headers();
     for value in headers.get_all(http::header::CONNECTION) {
         let names_others =
@@ -43,6 +47,7 @@ pub fn target_head<B>(req: &http::Request<B>, fwd: &ForwardedFor) -> Option<Targ
             .map_or("/", |p| p.as_str())
             .as_bytes(),
         host: authority.map(|a| a.as_str().as_bytes()),
+        identity,
         extra,
     };
     let mut bytes = Vec::with_capacity(512);
@@ -72,7 +77,7 @@ mod tests {
     }
 
     fn head_of(req: http::Request<()>) -> Option<String> {
-        let head = target_head(&req, &fwd())?;
+        let head = target_head(&req, &fwd(), b"")?;
         Some(String::from_utf8(head.bytes).unwrap())
     }
 
