@@ -20,6 +20,18 @@ head -c 1024 /dev/zero | tr '\0' 'x' > "$W/body.txt"
 openssl ecparam -name prime256v1 -genkey -noout -out "$W/key.pem" 2>/dev/null
 openssl req -x509 -new -key "$W/key.pem" -days 2 -subj "/CN=localhost" -addext "subjectAltName=DNS:localhost" -out "$W/cert.pem" 2>/dev/null
 cat "$W/cert.pem" "$W/key.pem" > "$W/combined.pem"
+# Mutual TLS: a client CA and a P-256 client certificate it issued.
+openssl ecparam -name prime256v1 -genkey -noout -out "$W/client-ca.key" 2>/dev/null
+openssl req -x509 -new -key "$W/client-ca.key" -days 2 -subj "/CN=load clients CA" -addext "basicConstraints=critical,CA:TRUE" -out "$W/client-ca.pem" 2>/dev/null
+openssl ecparam -name prime256v1 -genkey -noout -out "$W/client.key" 2>/dev/null
+openssl req -new -key "$W/client.key" -subj "/CN=load client" -out "$W/client.csr" 2>/dev/null
+printf 'extendedKeyUsage=clientAuth\n' > "$W/client.ext"
+openssl x509 -req -in "$W/client.csr" -CA "$W/client-ca.pem" -CAkey "$W/client-ca.key" -CAcreateserial -days 2 -extfile "$W/client.ext" -out "$W/client.pem" 2>/dev/null
+# The TLS keep-alive load generator (wrk and h2load cannot present a client certificate).
+TLS_LOAD=$(cargo bench --bench tls_keepalive --no-run --message-format=json 2>/dev/null | python3 -c 'import sys,json
+for l in sys.stdin:
+    m=json.loads(l)
+    if m.get("reason")=="compiler-artifact" and m["target"]["name"]=="tls_keepalive" and m.get("executable"): print(m["executable"])')
 STREAM_MOD=""; [ -f /usr/lib/nginx/modules/ngx_stream_module.so ] && STREAM_MOD="load_module /usr/lib/nginx/modules/ngx_stream_module.so;"
 
 cat > "$W/targets.conf" <<C
@@ -37,7 +49,13 @@ http { access_log off; keepalive_requests 1000000;
   upstream tg { server 127.0.0.1:19001 weight=3; server 127.0.0.1:19002 weight=1; keepalive 128; }
   server { listen 127.0.0.1:18081; location / { proxy_pass http://tg; proxy_http_version 1.1; proxy_set_header Connection ""; } }
   server { listen 127.0.0.1:18441 ssl http2; ssl_certificate $W/cert.pem; ssl_certificate_key $W/key.pem; ssl_protocols TLSv1.2 TLSv1.3;
-    location / { proxy_pass http://tg; proxy_http_version 1.1; proxy_set_header Connection ""; } } }
+    location / { proxy_pass http://tg; proxy_http_version 1.1; proxy_set_header Connection ""; } }
+  server { listen 127.0.0.1:18451 ssl; ssl_certificate $W/cert.pem; ssl_certificate_key $W/key.pem; ssl_protocols TLSv1.2 TLSv1.3;
+    ssl_verify_client on; ssl_client_certificate $W/client-ca.pem;
+    location / { proxy_pass http://tg; proxy_http_version 1.1; proxy_set_header Connection "";
+      proxy_set_header X-Amzn-Mtls-Clientcert-Serial-Number \$ssl_client_serial; proxy_set_header X-Amzn-Mtls-Clientcert-Issuer \$ssl_client_i_dn;
+      proxy_set_header X-Amzn-Mtls-Clientcert-Subject \$ssl_client_s_dn; proxy_set_header X-Amzn-Mtls-Clientcert-Validity "NotBefore=\$ssl_client_v_start;NotAfter=\$ssl_client_v_end";
+      proxy_set_header X-Amzn-Mtls-Clientcert-Leaf \$ssl_client_escaped_cert; } } }
 $( [ -n "$STREAM_MOD" ] && echo "stream { server { listen 127.0.0.1:18281; proxy_pass 127.0.0.1:19201; } server { listen 127.0.0.1:18291; proxy_pass 127.0.0.1:19001; } }" )
 C
 cat > "$W/haproxy.cfg" <<C
@@ -54,6 +72,13 @@ frontend fe
   mode http
   bind 127.0.0.1:18082
   bind 127.0.0.1:18442 ssl crt $W/combined.pem alpn h2,http/1.1
+  bind 127.0.0.1:18452 ssl crt $W/combined.pem alpn http/1.1 verify required ca-file $W/client-ca.pem
+  # The client-certificate headers edgelb sends (SPEC §8), so all three do the same work.
+  http-request set-header X-Amzn-Mtls-Clientcert-Serial-Number %[ssl_c_serial,hex] if { ssl_c_used }
+  http-request set-header X-Amzn-Mtls-Clientcert-Issuer %[ssl_c_i_dn] if { ssl_c_used }
+  http-request set-header X-Amzn-Mtls-Clientcert-Subject %[ssl_c_s_dn] if { ssl_c_used }
+  http-request set-header X-Amzn-Mtls-Clientcert-Validity NotBefore=%[ssl_c_notbefore];NotAfter=%[ssl_c_notafter] if { ssl_c_used }
+  http-request set-header X-Amzn-Mtls-Clientcert-Leaf %[ssl_c_der,base64] if { ssl_c_used }
   default_backend tg
 backend tg
   mode http
@@ -105,6 +130,13 @@ tls_policy = "tls13-tls12"
 certificates = [ { cert = "$W/cert.pem", key = "$W/key.pem" } ]
 default_action = { forward = "tg" }
 [[listeners]]
+name = "mtls"
+protocol = "https"
+bind = "127.0.0.1:1845$1"
+certificates = [ { cert = "$W/cert.pem", key = "$W/key.pem" } ]
+mutual_authentication = { mode = "verify", trust_store = "$W/client-ca.pem" }
+default_action = { forward = "tg" }
+[[listeners]]
 name = "bulk"
 protocol = "tcp"
 bind = "127.0.0.1:1828$1"
@@ -140,7 +172,10 @@ median() { python3 -c 'import sys,statistics; v=[float(x) for x in sys.argv[1:] 
 wrk_rps() { wrk -t1 -c64 -d"${DUR}s" "$@" 2>/dev/null | awk '/Requests\/sec/{print $2}'; }
 wrk_p99() { wrk -t1 -c64 -d"${DUR}s" --latency "$@" 2>/dev/null | awk '$1=="99%"{v=$2; if (v ~ /ms$/) {sub("ms","",v); v*=1000} else if (v ~ /us$/) {sub("us","",v)} else if (v ~ /s$/) {sub("s","",v); v*=1000000}; print v}'; }
 h2_rps() { h2load -n 200000 -c 10 -m 10 -D "$DUR" "$1" 2>/dev/null | awk '/^finished in/{gsub(",","",$4); print $4}'; }
-hs_rate() { openssl s_time -connect "$1" -new -time "$DUR" -tls1_3 2>/dev/null | awk '/connections in/{print $1/$4; exit}'; }
+hs_rate() { openssl s_time -connect "$1" -new -time "$DUR" -tls1_3 "${@:2}" 2>/dev/null | awk '/connections in/{print $1/$4; exit}'; }
+mtls_hs_rate() { hs_rate "$1" -cert "$W/client.pem" -key "$W/client.key"; }
+tls_rps() { "$TLS_LOAD" "$1" "$DUR" 64 "${@:2}" 2>/dev/null; } # HTTP/1.1 keep-alive over TLS, 64 connections
+mtls_rps() { tls_rps "$1" "$W/client.pem" "$W/client.key"; }
 iperf_gbps() { iperf3 -c 127.0.0.1 -p "$1" -t "$DUR" -f g 2>/dev/null | awk '/receiver/{print $7}'; }
 short_cps() { wrk -t1 -c32 -d"${DUR}s" -H "Connection: close" "http://127.0.0.1:$1/" 2>/dev/null | awk '/Requests\/sec/{print $2}'; }
 rss_kib() { awk '/VmRSS/{print $2}' /proc/"$1"/status; }
@@ -204,6 +239,9 @@ row "HTTP/1.1 keep-alive, 1 KiB" "req/s" 0 "wrk_rps http://127.0.0.1:18083/" "wr
 row "HTTP/1.1 keep-alive p99" "µs" 1 "wrk_p99 http://127.0.0.1:18083/" "wrk_p99 http://127.0.0.1:18082/" "wrk_p99 http://127.0.0.1:18081/"
 row "HTTP/2 over TLS, 10 conns × 10 streams" "req/s" 0 "h2_rps https://127.0.0.1:18443/" "h2_rps https://127.0.0.1:18442/" "h2_rps https://127.0.0.1:18441/"
 row "TLS 1.3 handshakes (openssl s_time -new)" "conn/s" 0 "hs_rate 127.0.0.1:18443" "hs_rate 127.0.0.1:18442" "hs_rate 127.0.0.1:18441"
+row "mTLS 1.3 handshakes, P-256 client certificate (s_time -new)" "conn/s" 0 "mtls_hs_rate 127.0.0.1:18453" "mtls_hs_rate 127.0.0.1:18452" "mtls_hs_rate 127.0.0.1:18451"
+row "HTTP/1.1 keep-alive over TLS 1.3, 1 KiB" "req/s" 0 "tls_rps 127.0.0.1:18443" "tls_rps 127.0.0.1:18442" "tls_rps 127.0.0.1:18441"
+row "HTTP/1.1 keep-alive over mutual TLS 1.3, 1 KiB" "req/s" 0 "mtls_rps 127.0.0.1:18453" "mtls_rps 127.0.0.1:18452" "mtls_rps 127.0.0.1:18451"
 row "L4 bulk (iperf3)" "Gbit/s" 0 "iperf_gbps 18283" "iperf_gbps 18282" "[ -n '$STREAM_MOD' ] && iperf_gbps 18281 || true"
 row "L4 short connections" "conn/s" 0 "short_cps 18293" "short_cps 18292" "[ -n '$STREAM_MOD' ] && short_cps 18291 || true"
 row "10,000 idle keep-alive connections: resident set while held" "KiB RSS" 1 "idle_mem 18083 \$(cat $W/edgelb.pid) held" "idle_mem 18082 \$(cat $W/haproxy.pid) held" "idle_mem 18081 \$(pgrep -P \$(cat $W/nginx.pid) | head -1) held"
