@@ -96,7 +96,10 @@ async fn connection(
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| a != "--bench")
+        .collect();
     if args.len() < 3 {
         // `cargo bench` runs every bench without arguments: nothing to measure.
         eprintln!("usage: tls_keepalive HOST:PORT SECONDS CONNECTIONS [CERT.pem KEY.pem]");
