@@ -18,6 +18,7 @@ pub fn targets_json(group: &GroupRuntime) -> Vec<Value> {
             let (successes, failures) = health.counts();
             json!({
                 "address": &*t.address,
+                "origin": t.origin.to_string(),
                 "weight": t.weight,
                 "state": health.state().as_str(),
                 "reason": health.reason(),

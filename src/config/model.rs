@@ -36,6 +36,9 @@ pub struct Global {
     /// New connections are spread by count over the workers
     /// (`listener::spread`); off, they stay where the kernel put them.
     pub spread_connections: bool,
+    /// The DNS servers that resolve `dns`/`srv` targets (SPEC §12); empty =
+    /// the nameservers of /etc/resolv.conf.
+    pub resolvers: Vec<SocketAddr>,
 }
 
 /// Where access log lines go.
@@ -245,6 +248,8 @@ pub struct TargetGroup {
     pub tls_verify: bool,
     pub stickiness: Option<Stickiness>,
     pub targets: Vec<TargetSpec>,
+    /// Names whose records are targets, followed by their TTL (SPEC §12).
+    pub dns: Vec<DnsSource>,
     pub health_check: HealthCheck,
 }
 
@@ -256,6 +261,72 @@ pub struct TargetSpec {
     pub host: String,
     pub port: u16,
     pub weight: u32,
+    /// Where the target comes from (`/status`).
+    pub origin: Origin,
+    /// Failover tier: only the lowest tier with a target that can take
+    /// traffic gets it (an SRV record's priority; 0 for everything else).
+    pub tier: u16,
+}
+
+impl TargetSpec {
+    /// A target of the configuration file.
+    pub fn configured(address: String, host: String, port: u16, weight: u32) -> Self {
+        TargetSpec {
+            address,
+            host,
+            port,
+            weight,
+            origin: Origin::Config,
+            tier: 0,
+        }
+    }
+}
+
+/// Where a target comes from.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Origin {
+    /// The configuration file.
+    Config,
+    /// The admin API's registration.
+    Api,
+    /// A `dns` source: an A/AAAA record of this name.
+    Dns(String),
+    /// An `srv` source: an SRV record of this name.
+    Srv(String),
+}
+
+impl std::fmt::Display for Origin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Origin::Config => f.write_str("config"),
+            Origin::Api => f.write_str("api"),
+            Origin::Dns(name) => write!(f, "dns:{name}"),
+            Origin::Srv(name) => write!(f, "srv:{name}"),
+        }
+    }
+}
+
+/// A name in a group's `targets` that DNS resolves into targets.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum DnsSource {
+    /// Every A and AAAA address of `name`, on `port`, with `weight`.
+    Hosts {
+        name: String,
+        port: u16,
+        weight: u32,
+    },
+    /// The SRV records of `name`: host, port, weight, priority.
+    Srv { name: String },
+}
+
+impl DnsSource {
+    /// The origin of the targets it gives.
+    pub fn origin(&self) -> Origin {
+        match self {
+            DnsSource::Hosts { name, .. } => Origin::Dns(name.clone()),
+            DnsSource::Srv { name } => Origin::Srv(name.clone()),
+        }
+    }
 }
 
 /// Where health checks go.

@@ -30,6 +30,7 @@ pub struct RawGlobal {
     pub state_file: Option<String>,
     pub watch_config: Option<bool>,
     pub http1_fast_path: Option<bool>,
+    pub resolvers: Option<Vec<String>>,
     pub spread_connections: Option<bool>,
 }
 
@@ -208,6 +209,11 @@ pub struct RawStickiness {
 pub struct RawTarget {
     pub address: Option<String>,
     pub weight: Option<i64>,
+    /// `{ dns = NAME, port, weight }`: every A/AAAA address (SPEC §12).
+    pub dns: Option<String>,
+    pub port: Option<i64>,
+    /// `{ srv = NAME }`: host, port and weight from the SRV records.
+    pub srv: Option<String>,
 }
 
 /// `[target_groups.health_check]`.

@@ -210,6 +210,24 @@ pub fn validate(
     }
 }
 
+/// `[global] resolvers`: `ip` or `ip:port` (53 by default).
+fn resolvers(v: &mut Validator, raw: Option<&[String]>, at: DocPath) -> Vec<SocketAddr> {
+    let mut out = Vec::new();
+    for (i, text) in raw.unwrap_or_default().iter().enumerate() {
+        let parsed = text
+            .parse::<SocketAddr>()
+            .or_else(|_| text.parse::<IpAddr>().map(|ip| SocketAddr::new(ip, 53)));
+        match parsed {
+            Ok(addr) => out.push(addr),
+            Err(_) => v.err(
+                idx(&at, i),
+                format!("invalid resolver {text:?}: expected an IP address, optionally with :port"),
+            ),
+        }
+    }
+    out
+}
+
 fn global(v: &mut Validator, raw: Option<&RawGlobal>) -> Global {
     let at = vec![Seg::Key("global".into())];
     let empty = RawGlobal::default();
@@ -259,6 +277,7 @@ fn global(v: &mut Validator, raw: Option<&RawGlobal>) -> Global {
         watch_config: raw.watch_config.unwrap_or(false),
         http1_fast_path: raw.http1_fast_path.unwrap_or(true),
         spread_connections: raw.spread_connections.unwrap_or(true),
+        resolvers: resolvers(v, raw.resolvers.as_deref(), key(&at, "resolvers")),
     }
 }
 
@@ -1027,7 +1046,7 @@ fn target_groups(v: &mut Validator, raw: &[RawGroup]) -> Vec<TargetGroup> {
             .stickiness
             .as_ref()
             .and_then(|s| stickiness(v, s, key(&at, "stickiness"), protocol));
-        let targets = targets(v, g.targets.as_deref().unwrap_or(&[]), key(&at, "targets"));
+        let (targets, dns) = targets(v, g.targets.as_deref().unwrap_or(&[]), key(&at, "targets"));
         let health_check = health_check(
             v,
             g.health_check.as_ref(),
@@ -1047,6 +1066,7 @@ fn target_groups(v: &mut Validator, raw: &[RawGroup]) -> Vec<TargetGroup> {
             tls_verify: g.tls_verify.unwrap_or(true),
             stickiness,
             targets,
+            dns,
             health_check,
         });
     }
@@ -1149,11 +1169,33 @@ pub fn split_host_port(text: &str) -> Result<(String, u16), String> {
     Ok((host.to_ascii_lowercase(), port))
 }
 
-fn targets(v: &mut Validator, raw: &[RawTarget], at: DocPath) -> Vec<TargetSpec> {
+fn targets(v: &mut Validator, raw: &[RawTarget], at: DocPath) -> (Vec<TargetSpec>, Vec<DnsSource>) {
     let mut out: Vec<TargetSpec> = Vec::new();
+    let mut sources: Vec<DnsSource> = Vec::new();
     for (i, t) in raw.iter().enumerate() {
         let at = idx(&at, i);
         let weight = v.int_in(t.weight, key(&at, "weight"), 1, 0, 1000) as u32;
+        let kinds = [t.address.is_some(), t.dns.is_some(), t.srv.is_some()];
+        if kinds.iter().filter(|k| **k).count() > 1 {
+            v.err(at.clone(), "a target has one of `address`, `dns` or `srv`");
+            continue;
+        }
+        if t.address.is_none() && (t.dns.is_some() || t.srv.is_some()) {
+            if let Some(source) = dns_source(v, t, &at, weight) {
+                if sources.contains(&source) {
+                    v.err(at.clone(), "duplicate DNS target in this group");
+                } else {
+                    sources.push(source);
+                }
+            }
+            continue;
+        }
+        if t.port.is_some() {
+            v.err(
+                key(&at, "port"),
+                "`port` goes with `dns`; an `address` has its own port",
+            );
+        }
         let Some(address) = v.required(&t.address, &at, "address").cloned() else {
             continue;
         };
@@ -1167,16 +1209,56 @@ fn targets(v: &mut Validator, raw: &[RawTarget], at: DocPath) -> Vec<TargetSpec>
                     );
                     continue;
                 }
-                out.push(TargetSpec {
-                    address,
-                    host,
-                    port,
-                    weight,
-                });
+                out.push(TargetSpec::configured(address, host, port, weight));
             }
         }
     }
-    out
+    (out, sources)
+}
+
+/// A `{ dns = NAME, port, weight }` or `{ srv = NAME }` target.
+fn dns_source(v: &mut Validator, t: &RawTarget, at: &[Seg], weight: u32) -> Option<DnsSource> {
+    let valid_name = |name: &str| {
+        !name.is_empty()
+            && name.len() <= 253
+            && name.trim_end_matches('.').split('.').all(|l| {
+                !l.is_empty()
+                    && l.len() <= 63
+                    && l.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            })
+    };
+    if let Some(name) = &t.srv {
+        if t.port.is_some() || t.weight.is_some() {
+            v.err(
+                at.to_vec(),
+                "an `srv` target takes its port and weight from the SRV records",
+            );
+            return None;
+        }
+        if !valid_name(name) {
+            v.err(key(at, "srv"), format!("invalid DNS name {name:?}"));
+            return None;
+        }
+        return Some(DnsSource::Srv {
+            name: name.trim_end_matches('.').to_ascii_lowercase(),
+        });
+    }
+    let name = t.dns.as_deref().unwrap_or_default();
+    if !valid_name(name) {
+        v.err(key(at, "dns"), format!("invalid DNS name {name:?}"));
+        return None;
+    }
+    let port = v.required(&t.port, at, "port").copied()?;
+    if !(1..=65535).contains(&port) {
+        v.err(key(at, "port"), format!("{port} is out of range 1..=65535"));
+        return None;
+    }
+    Some(DnsSource::Hosts {
+        name: name.trim_end_matches('.').to_ascii_lowercase(),
+        port: port as u16,
+        weight,
+    })
 }
 
 /// Parses a matcher: `"200"`, `"200,202"`, `"200-299"`, mixes.

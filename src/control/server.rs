@@ -8,6 +8,7 @@ use crate::health::HealthState;
 use crate::listener::{self, ListenerSet};
 use crate::runtime::Live;
 use crate::runtime::checker::Checkers;
+use crate::runtime::dns::DnsAnswers;
 use crate::runtime::registry::{Refusal, Registry};
 use crate::runtime::resolve::Resolved;
 use crate::runtime::resolve::resolve_targets;
@@ -65,6 +66,10 @@ pub struct Server {
     pub access_log: Option<Arc<AccessLog>>,
     /// The configuration file as last loaded (the registry applies on top).
     file_config: Mutex<Arc<Config>>,
+    /// The answers of the DNS sources (targets laid over the rest).
+    dns: Mutex<DnsAnswers>,
+    /// Wakes the DNS watch when a reload may have changed the sources.
+    dns_sources: Arc<Notify>,
 }
 
 fn current_generation(live: &Live) -> u64 {
@@ -202,8 +207,11 @@ impl Server {
             registry: Mutex::new(registry),
             access_log,
             file_config: Mutex::new(file),
+            dns: Mutex::new(DnsAnswers::default()),
+            dns_sources: Arc::new(Notify::new()),
         });
         tokio::spawn(reap_drained(Arc::downgrade(&server)));
+        tokio::spawn(super::dns::watch(Arc::downgrade(&server)));
         Ok(server)
     }
 
@@ -232,11 +240,13 @@ impl Server {
         self.warn_start_only_changes(&file);
         // Registered targets stay; deregistered file targets come back (only
         // once this reload succeeds).
-        let effective = Arc::new(self.registry().apply(&file, false));
+        let mut effective = self.registry().apply(&file, false);
+        self.dns().apply(&mut effective);
         let generation = self.live.load().generation + 1;
-        self.install(set, effective, generation).await?;
+        self.install(set, Arc::new(effective), generation).await?;
         self.registry().file_reloaded();
         *self.file_config.lock().unwrap_or_else(|e| e.into_inner()) = file;
+        self.dns_sources.notify_one();
         Ok(generation)
     }
 
@@ -292,14 +302,39 @@ impl Server {
         }
     }
 
-    /// The file's configuration with the API's registrations applied.
+    /// The file's configuration with the API's registrations and the DNS
+    /// sources' answers applied.
     fn effective_config(&self) -> Arc<Config> {
-        let file = self
-            .file_config
+        let file = self.file_config();
+        let mut effective = self.registry().apply(&file, true);
+        self.dns().apply(&mut effective);
+        Arc::new(effective)
+    }
+
+    /// The configuration file as last loaded.
+    pub(super) fn file_config(&self) -> Arc<Config> {
+        self.file_config
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .clone();
-        Arc::new(self.registry().apply(&file, true))
+            .clone()
+    }
+
+    pub(super) fn dns(&self) -> std::sync::MutexGuard<'_, DnsAnswers> {
+        self.dns.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Notified when a reload may have changed the DNS sources.
+    pub(super) fn dns_sources_changed(&self) -> Arc<Notify> {
+        self.dns_sources.clone()
+    }
+
+    /// Installs the DNS sources' new answers (the generation stays: the
+    /// configuration did not change).
+    pub(super) async fn apply_dns(&self) -> Result<(), String> {
+        let mut set = self.listeners.lock().await;
+        let effective = self.effective_config();
+        self.install(&mut set, effective, current_generation(&self.live))
+            .await
     }
 
     fn registry(&self) -> std::sync::MutexGuard<'_, Registry> {
@@ -394,6 +429,7 @@ impl Server {
                     group: g.name.to_string(),
                     address: t.address.clone(),
                     addr: t.addr,
+                    origin: t.origin.clone(),
                     shared: t.shared.clone(),
                     until: now + new_group.deregistration_delay,
                 });

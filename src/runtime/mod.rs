@@ -3,6 +3,7 @@
 //! `control::Server` builds, publishes and retires snapshots.
 
 pub mod checker;
+pub mod dns;
 pub mod listener;
 pub mod registry;
 pub(crate) mod resolve;

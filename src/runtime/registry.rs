@@ -3,7 +3,7 @@
 //! state file, written atomically); a file target that was deregistered stays
 //! out until the next reload or restart (the file is the truth for its own).
 
-use crate::config::{Config, TargetSpec, split_host_port};
+use crate::config::{Config, Origin, TargetSpec, split_host_port};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashSet};
 use std::io::Write;
@@ -82,10 +82,8 @@ impl Registry {
                     && !g.targets.iter().any(|t| t.address == r.address)
                 {
                     g.targets.push(TargetSpec {
-                        address: r.address.clone(),
-                        host,
-                        port,
-                        weight: r.weight,
+                        origin: Origin::Api,
+                        ..TargetSpec::configured(r.address.clone(), host, port, r.weight)
                     });
                 }
             }

@@ -66,6 +66,7 @@ pub struct DrainingTarget {
     pub group: String,
     pub address: Arc<str>,
     pub addr: std::net::SocketAddr,
+    pub origin: crate::config::Origin,
     pub shared: Arc<TargetShared>,
     pub until: std::time::Instant,
 }
@@ -145,6 +146,8 @@ pub fn build<'a>(
                         address: Arc::from(t.address.as_str()),
                         addr: resolved[&t.address],
                         weight: t.weight,
+                        tier: t.tier,
+                        origin: t.origin.clone(),
                         shared,
                         up: metrics.target_up(&g.name, &t.address),
                     }
@@ -162,6 +165,8 @@ pub fn build<'a>(
                             address: d.address.clone(),
                             addr: d.addr,
                             weight: 0,
+                            tier: 0,
+                            origin: d.origin.clone(),
                             shared: d.shared.clone(),
                             up: metrics.target_up(&g.name, &d.address),
                         }),

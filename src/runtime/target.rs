@@ -61,6 +61,10 @@ pub struct Target {
     /// Where to connect (host names resolved when the snapshot was built).
     pub addr: SocketAddr,
     pub weight: u32,
+    /// Failover tier (an SRV priority): see [`GroupRuntime::pick`].
+    pub tier: u16,
+    /// Where the target comes from (`/status`).
+    pub origin: config::Origin,
     pub shared: Arc<TargetShared>,
     /// `edgelb_target_up` of this target.
     pub up: IntGauge,
@@ -108,6 +112,8 @@ pub struct GroupRuntime {
     /// Keys of the stickiness cookies.
     pub cookie_keys: Arc<CookieKeys>,
     pub targets: Vec<Target>,
+    /// Targets sit in more than one tier (SRV priorities).
+    tiered: bool,
     balancer: Balancer,
     pub metrics: GroupMetrics,
 }
@@ -135,16 +141,39 @@ impl GroupRuntime {
                 unhealthy: config.health_check.unhealthy_threshold,
             },
             balancer: Balancer::new(config.algorithm, targets.len()),
+            tiered: targets.windows(2).any(|w| w[0].tier != w[1].tier),
             targets,
             metrics,
         }
     }
 
+    /// The tier that takes traffic: the lowest with a healthy target that
+    /// has a weight (SRV: the lowest priority value while one of its records
+    /// is healthy, the next when none is). `None` when nothing is healthy.
+    fn active_tier(&self, exclude: Option<usize>) -> Option<u16> {
+        self.targets
+            .iter()
+            .enumerate()
+            .filter(|(i, t)| {
+                Some(*i) != exclude
+                    && t.weight > 0
+                    && t.shared.health.state() == HealthState::Healthy
+            })
+            .map(|(_, t)| t.tier)
+            .min()
+    }
+
     /// Picks a target for a new request or connection, never `exclude` (a target
-    /// that just failed). Healthy targets first; when none is healthy and the
-    /// group fails open, every target that is not draining.
+    /// that just failed). Healthy targets of the active tier first; when none
+    /// is healthy and the group fails open, every target that is not draining.
     pub fn pick(&self, exclude: Option<usize>) -> Option<usize> {
         let n = self.targets.len();
+        // Only groups with several tiers pay for finding the active one.
+        let tier = if self.tiered {
+            self.active_tier(exclude)
+        } else {
+            None
+        };
         let outstanding = |i: usize| self.targets[i].shared.outstanding.load(Ordering::Relaxed);
         let now_ms = if self.slow_start.is_zero() {
             0
@@ -153,7 +182,10 @@ impl GroupRuntime {
         };
         let healthy = |i: usize| {
             let t = &self.targets[i];
-            if t.shared.health.state() == HealthState::Healthy && Some(i) != exclude {
+            if t.shared.health.state() == HealthState::Healthy
+                && Some(i) != exclude
+                && tier.is_none_or(|tier| t.tier == tier)
+            {
                 self.effective_weight(t, now_ms)
             } else {
                 0
@@ -190,6 +222,7 @@ impl GroupRuntime {
             return false;
         }
         match t.shared.health.state() {
+            HealthState::Healthy if self.tiered => self.active_tier(None) == Some(t.tier),
             HealthState::Healthy => true,
             HealthState::Draining | HealthState::Unused => false,
             HealthState::Initial | HealthState::Unhealthy => {

@@ -31,6 +31,7 @@ pub struct Metrics {
     target_response_errors: IntCounterVec,
     tls_handshake_errors: IntCounterVec,
     client_cert_errors: IntCounterVec,
+    dns_resolutions: IntCounterVec,
     client_floods: IntCounterVec,
     health_checks: IntCounterVec,
     sticky_rejected: IntCounterVec,
@@ -156,6 +157,12 @@ impl Metrics {
             "Client certificates refused by mutual TLS, by reason.",
             &["listener", "reason"],
         );
+        let dns_resolutions = counter(
+            &r,
+            "edgelb_dns_resolutions_total",
+            "Resolutions of dns and srv targets, by result.",
+            &["target_group", "result"],
+        );
         let health_checks = counter(
             &r,
             "edgelb_health_checks_total",
@@ -216,6 +223,7 @@ impl Metrics {
             target_response_errors,
             tls_handshake_errors,
             client_cert_errors,
+            dns_resolutions,
             client_floods,
             health_checks,
             sticky_rejected,
@@ -301,6 +309,13 @@ impl Metrics {
     }
 
     /// The `edgelb_target_up` handle of one target.
+    /// `edgelb_dns_resolutions_total` of a group: `success`, `nxdomain`
+    /// (or an empty answer) and `error` (timeout, server failure).
+    pub fn dns_resolutions(&self, group: &str) -> [IntCounter; 3] {
+        ["success", "nxdomain", "error"]
+            .map(|result| self.dns_resolutions.with_label_values(&[group, result]))
+    }
+
     pub fn target_up(&self, group: &str, target: &str) -> IntGauge {
         self.target_up.with_label_values(&[group, target])
     }

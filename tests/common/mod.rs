@@ -2,6 +2,7 @@
 //! real `edgelb` binary, and real HTTP/1.1 and HTTP/2 clients.
 #![allow(dead_code)]
 
+pub mod dns_server;
 pub mod raw_target;
 pub mod tls;
 
