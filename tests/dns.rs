@@ -451,3 +451,28 @@ async fn cost_of_1000_names_re_resolved_every_second() {
 fn total_queries(dns: &DnsServer) -> usize {
     dns.zone.lock().unwrap().queries.values().sum()
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aaaa_records_are_targets_too() {
+    let dns = DnsServer::start(1).await;
+    let port = free_port();
+    let v6: SocketAddr = format!("[::1]:{port}").parse().unwrap();
+    let v4: SocketAddr = format!("127.0.0.10:{port}").parse().unwrap();
+    let _t6 = TestTarget::start_on(v6, "six").await;
+    let _t4 = TestTarget::start_on(v4, "four").await;
+    dns.set_hosts("dual.test", &["127.0.0.10", "::1"]);
+    let listen = listen_addr();
+    let lb = Edgelb::start(&config(
+        listen,
+        &dns,
+        &format!("{{ dns = \"dual.test\", port = {port} }}"),
+        "",
+    ))
+    .await;
+    wait_targets(&lb, "both healthy", |t| {
+        state(t, v6) == Some("healthy") && state(t, v4) == Some("healthy")
+    })
+    .await;
+    let seen = spread(listen, 4).await;
+    assert_eq!((seen["six"], seen["four"]), (2, 2), "{seen:?}");
+}

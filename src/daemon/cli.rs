@@ -1,5 +1,6 @@
 //! The command line (SPEC §1).
 
+use super::client;
 use clap::{Parser, Subcommand};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -53,6 +54,57 @@ enum Command {
     },
     /// Print the version and build information.
     Version,
+    /// The running daemon's listeners and targets, as a table.
+    Status {
+        /// The `/status` document instead of a table.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// List, register or deregister a group's targets.
+    Targets {
+        #[command(subcommand)]
+        call: TargetsCall,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Reload the running daemon's configuration.
+    Reload {
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+}
+
+/// How the client commands reach the admin API.
+#[derive(clap::Args)]
+struct AdminArgs {
+    /// The admin API (default: $EDGELB_ADMIN, else http://127.0.0.1:9901).
+    #[arg(long, global = true)]
+    admin: Option<String>,
+    /// The admin token's file (default: $EDGELB_TOKEN_FILE, else
+    /// /etc/edgelb/admin.token; read only by calls that change something).
+    #[arg(long, global = true)]
+    token_file: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum TargetsCall {
+    /// A group's targets and their health.
+    List {
+        group: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Register a target (it starts initial).
+    Register {
+        group: String,
+        address: String,
+        #[arg(long, default_value_t = 1)]
+        weight: u32,
+    },
+    /// Deregister a target (it drains).
+    Deregister { group: String, address: String },
 }
 
 /// Entry point of the binary.
@@ -66,8 +118,30 @@ pub fn main() -> ExitCode {
             println!("edgelb {LONG_VERSION}");
             0
         }
+        Command::Status { json, admin } => client::status(&admin.into(), json),
+        Command::Targets { call, admin } => {
+            let admin = admin.into();
+            match call {
+                TargetsCall::List { group, json } => client::list(&admin, &group, json),
+                TargetsCall::Register {
+                    group,
+                    address,
+                    weight,
+                } => client::register(&admin, &group, &address, weight),
+                TargetsCall::Deregister { group, address } => {
+                    client::deregister(&admin, &group, &address)
+                }
+            }
+        }
+        Command::Reload { admin } => client::reload(&admin.into()),
     };
     ExitCode::from(code)
+}
+
+impl From<AdminArgs> for client::Admin {
+    fn from(a: AdminArgs) -> Self {
+        client::Admin::new(a.admin, a.token_file)
+    }
 }
 
 fn check(path: &std::path::Path) -> u8 {
