@@ -26,8 +26,9 @@ def need(obj, keys, where):
 
 def uuid_of(obj, where):
     u = obj.get("uuid", "")
-    if not re.fullmatch(r"[0-9a-f]{32}", str(u)):
-        errors.append(f"{where}: uuid {u!r} is not 32 lower-case hex digits")
+    # Zabbix 6.0's import accepts only UUIDv4: version digit 4, variant 8-b.
+    if not re.fullmatch(r"[0-9a-f]{12}4[0-9a-f]{3}[89ab][0-9a-f]{15}", str(u)):
+        errors.append(f"{where}: uuid {u!r} is not a UUIDv4 in 32 lower-case hex digits")
     uuids.append(u)
 
 for g in export.get("groups", []):

@@ -3,6 +3,7 @@
 use crate::admin::status::{status_json, targets_json, unhealthy_groups};
 use crate::control::Server;
 use crate::runtime::registry::Refusal;
+use crate::runtime::snapshot::used_groups;
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::BodyExt;
@@ -166,14 +167,27 @@ impl AdminApi {
             }
             (Method::GET, ["zabbix", "discovery"]) => {
                 let snapshot = self.server.live.load();
+                let used = used_groups(&snapshot.config);
                 let items: Vec<Value> = snapshot
                     .groups
                     .iter()
+                    .filter(|g| used.contains(&*g.name))
                     .flat_map(|g| {
                         g.targets
                             .iter()
                             .map(move |t| json!({ "{#TG}": &*g.name, "{#TARGET}": &*t.address }))
                     })
+                    .collect();
+                json_response(StatusCode::OK, &Value::Array(items))
+            }
+            (Method::GET, ["zabbix", "discovery", "groups"]) => {
+                let snapshot = self.server.live.load();
+                let used = used_groups(&snapshot.config);
+                let items: Vec<Value> = snapshot
+                    .groups
+                    .iter()
+                    .filter(|g| used.contains(&*g.name))
+                    .map(|g| json!({ "{#TG}": &*g.name }))
                     .collect();
                 json_response(StatusCode::OK, &Value::Array(items))
             }

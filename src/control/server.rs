@@ -12,7 +12,9 @@ use crate::runtime::dns::DnsAnswers;
 use crate::runtime::registry::{Refusal, Registry};
 use crate::runtime::resolve::Resolved;
 use crate::runtime::resolve::resolve_targets;
-use crate::runtime::snapshot::{BuildContext, DrainingTarget, Snapshot, build, used_groups};
+use crate::runtime::snapshot::{
+    BuildContext, DrainingTarget, Snapshot, build, keep_series, used_groups,
+};
 use crate::telemetry::access_log::AccessLog;
 use crate::telemetry::metrics::Metrics;
 use crate::tls::server::SessionState;
@@ -183,6 +185,7 @@ impl Server {
         };
         let snapshot = build(config.clone(), 1, None, std::iter::empty(), &ctx)
             .map_err(StartError::Runtime)?;
+        metrics.retain_series(&keep_series(&snapshot));
         let live = Arc::new(Live::from_pointee(snapshot));
         let checkers = Mutex::new(start_checkers(&live.load()));
         set.commit(&config, prepared, &live);
@@ -271,6 +274,7 @@ impl Server {
             &ctx,
         )?;
         self.live.store(Arc::new(snapshot));
+        self.metrics.retain_series(&keep_series(&self.live.load()));
         // The old snapshot's checkers stop as the new ones start.
         *self.checkers.lock().unwrap_or_else(|e| e.into_inner()) =
             start_checkers(&self.live.load());
@@ -478,6 +482,7 @@ impl Server {
             }
         }
         self.live.store(Arc::new(snapshot));
+        self.metrics.retain_series(&keep_series(&self.live.load()));
         *self.checkers.lock().unwrap_or_else(|e| e.into_inner()) =
             start_checkers(&self.live.load());
         Ok(())

@@ -294,6 +294,38 @@ pub fn publish_health(snapshot: &Snapshot) {
     }
 }
 
+/// The names whose metric series stay after `snapshot` is swapped in
+/// (`Metrics::retain_series`).
+pub fn keep_series(snapshot: &Snapshot) -> crate::telemetry::metrics::KeepSeries {
+    let used = used_groups(&snapshot.config);
+    crate::telemetry::metrics::KeepSeries {
+        listeners: snapshot
+            .listeners
+            .iter()
+            .map(|l| l.name.to_string())
+            .collect(),
+        verifying_listeners: snapshot
+            .listeners
+            .iter()
+            .filter(|l| l.client_certs == Mode::Verify)
+            .map(|l| l.name.to_string())
+            .collect(),
+        groups: snapshot.groups.iter().map(|g| g.name.to_string()).collect(),
+        used_groups: used.iter().map(|g| g.to_string()).collect(),
+        // Targets of unused groups are `unused`, not out of service: no series.
+        targets: snapshot
+            .groups
+            .iter()
+            .filter(|g| used.contains(&*g.name))
+            .flat_map(|g| {
+                g.targets
+                    .iter()
+                    .map(|t| (g.name.to_string(), t.address.to_string()))
+            })
+            .collect(),
+    }
+}
+
 /// Names of the target groups some listener forwards to.
 pub fn used_groups(config: &Config) -> HashSet<&str> {
     config

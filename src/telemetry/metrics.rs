@@ -38,6 +38,10 @@ pub struct Metrics {
     config_reloads: IntCounterVec,
     /// The generation of the live configuration.
     pub config_generation: IntGauge,
+    /// 1 when the last reload succeeded (the start counts as one).
+    last_reload_successful: IntGauge,
+    /// When the configuration was last loaded successfully (Unix seconds).
+    last_reload_success: IntGauge,
     /// Access log lines dropped because the writer fell behind.
     pub access_log_dropped: IntCounter,
 }
@@ -207,6 +211,27 @@ impl Metrics {
         for result in ["success", "failure"] {
             config_reloads.with_label_values(&[result]);
         }
+        let last_reload_successful = IntGauge::new(
+            "edgelb_config_last_reload_successful",
+            "1 when the last configuration load (start or reload) succeeded, 0 after a failed reload.",
+        )
+        .expect("valid metric");
+        r.register(Box::new(last_reload_successful.clone()))
+            .expect("registered once");
+        let last_reload_success = IntGauge::new(
+            "edgelb_config_last_reload_success_timestamp_seconds",
+            "When the configuration was last loaded successfully (Unix seconds).",
+        )
+        .expect("valid metric");
+        r.register(Box::new(last_reload_success.clone()))
+            .expect("registered once");
+        last_reload_successful.set(1);
+        last_reload_success.set(unix_now());
+        // The standard process_* series (CPU, memory, descriptors, start time).
+        r.register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        ))
+        .expect("registered once");
         Metrics {
             registry: r,
             responses,
@@ -229,6 +254,8 @@ impl Metrics {
             sticky_rejected,
             config_reloads,
             config_generation,
+            last_reload_successful,
+            last_reload_success,
             access_log_dropped,
         }
     }
@@ -242,11 +269,61 @@ impl Metrics {
         out
     }
 
-    /// Counts a reload.
+    /// Counts a reload and sets the state gauges an alert can hold on to.
     pub fn reload_result(&self, ok: bool) {
         self.config_reloads
             .with_label_values(&[if ok { "success" } else { "failure" }])
             .inc();
+        self.last_reload_successful.set(i64::from(ok));
+        if ok {
+            self.last_reload_success.set(unix_now());
+        }
+    }
+
+    /// Drops every series of a listener, group or target that `keep` does
+    /// not name (SPEC §5: series follow the configuration; one left behind
+    /// is a false alert). Called after every snapshot swap; handles held by
+    /// the old snapshot update series no longer exported.
+    pub fn retain_series(&self, keep: &KeepSeries) {
+        let listener = |l: &Labels| {
+            l.get("listener")
+                .is_none_or(|n| keep.listeners.contains(*n))
+        };
+        let group = |l: &Labels| {
+            l.get("target_group")
+                .is_none_or(|g| g.is_empty() || keep.groups.contains(*g))
+        };
+        let both = |l: &Labels| listener(l) && group(l);
+        prune(&self.responses, both);
+        prune(&self.requests, both);
+        prune(&self.active_connections, listener);
+        prune(&self.connections, listener);
+        prune(&self.rejected_connections, listener);
+        prune(&self.processed_bytes, listener);
+        prune(&self.tls_handshake_errors, listener);
+        prune(&self.client_floods, listener);
+        prune(&self.client_cert_errors, |l| {
+            l.get("listener")
+                .is_some_and(|n| keep.verifying_listeners.contains(*n))
+        });
+        let used = |l: &Labels| {
+            l.get("target_group")
+                .is_some_and(|g| keep.used_groups.contains(*g))
+        };
+        prune(&self.healthy_targets, used);
+        prune(&self.unhealthy_targets, used);
+        prune(&self.target_up, |l| {
+            match (l.get("target_group"), l.get("target")) {
+                (Some(g), Some(t)) => keep.targets.contains(&(g.to_string(), t.to_string())),
+                _ => false,
+            }
+        });
+        prune(&self.target_response, group);
+        prune(&self.target_connection_errors, group);
+        prune(&self.target_response_errors, group);
+        prune(&self.health_checks, group);
+        prune(&self.sticky_rejected, group);
+        prune(&self.dns_resolutions, group);
     }
 
     /// Handles of one listener; `verifies` (mutual TLS in `verify` mode)
@@ -398,4 +475,46 @@ pub struct GroupMetrics {
     pub checks_success: IntCounter,
     pub checks_failure: IntCounter,
     pub sticky_rejected: IntCounter,
+}
+
+/// What [`Metrics::retain_series`] keeps: the live snapshot's names.
+#[derive(Debug, Default)]
+pub struct KeepSeries {
+    pub listeners: std::collections::HashSet<String>,
+    /// Listeners that verify client certificates.
+    pub verifying_listeners: std::collections::HashSet<String>,
+    /// Every group of the configuration.
+    pub groups: std::collections::HashSet<String>,
+    /// Groups some listener forwards to (the only ones with health gauges).
+    pub used_groups: std::collections::HashSet<String>,
+    /// (group, target address), draining targets included.
+    pub targets: std::collections::HashSet<(String, String)>,
+}
+
+type Labels<'a> = std::collections::HashMap<&'a str, &'a str>;
+
+/// Removes the series of `vec` whose labels `keep` refuses.
+fn prune<T: prometheus::core::MetricVecBuilder>(
+    vec: &prometheus::core::MetricVec<T>,
+    keep: impl Fn(&Labels) -> bool,
+) {
+    use prometheus::core::Collector;
+    for family in vec.collect() {
+        for metric in family.get_metric() {
+            let labels: Labels = metric
+                .get_label()
+                .iter()
+                .map(|l| (l.name(), l.value()))
+                .collect();
+            if !keep(&labels) {
+                let _ = vec.remove(&labels);
+            }
+        }
+    }
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
 }
