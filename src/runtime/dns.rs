@@ -95,15 +95,18 @@ impl DnsAnswers {
     /// Marks `source` of `group` as asked at `now`: not due again until its
     /// answer is recorded (or `pending` has passed, should it never come).
     pub fn asked(&mut self, group: &str, source: &DnsSource, now: Instant, pending: Duration) {
-        let answer = self
-            .answers
+        self.answer(group, source, now).due = now + pending;
+    }
+
+    /// The standing answer of `source`, an empty one due `now` if none yet.
+    fn answer(&mut self, group: &str, source: &DnsSource, now: Instant) -> &mut Answer {
+        self.answers
             .entry((group.to_owned(), source.clone()))
             .or_insert_with(|| Answer {
                 targets: Vec::new(),
                 due: now,
                 empty_since: None,
-            });
-        answer.due = now + pending;
+            })
     }
 
     /// When the next source is due (`None`: no source).
@@ -121,14 +124,7 @@ impl DnsAnswers {
         lookup: Lookup,
         now: Instant,
     ) -> bool {
-        let answer = self
-            .answers
-            .entry((group.to_owned(), source.clone()))
-            .or_insert_with(|| Answer {
-                targets: Vec::new(),
-                due: now,
-                empty_since: None,
-            });
+        let answer = self.answer(group, source, now);
         match lookup {
             Lookup::Found(mut targets, ttl) => {
                 targets.sort_by(|a, b| a.address.cmp(&b.address));
