@@ -27,6 +27,14 @@ pub struct AdminApi {
 
 type AdminResponse = Response<Full<Bytes>>;
 
+/// The dashboard (SPEC §13): one page, its script inlined, no external
+/// assets; it reads `/status` and `/metrics` every 2 s and changes nothing.
+const DASHBOARD: &str = concat!(
+    include_str!("dashboard/head.html"),
+    include_str!("dashboard/dashboard.js"),
+    include_str!("dashboard/tail.html")
+);
+
 fn json_response(status: StatusCode, value: &Value) -> AdminResponse {
     let mut resp = Response::new(Full::new(Bytes::from(value.to_string())));
     *resp.status_mut() = status;
@@ -84,6 +92,14 @@ impl AdminApi {
         let path = req.uri().path().trim_end_matches('/');
         let segments: Vec<&str> = path.split('/').skip(1).collect();
         match (req.method().clone(), segments.as_slice()) {
+            (Method::GET, []) => {
+                let mut resp = Response::new(Full::new(Bytes::from_static(DASHBOARD.as_bytes())));
+                resp.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("text/html; charset=utf-8"),
+                );
+                resp
+            }
             (Method::GET, ["healthz"]) => {
                 let unhealthy = unhealthy_groups(&self.server.live.load());
                 if unhealthy.is_empty() {
