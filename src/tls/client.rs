@@ -84,10 +84,11 @@ pub fn server_name(host: &str) -> Option<ServerName<'static>> {
     }
 }
 
-/// `tls_verify = false`: every certificate is accepted; signatures are still
-/// checked so the handshake itself is sound.
+/// `tls_verify = false` (and the loopback benchmarks' clients): every
+/// certificate is accepted; signatures are still checked with the
+/// provider's algorithms so the handshake itself is sound.
 #[derive(Debug)]
-struct NoVerification(Arc<rustls::crypto::CryptoProvider>);
+pub struct NoVerification(pub Arc<rustls::crypto::CryptoProvider>);
 
 impl ServerCertVerifier for NoVerification {
     fn verify_server_cert(
