@@ -704,3 +704,69 @@ async fn request_bodies_of_a_declared_length_stream_through_on_a_kept_connection
         heads[0]
     );
 }
+
+/// A target that reads each request and closes its connection without an
+/// answer: it died with the request in it, on a connection just opened.
+async fn dies_with_every_request() -> (SocketAddr, Arc<Mutex<Vec<String>>>) {
+    scripted_target(|_, _| None).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_target_dying_with_a_get_on_a_new_connection_costs_it_nothing_and_a_post_its_answer() {
+    let (dying, heads) = dies_with_every_request().await;
+    let good = TestTarget::start("good").await;
+    let listen = listen_addr();
+    // Passive failures must not take the dying target out during the test:
+    // every request has to meet it in turn.
+    let config = one_group_config(
+        listen,
+        &[(dying, 1), (good.addr, 1)],
+        "[target_groups.health_check]\ninterval = \"60s\"\npath = \"/health\"\nunhealthy_threshold = 10\n",
+    );
+    let lb = Edgelb::start(&config).await;
+    let mut h1 = H1::connect(listen).await;
+    let mut h2 = H2::connect(listen).await;
+    for i in 0..4 {
+        let got = h1.get(&format!("/get/h1/{i}")).await;
+        assert_eq!(got.status.as_u16(), 200, "HTTP/1.1 GET {i}");
+    }
+    for i in 0..4 {
+        let got = h2.get(&format!("/get/h2/{i}")).await;
+        assert_eq!(got.status.as_u16(), 200, "HTTP/2 GET {i}");
+    }
+    let met = |prefix: &str| {
+        heads
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|h| h.starts_with(prefix))
+            .count()
+    };
+    assert!(
+        met("GET /get/h1/") > 0,
+        "no HTTP/1.1 GET met the dying target"
+    );
+    assert!(
+        met("GET /get/h2/") > 0,
+        "no HTTP/2 GET met the dying target"
+    );
+    assert_eq!(lb_5xx(&lb).await, 0.0);
+    // A POST may have been done: it is not sent twice. Every POST the dying
+    // target read is one 502, every other one reached the good target.
+    let mut refused = 0;
+    for i in 0..4 {
+        let post = Request::post(format!("/post/{i}"))
+            .header("host", "test.local")
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        match h1.send(post).await {
+            // The POST was read to its end: the connection stays open.
+            Ok(got) if got.status.as_u16() == 502 => refused += 1,
+            Ok(got) => assert_eq!(got.status.as_u16(), 200, "POST {i}"),
+            Err(e) => panic!("POST {i}: {e}"),
+        }
+    }
+    assert!(refused > 0, "no POST met the dying target");
+    assert_eq!(met("POST /post/"), refused);
+    assert_eq!(lb_5xx(&lb).await, refused as f64);
+}

@@ -144,14 +144,19 @@ pub fn decide(failure: Failure, request: Request, tried: Tried, max_failovers: u
             counter: None,
             error: None,
         },
-        Failure::Stale { .. } => target_failed(502),
-        Failure::Reset if request.reused && request.replayable && !tried.replayed => Verdict {
-            next: Next::Replay,
-            blame: Some(Reason::FailedHealthChecks),
-            counter: None,
-            error: None,
-        },
-        Failure::Reset => target_failed(502),
+        // The target went away after the request left, on a fresh connection
+        // or on a pooled one: what is safe to send twice goes once more,
+        // elsewhere (a target dying under steady load, ALB's and nginx's
+        // `proxy_next_upstream` for idempotent requests).
+        Failure::Stale { .. } | Failure::Reset if request.replayable && !tried.replayed => {
+            Verdict {
+                next: Next::Replay,
+                blame: Some(Reason::FailedHealthChecks),
+                counter: None,
+                error: None,
+            }
+        }
+        Failure::Stale { .. } | Failure::Reset => target_failed(502),
         Failure::Timeout => Verdict {
             next: Next::Answer(504),
             blame: Some(Reason::Timeout),
@@ -236,6 +241,10 @@ mod tests {
         replayable: true,
         reused: false,
     };
+    const FRESH_POST: Request = Request {
+        replayable: false,
+        reused: false,
+    };
     const POOLED_GET: Request = Request {
         replayable: true,
         reused: true,
@@ -286,10 +295,10 @@ mod tests {
                 "{failure:?} {request:?}"
             );
         }
-        // A POST that may have been read, or a fresh connection: the target's failure.
+        // A POST that may have been read: the target's failure.
         for (failure, request) in [
             (Failure::Stale { unsent: false }, POOLED_POST),
-            (Failure::Stale { unsent: false }, FRESH),
+            (Failure::Stale { unsent: false }, FRESH_POST),
         ] {
             let v = decide(failure, request, Tried::default(), 1);
             assert_eq!(v.next, Next::Answer(502));
@@ -317,6 +326,20 @@ mod tests {
             decide(Failure::Reset, POOLED_POST, Tried::default(), 1).next,
             Next::Answer(502)
         );
+        // A fresh connection closed or reset under a GET: the target died
+        // with the request in it; the GET goes once more, a POST does not.
+        for failure in [Failure::Reset, Failure::Stale { unsent: false }] {
+            assert_eq!(
+                decide(failure, FRESH, Tried::default(), 1).next,
+                Next::Replay,
+                "{failure:?}"
+            );
+            assert_eq!(decide(failure, FRESH, replayed, 1).next, Next::Answer(502));
+            assert_eq!(
+                decide(failure, FRESH_POST, Tried::default(), 1).next,
+                Next::Answer(502)
+            );
+        }
     }
 
     #[test]

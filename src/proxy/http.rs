@@ -389,7 +389,7 @@ async fn forward(
         .await;
     }
     // Each of these is allowed once: a failed connect (nothing was sent), and a
-    // failed exchange on a reused connection for a replayable request.
+    // failed exchange for a replayable request (the target went away under it).
     let mut connect_failed = false;
     let mut replayed = false;
     let mut stale_retries = 0;
@@ -441,7 +441,7 @@ async fn forward(
         if !reused {
             sent_at = Instant::now();
         }
-        let replay = if reused && !replayed {
+        let replay = if !replayed {
             replayable_copy(&req)
         } else {
             None
@@ -559,8 +559,8 @@ async fn forward(
                         req = unsent;
                         stale_retries += 1;
                     }
-                    // The target went away under a reused connection: a body-less
-                    // idempotent request is sent again, elsewhere if possible.
+                    // The target went away under the request: a body-less
+                    // idempotent one is sent again, elsewhere if possible.
                     (Next::Replay, _, Some(copy)) => {
                         req = copy;
                         replayed = true;
@@ -662,9 +662,10 @@ struct RawRequest {
 
 /// [`forward`] for a body-less request to a plain target group: sent by
 /// [`raw`] on the fast path's sockets, the response body read off the socket.
-/// Retries as the fast path does: a request that found its pooled socket
-/// closed before any answer goes again if it is idempotent; a failed connect
-/// tries another target once.
+/// Retries as the fast path does (the attempt policy through
+/// [`pool::RawAttempts`]): a request that found its pooled socket closed
+/// before any answer goes again if it is idempotent, once elsewhere when a
+/// new socket closes under it too; a failed connect tries another target once.
 #[allow(clippy::too_many_arguments)]
 async fn forward_raw(
     conn: &ClientConn,
@@ -682,10 +683,9 @@ async fn forward_raw(
         head_request,
         replayable,
     } = request;
-    let mut connect_failed = false;
-    let mut stale = 0;
+    let mut attempts = pool::RawAttempts::default();
     loop {
-        let got = pool::raw_socket(group, &mut choice, &mut connect_failed, stale).await;
+        let got = pool::raw_socket(group, &mut choice, &mut attempts).await;
         let target = &group.targets[choice];
         let Some((mut stream, reused, sent_at)) = got else {
             if let Some(r) = record.as_mut() {
@@ -738,10 +738,9 @@ async fn forward_raw(
                 ),
             };
         let request = attempt::Request { replayable, reused };
-        let verdict = attempt::decide(failure, request, Tried::default(), 1);
+        let verdict = attempt::decide(failure, request, attempts.tried(), 1);
         verdict.charge(group, choice, &format_args!("target failed: {what}"));
-        if verdict.next == Next::Again {
-            stale += 1;
+        if attempts.go_again(verdict.next, group, &mut choice) {
             continue;
         }
         return answer_failure(&verdict, action, record.as_deref_mut(), in_flight);

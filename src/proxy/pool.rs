@@ -62,24 +62,69 @@ pub fn spawn_purger(live: std::sync::Arc<crate::runtime::Live>) {
 /// turned out closed before any byte of a response; after that, a new one.
 pub const MAX_STALE_RETRIES: u32 = 3;
 
+/// Where a request sent on raw target sockets stands among its attempts: the
+/// fast path's loop and `proxy::raw`'s share it, so both follow the attempt
+/// policy's "again" and "replay" the same way.
+#[derive(Debug, Default)]
+pub struct RawAttempts {
+    /// Moved to another target after a failed connect.
+    moved: bool,
+    /// Pooled sockets found closed so far.
+    stale: u32,
+    /// Sent once more after a target went away under it.
+    replayed: bool,
+}
+
+impl RawAttempts {
+    /// What the request has been through, for [`attempt::decide`].
+    pub fn tried(&self) -> Tried {
+        Tried {
+            failovers: u32::from(self.moved),
+            replayed: self.replayed,
+        }
+    }
+
+    /// Follows the policy's `next` for a failed exchange with target `*index`
+    /// of `group`: true when the request goes again — on another socket of
+    /// the same target ([`attempt::Next::Again`]), or once on a new socket of
+    /// another target when the group has one ([`attempt::Next::Replay`]).
+    pub fn go_again(
+        &mut self,
+        next: attempt::Next,
+        group: &crate::runtime::target::GroupRuntime,
+        index: &mut usize,
+    ) -> bool {
+        match next {
+            attempt::Next::Again => self.stale += 1,
+            attempt::Next::Replay => {
+                self.replayed = true;
+                self.stale = MAX_STALE_RETRIES;
+                *index = group.pick(Some(*index)).unwrap_or(*index);
+            }
+            _ => return false,
+        }
+        true
+    }
+}
+
 /// A plain socket for one request to target `*index` of `group`: its most
 /// recently used idle one while the request has met fewer than
-/// [`MAX_STALE_RETRIES`] stale ones, else a new one. With it, whether it was
-/// pooled and when the request goes out (the connection's idle age counts
-/// from there). A refused or unanswered connect counts against its target and
-/// the request tries one other target per request (`*index` moves to it,
-/// `*moved` remembers it across the caller's retries); `None` when that fails
-/// too or there is no other, `*index` then naming the last target tried.
+/// [`MAX_STALE_RETRIES`] stale ones (and was not replayed), else a new one.
+/// With it, whether it was pooled and when the request goes out (the
+/// connection's idle age counts from there). A refused or unanswered connect
+/// counts against its target and the request tries one other target per
+/// request (`*index` moves to it, `attempts` remembers it across the
+/// caller's retries); `None` when that fails too or there is no other,
+/// `*index` then naming the last target tried.
 pub async fn raw_socket(
     group: &crate::runtime::target::GroupRuntime,
     index: &mut usize,
-    moved: &mut bool,
-    stale: u32,
+    attempts: &mut RawAttempts,
 ) -> Option<(TcpStream, bool, Instant)> {
     loop {
         let target = &group.targets[*index];
         let now = Instant::now();
-        if stale < MAX_STALE_RETRIES
+        if attempts.stale < MAX_STALE_RETRIES
             && let Some(s) = target.shared.pool.checkout_raw(now)
         {
             return Some((s, true, now));
@@ -89,13 +134,13 @@ pub async fn raw_socket(
         match Box::pin(connect_raw(target.addr, group.connect_timeout)).await {
             Ok(s) => return Some((s, false, Instant::now())),
             Err(e) => {
-                let verdict = e.charge(group, *index, u32::from(*moved), 1);
+                let verdict = e.charge(group, *index, u32::from(attempts.moved), 1);
                 if verdict.next != attempt::Next::Failover {
                     return None;
                 }
                 // (A pick moves the balancer on: only when it is used.)
                 *index = group.pick(Some(*index))?;
-                *moved = true;
+                attempts.moved = true;
             }
         }
     }

@@ -3,7 +3,7 @@
 
 use crate::config::GroupProtocol;
 use crate::listener::http::PARK_AFTER;
-use crate::proxy::attempt::{self, ClientFailure, Failure, Next as AttemptNext, Tried, idempotent};
+use crate::proxy::attempt::{self, ClientFailure, Failure, Next as AttemptNext, idempotent};
 use crate::proxy::client::ClientConn;
 use crate::proxy::pool::{self, TARGET_MAX_HEAD_BYTES};
 use crate::proxy::record::{RawHead, RequestRecord};
@@ -454,10 +454,9 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
             self.note_error("no_target");
             return self.lb_error(503, &choice.metrics.from_lb, close).await;
         };
-        let mut connect_failed = false;
-        let mut stale = 0;
+        let mut attempts = pool::RawAttempts::default();
         loop {
-            let got = pool::raw_socket(group, &mut index, &mut connect_failed, stale).await;
+            let got = pool::raw_socket(group, &mut index, &mut attempts).await;
             let target = &group.targets[index];
             let Some((mut tconn, reused, sent_at)) = got else {
                 if let Some(r) = &mut self.record {
@@ -517,23 +516,25 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
                         replayable: request.replayable,
                         reused,
                     };
-                    let verdict = attempt::decide(failure, attempt, Tried::default(), 1);
+                    let verdict = attempt::decide(failure, attempt, attempts.tried(), 1);
                     verdict.charge(group, index, &format_args!("target failed: {e}"));
                     if let (Some(r), Some(error)) = (&mut self.record, verdict.error) {
                         r.error(error);
                     }
+                    if attempts.go_again(verdict.next, group, &mut index) {
+                        continue;
+                    }
                     match verdict.next {
-                        AttemptNext::Again => {
-                            stale += 1;
-                            continue;
-                        }
                         AttemptNext::Answer(status) => {
                             return self.lb_error(status, &choice.metrics.from_lb, close).await;
                         }
                         AttemptNext::AnswerAndClose(status) => {
                             return self.lb_error(status, &choice.metrics.from_lb, true).await;
                         }
-                        AttemptNext::Close | AttemptNext::Failover | AttemptNext::Replay => {
+                        AttemptNext::Close
+                        | AttemptNext::Failover
+                        | AttemptNext::Again
+                        | AttemptNext::Replay => {
                             return Next::Close;
                         }
                     }
