@@ -2,10 +2,13 @@
 # Imports contrib/zabbix/edgelb_template.yaml into a real Zabbix 6.0 frontend
 # (Debian's zabbix-frontend-php on a throw-away PostgreSQL database, served by
 # `php -S` on loopback) through the JSON-RPC API, and fails on any error.
+# With an edgelb binary as second argument, a real zabbix_server then polls a
+# live edgelb through the template (contrib/zabbix/live_poll.py).
 # Needs root (it writes the frontend's /etc/zabbix/zabbix.conf.php) and:
 #   apt-get install -y --no-install-recommends postgresql zabbix-server-pgsql zabbix-frontend-php php-pgsql php-cli
 set -euo pipefail
 TEMPLATE=${1:-contrib/zabbix/edgelb_template.yaml}
+EDGELB_BIN=${2:-}
 PGBIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
 PGPORT=${PGPORT:-25432}; WEBPORT=${WEBPORT:-28080}
 W=$(mktemp -d /tmp/zabbix-live.XXXX); chmod 755 "$W"; chown postgres "$W"
@@ -55,3 +58,6 @@ if len(t) != 1: sys.exit("the template was not created")
 t=t[0]
 name, items, triggers, rules = t["name"], t["items"], t["triggers"], t["discoveries"]
 print(f"Zabbix 6.0 imported {name!r}: {items} items, {triggers} triggers, {rules} discovery rules")'
+if [ -n "$EDGELB_BIN" ]; then
+  python3 "$(dirname "$0")/live_poll.py" "$API" "$TOKEN" "$PGPORT" "$W" "$(realpath "$EDGELB_BIN")"
+fi
