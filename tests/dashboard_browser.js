@@ -17,7 +17,8 @@ const browser = process.env.EDGELB_CHROMIUM_BIN || "chromium";
 const profile = fs.mkdtempSync(path.join(os.tmpdir(), "edgelb-chromium-"));
 const chrome = spawn(browser, [
   "--headless=new", "--remote-debugging-pipe", "--no-sandbox", "--disable-gpu",
-  "--no-first-run", "--no-default-browser-check", "--disable-extensions",
+  "--no-first-run", "--no-default-browser-check", "--disable-extensions", "--disable-quic",
+  "--disable-background-networking", "--disable-component-update", "--disable-sync",
   `--user-data-dir=${profile}`, "about:blank",
 ], { stdio: ["ignore", "ignore", "ignore", "pipe", "pipe"] });
 const toBrowser = chrome.stdio[3], fromBrowser = chrome.stdio[4];
