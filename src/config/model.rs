@@ -200,6 +200,26 @@ pub struct FixedResponse {
     pub body: String,
 }
 
+/// The HTTP version a group speaks to its targets (SPEC §7; ALB's
+/// ProtocolVersion).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ProtocolVersion {
+    /// HTTP/1.1 (the default).
+    #[default]
+    Http1,
+    /// HTTP/2: prior knowledge on `http` groups, ALPN `h2` on `https` ones.
+    Http2,
+    /// HTTP/2 that takes gRPC requests only, and answers its own errors as gRPC.
+    Grpc,
+}
+
+impl ProtocolVersion {
+    /// HTTP/2 to the targets (`http2` and `grpc`).
+    pub fn is_h2(self) -> bool {
+        self != ProtocolVersion::Http1
+    }
+}
+
 /// A target group's protocol.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum GroupProtocol {
@@ -238,6 +258,7 @@ pub enum Stickiness {
 pub struct TargetGroup {
     pub name: String,
     pub protocol: GroupProtocol,
+    pub protocol_version: ProtocolVersion,
     pub algorithm: Algorithm,
     pub slow_start: Duration,
     pub deregistration_delay: Duration,
@@ -346,6 +367,10 @@ pub struct HealthCheck {
     pub timeout: Duration,
     pub healthy_threshold: u32,
     pub unhealthy_threshold: u32,
-    /// Inclusive status ranges.
+    /// Inclusive status ranges (gRPC status codes for a gRPC check).
     pub matcher: Vec<(u16, u16)>,
+    /// A gRPC check (`protocol = "grpc"`): the `HealthCheckRequest`'s service
+    /// name. The check then speaks HTTP/2 over `protocol` (http: h2c, https:
+    /// ALPN h2).
+    pub grpc_service: Option<String>,
 }

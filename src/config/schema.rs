@@ -182,6 +182,7 @@ pub struct RawFixedResponse {
 pub struct RawGroup {
     pub name: Option<String>,
     pub protocol: Option<String>,
+    pub protocol_version: Option<String>,
     pub algorithm: Option<String>,
     pub slow_start: Option<String>,
     pub deregistration_delay: Option<String>,
@@ -227,6 +228,7 @@ pub struct RawHealthCheck {
     pub healthy_threshold: Option<i64>,
     pub unhealthy_threshold: Option<i64>,
     pub matcher: Option<String>,
+    pub grpc_service: Option<String>,
 }
 
 /// `port = "traffic-port"` or `port = 8081`.

@@ -988,6 +988,24 @@ fn target_groups(v: &mut Validator, raw: &[RawGroup]) -> Vec<TargetGroup> {
                 GroupProtocol::Http
             }
         };
+        let protocol_version = match g.protocol_version.as_deref() {
+            None | Some("http1") => ProtocolVersion::Http1,
+            Some("http2") => ProtocolVersion::Http2,
+            Some("grpc") => ProtocolVersion::Grpc,
+            Some(other) => {
+                v.err(
+                    key(&at, "protocol_version"),
+                    format!("unknown protocol_version {other:?}: expected \"http1\", \"http2\" or \"grpc\""),
+                );
+                ProtocolVersion::Http1
+            }
+        };
+        if g.protocol_version.is_some() && protocol == GroupProtocol::Tcp {
+            v.err(
+                key(&at, "protocol_version"),
+                "protocol_version applies to http and https target groups only",
+            );
+        }
         let algorithm = match g.algorithm.as_deref() {
             None | Some("weighted_round_robin") => Algorithm::WeightedRoundRobin,
             Some("least_outstanding_requests") => Algorithm::LeastOutstandingRequests,
@@ -1052,10 +1070,12 @@ fn target_groups(v: &mut Validator, raw: &[RawGroup]) -> Vec<TargetGroup> {
             g.health_check.as_ref(),
             key(&at, "health_check"),
             protocol,
+            protocol_version,
         );
         out.push(TargetGroup {
             name,
             protocol,
+            protocol_version,
             algorithm,
             slow_start,
             deregistration_delay,
@@ -1263,17 +1283,25 @@ fn dns_source(v: &mut Validator, t: &RawTarget, at: &[Seg], weight: u32) -> Opti
 
 /// Parses a matcher: `"200"`, `"200,202"`, `"200-299"`, mixes.
 pub fn parse_matcher(text: &str) -> Result<Vec<(u16, u16)>, String> {
-    let bad = || {
-        format!(
-            "invalid matcher {text:?}: expected codes and ranges in 100..599 like \"200,202\" or \"200-299\""
-        )
-    };
-    let code = |s: &str| {
-        s.trim()
-            .parse::<u16>()
-            .ok()
-            .filter(|c| (100..=599).contains(c))
-    };
+    parse_codes(text, 100..=599, "100..599 like \"200,202\" or \"200-299\"")
+}
+
+/// Parses a gRPC check's matcher: gRPC status codes, `"0"`, `"0-2,12"`.
+pub fn parse_grpc_matcher(text: &str) -> Result<Vec<(u16, u16)>, String> {
+    parse_codes(
+        text,
+        0..=16,
+        "0..16 (gRPC status codes) like \"0\" or \"0-2,12\"",
+    )
+}
+
+fn parse_codes(
+    text: &str,
+    allowed: std::ops::RangeInclusive<u16>,
+    expected: &str,
+) -> Result<Vec<(u16, u16)>, String> {
+    let bad = || format!("invalid matcher {text:?}: expected codes and ranges in {expected}");
+    let code = |s: &str| s.trim().parse::<u16>().ok().filter(|c| allowed.contains(c));
     let mut out = Vec::new();
     for part in text.split(',') {
         let range = match part.split_once('-') {
@@ -1296,19 +1324,40 @@ fn health_check(
     raw: Option<&RawHealthCheck>,
     at: DocPath,
     group: GroupProtocol,
+    version: ProtocolVersion,
 ) -> HealthCheck {
     let empty = RawHealthCheck::default();
     let raw = raw.unwrap_or(&empty);
+    // A gRPC check speaks HTTP/2 over the group's own transport.
+    let grpc = match raw.protocol.as_deref() {
+        Some("grpc") => true,
+        None => version == ProtocolVersion::Grpc,
+        Some(_) => false,
+    };
     let protocol = match raw.protocol.as_deref() {
         None => group,
+        Some("grpc") if group == GroupProtocol::Tcp => {
+            v.err(
+                key(&at, "protocol"),
+                "a grpc health check needs an http or https target group",
+            );
+            group
+        }
+        Some("grpc") => group,
         Some("http") => GroupProtocol::Http,
         Some("https") => GroupProtocol::Https,
         Some("tcp") => GroupProtocol::Tcp,
         Some(other) => {
-            v.err(key(&at, "protocol"), format!("unknown health check protocol {other:?}: expected \"http\", \"https\" or \"tcp\""));
+            v.err(key(&at, "protocol"), format!("unknown health check protocol {other:?}: expected \"http\", \"https\", \"tcp\" or \"grpc\""));
             group
         }
     };
+    if raw.grpc_service.is_some() && !grpc {
+        v.err(
+            key(&at, "grpc_service"),
+            "grpc_service applies to protocol = \"grpc\" health checks only",
+        );
+    }
     let port = match &raw.port {
         None => HealthPort::TrafficPort,
         Some(RawPort::Named(s)) if s == "traffic-port" => HealthPort::TrafficPort,
@@ -1330,7 +1379,12 @@ fn health_check(
             }
         },
     };
-    let path = raw.path.clone().unwrap_or_else(|| "/".to_owned());
+    let default_path = if grpc {
+        "/grpc.health.v1.Health/Check"
+    } else {
+        "/"
+    };
+    let path = raw.path.clone().unwrap_or_else(|| default_path.to_owned());
     if !path.starts_with('/') || path.bytes().any(|b| b.is_ascii_control() || b == b' ') {
         v.err(
             key(&at, "path"),
@@ -1377,11 +1431,16 @@ fn health_check(
         1,
         10,
     ) as u32;
+    let (default_matcher, parse): (_, fn(&str) -> Result<_, _>) = if grpc {
+        ((0, 0), parse_grpc_matcher)
+    } else {
+        ((200, 399), parse_matcher)
+    };
     let matcher = match &raw.matcher {
-        None => vec![(200, 399)],
-        Some(m) => parse_matcher(m).unwrap_or_else(|e| {
+        None => vec![default_matcher],
+        Some(m) => parse(m).unwrap_or_else(|e| {
             v.err(key(&at, "matcher"), e);
-            vec![(200, 399)]
+            vec![default_matcher]
         }),
     };
     HealthCheck {
@@ -1393,6 +1452,7 @@ fn health_check(
         healthy_threshold,
         unhealthy_threshold,
         matcher,
+        grpc_service: grpc.then(|| raw.grpc_service.clone().unwrap_or_default()),
     }
 }
 

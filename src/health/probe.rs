@@ -1,5 +1,7 @@
-//! One health check of one target: TCP connect, or an HTTP GET whose status
-//! must be in the matcher. Everything within the check's timeout.
+//! One health check of one target: TCP connect, an HTTP GET whose status
+//! must be in the matcher, or a gRPC `Check` call (SPEC §7) whose
+//! `grpc-status` must be in the matcher and whose answer, for
+//! `grpc.health.v1`, must be SERVING. Everything within the check's timeout.
 
 use super::machine::{Outcome, Reason};
 use crate::tls::TargetTls;
@@ -26,9 +28,19 @@ pub struct ProbeSpec {
 pub struct HttpProbe {
     pub path: String,
     pub host: HeaderValue,
-    /// Inclusive status ranges that count as healthy.
+    /// Inclusive status ranges that count as healthy (gRPC status codes for
+    /// a gRPC check).
     pub matcher: Vec<(u16, u16)>,
+    /// A gRPC check: the `HealthCheckRequest`'s service name.
+    pub grpc_service: Option<String>,
+    /// Spoken over HTTP/2 (the targets of `http2` and `grpc` groups).
+    pub h2: bool,
 }
+
+/// The standard gRPC health service's method.
+const GRPC_HEALTH_CHECK: &str = "/grpc.health.v1.Health/Check";
+/// `HealthCheckResponse.ServingStatus.SERVING`.
+const SERVING: u64 = 1;
 
 /// Runs one check.
 pub async fn probe(spec: &ProbeSpec) -> Outcome {
@@ -39,6 +51,11 @@ pub async fn probe(spec: &ProbeSpec) -> Outcome {
 }
 
 async fn attempt(spec: &ProbeSpec) -> Outcome {
+    if let Some(http) = &spec.http
+        && (http.h2 || http.grpc_service.is_some())
+    {
+        return h2_check(spec, http).await;
+    }
     let tls = spec.http.as_ref().and(spec.tls.as_ref());
     let Ok(stream) = crate::tls::stream::connect(spec.addr, tls).await else {
         return Outcome::Failure(Reason::FailedHealthChecks);
@@ -80,4 +97,195 @@ async fn attempt(spec: &ProbeSpec) -> Outcome {
     };
     driver.abort();
     outcome
+}
+
+/// A check over HTTP/2 (h2c, or TLS with ALPN h2): a GET of `http.path`, or
+/// a unary gRPC call of it.
+async fn h2_check(spec: &ProbeSpec, http: &HttpProbe) -> Outcome {
+    let fail = Outcome::Failure(Reason::FailedHealthChecks);
+    let Ok(stream) = crate::tls::stream::connect_h2(spec.addr, spec.tls.as_ref()).await else {
+        return fail;
+    };
+    let Ok((send, connection)) = h2::client::handshake(stream).await else {
+        return fail;
+    };
+    let driver = tokio::spawn(connection);
+    let outcome = match &http.grpc_service {
+        Some(service) => grpc_call(send, spec, http, service).await,
+        None => h2_get(send, spec, http).await,
+    };
+    let outcome = outcome.unwrap_or(fail);
+    driver.abort();
+    outcome
+}
+
+/// The target's URI for the check's path.
+fn check_uri(spec: &ProbeSpec, http: &HttpProbe) -> Option<http::Uri> {
+    let scheme = if spec.tls.is_some() { "https" } else { "http" };
+    http::Uri::builder()
+        .scheme(scheme)
+        .authority(http.host.to_str().ok()?)
+        .path_and_query(http.path.as_str())
+        .build()
+        .ok()
+}
+
+async fn h2_get(
+    send: h2::client::SendRequest<Bytes>,
+    spec: &ProbeSpec,
+    http: &HttpProbe,
+) -> Option<Outcome> {
+    let mut send = send.ready().await.ok()?;
+    let request = Request::get(check_uri(spec, http)?)
+        .header(
+            header::USER_AGENT,
+            concat!("edgelb-health-check/", env!("CARGO_PKG_VERSION")),
+        )
+        .body(())
+        .ok()?;
+    let (response, _) = send.send_request(request, true).ok()?;
+    let status = response.await.ok()?.status().as_u16();
+    Some(
+        if http
+            .matcher
+            .iter()
+            .any(|(lo, hi)| (*lo..=*hi).contains(&status))
+        {
+            Outcome::Success
+        } else {
+            Outcome::Failure(Reason::ResponseCodeMismatch)
+        },
+    )
+}
+
+async fn grpc_call(
+    send: h2::client::SendRequest<Bytes>,
+    spec: &ProbeSpec,
+    http: &HttpProbe,
+    service: &str,
+) -> Option<Outcome> {
+    let mut send = send.ready().await.ok()?;
+    let request = Request::post(check_uri(spec, http)?)
+        .header(header::CONTENT_TYPE, "application/grpc")
+        .header(header::TE, "trailers")
+        .header(
+            header::USER_AGENT,
+            concat!("edgelb-health-check/", env!("CARGO_PKG_VERSION")),
+        )
+        .body(())
+        .ok()?;
+    let (response, mut body) = send.send_request(request, false).ok()?;
+    body.send_data(grpc_health_request(service), true).ok()?;
+    let (head, mut recv) = response.await.ok()?.into_parts();
+    if head.status != http::StatusCode::OK {
+        return Some(Outcome::Failure(Reason::ResponseCodeMismatch));
+    }
+    let mut message = Vec::new();
+    let mut status = crate::wire::grpc::status_of(&head.headers);
+    if status.is_none() {
+        while let Some(data) = recv.data().await {
+            let data = data.ok()?;
+            let _ = recv.flow_control().release_capacity(data.len());
+            message.extend_from_slice(&data);
+        }
+        status = recv
+            .trailers()
+            .await
+            .ok()?
+            .and_then(|t| crate::wire::grpc::status_of(&t));
+    }
+    let code = u16::try_from(status?).ok()?;
+    if !http
+        .matcher
+        .iter()
+        .any(|(lo, hi)| (*lo..=*hi).contains(&code))
+    {
+        return Some(Outcome::Failure(Reason::ResponseCodeMismatch));
+    }
+    // grpc.health.v1: the answer must say SERVING (NOT_SERVING is a mismatch).
+    if http.path == GRPC_HEALTH_CHECK && code == 0 && serving_status(&message) != Some(SERVING) {
+        return Some(Outcome::Failure(Reason::ResponseCodeMismatch));
+    }
+    Some(Outcome::Success)
+}
+
+/// A length-prefixed gRPC message holding `HealthCheckRequest { service }`.
+fn grpc_health_request(service: &str) -> Bytes {
+    let mut proto = Vec::with_capacity(service.len() + 3);
+    if !service.is_empty() {
+        proto.push(0x0a); // field 1, length-delimited
+        put_varint(&mut proto, service.len() as u64);
+        proto.extend_from_slice(service.as_bytes());
+    }
+    let mut framed = Vec::with_capacity(5 + proto.len());
+    framed.push(0); // not compressed
+    framed.extend_from_slice(&(proto.len() as u32).to_be_bytes());
+    framed.extend_from_slice(&proto);
+    Bytes::from(framed)
+}
+
+fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+/// `HealthCheckResponse.status` (field 1, varint) from one length-prefixed
+/// gRPC message; `None` when it is not there (UNKNOWN = 0 is the default).
+fn serving_status(message: &[u8]) -> Option<u64> {
+    let (&compressed, rest) = message.split_first()?;
+    if compressed != 0 || rest.len() < 4 {
+        return None;
+    }
+    let len = u32::from_be_bytes(rest[..4].try_into().ok()?) as usize;
+    let mut proto = rest.get(4..4 + len)?;
+    let varint = |p: &mut &[u8]| -> Option<u64> {
+        let mut v = 0u64;
+        for shift in (0..64).step_by(7) {
+            let (&b, rest) = p.split_first()?;
+            *p = rest;
+            v |= u64::from(b & 0x7f) << shift;
+            if b & 0x80 == 0 {
+                return Some(v);
+            }
+        }
+        None
+    };
+    let mut status = Some(0);
+    while !proto.is_empty() {
+        let key = varint(&mut proto)?;
+        match (key >> 3, key & 7) {
+            (1, 0) => status = Some(varint(&mut proto)?),
+            (_, 0) => {
+                varint(&mut proto)?;
+            }
+            (_, 2) => {
+                let n = varint(&mut proto)? as usize;
+                proto = proto.get(n..)?;
+            }
+            _ => return None,
+        }
+    }
+    status
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn health_messages_are_framed_and_read() {
+        assert_eq!(&grpc_health_request("")[..], &[0, 0, 0, 0, 0]);
+        assert_eq!(
+            &grpc_health_request("orders")[..],
+            &[0, 0, 0, 0, 8, 0x0a, 6, b'o', b'r', b'd', b'e', b'r', b's']
+        );
+        assert_eq!(serving_status(&[0, 0, 0, 0, 2, 0x08, 1]), Some(SERVING));
+        assert_eq!(serving_status(&[0, 0, 0, 0, 2, 0x08, 2]), Some(2));
+        // An empty message is UNKNOWN (0), a truncated one nothing.
+        assert_eq!(serving_status(&[0, 0, 0, 0, 0]), Some(0));
+        assert_eq!(serving_status(&[0, 0, 0, 0, 3, 0x08]), None);
+    }
 }

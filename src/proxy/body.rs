@@ -4,6 +4,7 @@ use crate::proxy::pool::TargetConn;
 use crate::proxy::raw::{RawBody, RawBodyError};
 use crate::proxy::record::RequestRecord;
 use crate::runtime::target::{GroupRuntime, OutstandingGuard};
+use crate::upstream::h2::{H2Body, StreamSlot};
 pub use crate::upstream::request_body::{
     BodyFraming, ClientBodyError, FramingVerdict, RequestBody,
 };
@@ -109,6 +110,8 @@ pub enum ResponseBodyError {
     Stalled,
     /// A body read off a target's socket by [`crate::proxy::raw`] ended early.
     Raw(RawBodyError),
+    /// An HTTP/2 target reset the stream or its connection failed.
+    H2(h2::Error),
 }
 
 impl std::fmt::Display for ResponseBodyError {
@@ -117,6 +120,7 @@ impl std::fmt::Display for ResponseBodyError {
             ResponseBodyError::Target(e) => write!(f, "target response body: {e}"),
             ResponseBodyError::Stalled => f.write_str("target response body stalled"),
             ResponseBodyError::Raw(e) => e.fmt(f),
+            ResponseBodyError::H2(e) => write!(f, "HTTP/2 target response body: {e}"),
         }
     }
 }
@@ -125,6 +129,7 @@ impl std::error::Error for ResponseBodyError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             ResponseBodyError::Target(e) => Some(e),
+            ResponseBodyError::H2(e) => Some(e),
             ResponseBodyError::Stalled | ResponseBodyError::Raw(_) => None,
         }
     }
@@ -142,6 +147,27 @@ enum Kind {
     Full(Option<Bytes>),
     Target(TargetBody),
     Raw(RawBody),
+    H2(H2TargetBody),
+}
+
+/// What an HTTP/2 target's streamed response holds until its end: the
+/// stream's slot on its connection, the target's outstanding count; on
+/// failure, a failed passive health check of the target.
+pub struct H2Release {
+    pub slot: StreamSlot,
+    pub outstanding: OutstandingGuard,
+    pub group: Arc<GroupRuntime>,
+    pub index: usize,
+    /// `edgelb_grpc_responses_total` of the route, for a `grpc` group: the
+    /// target's `grpc-status` is read from its trailers.
+    pub grpc: Option<crate::telemetry::metrics::RouteMetrics>,
+}
+
+/// An HTTP/2 target's response body, streamed with its trailers.
+struct H2TargetBody {
+    body: H2Body,
+    release: Option<H2Release>,
+    stall: StallTimer,
 }
 
 impl ProxyBody {
@@ -186,6 +212,26 @@ impl ProxyBody {
 }
 
 impl ProxyBody {
+    /// An HTTP/2 target's body; `release` is let go at its end. A body that
+    /// makes no progress for `stall_timeout` is cut off (a long-lived stream
+    /// lives as long as data flows).
+    pub fn h2(
+        body: H2Body,
+        release: H2Release,
+        stall_timeout: Duration,
+        in_flight: Option<InFlight>,
+    ) -> Self {
+        ProxyBody {
+            kind: Kind::H2(H2TargetBody {
+                body,
+                release: Some(release),
+                stall: StallTimer::new(stall_timeout),
+            }),
+            _in_flight: in_flight,
+            record: None,
+        }
+    }
+
     /// A target's body read off its socket by [`crate::proxy::raw`].
     pub fn raw(body: RawBody, in_flight: Option<InFlight>) -> Self {
         ProxyBody {
@@ -242,6 +288,53 @@ impl Body for ProxyBody {
                 Poll::Ready(None) => Poll::Ready(None),
                 Poll::Pending => Poll::Pending,
             },
+            Kind::H2(t) => match Pin::new(&mut t.body).poll_frame(cx) {
+                Poll::Ready(Some(Ok(frame))) => {
+                    t.stall.progress();
+                    if let Some(trailers) = frame.trailers_ref() {
+                        let code = crate::proxy::grpc::status_of(trailers);
+                        if let (Some(code), Some(r)) = (code, &t.release)
+                            && let Some(route) = &r.grpc
+                        {
+                            route.count_grpc(code);
+                        }
+                        if let (Some(code), Some(record)) = (code, &mut this.record) {
+                            record.grpc_status(code);
+                        }
+                    }
+                    if t.body.is_end_stream() {
+                        t.release = None;
+                    }
+                    Poll::Ready(Some(Ok(frame)))
+                }
+                Poll::Ready(None) => {
+                    t.release = None;
+                    Poll::Ready(None)
+                }
+                Poll::Ready(Some(Err(e))) => {
+                    if let Some(r) = t.release.take() {
+                        crate::proxy::attempt::body_broken(
+                            &r.group,
+                            r.index,
+                            &format_args!("HTTP/2 response body: {e}"),
+                        );
+                    }
+                    Poll::Ready(Some(Err(ResponseBodyError::H2(e))))
+                }
+                Poll::Pending => match t.stall.poll_expired(cx) {
+                    Poll::Ready(()) => {
+                        if let Some(r) = t.release.take() {
+                            crate::proxy::attempt::body_broken(
+                                &r.group,
+                                r.index,
+                                &"HTTP/2 response body stalled",
+                            );
+                        }
+                        Poll::Ready(Some(Err(ResponseBodyError::Stalled)))
+                    }
+                    Poll::Pending => Poll::Pending,
+                },
+            },
         };
         if let (Some(record), Poll::Ready(Some(Ok(frame)))) = (&mut this.record, &polled)
             && let Some(data) = frame.data_ref()
@@ -255,6 +348,7 @@ impl Body for ProxyBody {
             Kind::Full(data) => data.is_none(),
             Kind::Target(t) => t.body.is_end_stream(),
             Kind::Raw(b) => b.is_end_stream(),
+            Kind::H2(t) => t.body.is_end_stream(),
         }
     }
 
@@ -265,6 +359,7 @@ impl Body for ProxyBody {
             Kind::Raw(b) => b
                 .exact_len()
                 .map_or_else(SizeHint::new, SizeHint::with_exact),
+            Kind::H2(_) => SizeHint::new(),
         }
     }
 }

@@ -1,11 +1,12 @@
 //! Forwarding one HTTP request to a target of a group, and its response back.
 
 use crate::balance::sticky::Bound;
-use crate::config::GroupProtocol;
+use crate::config::{GroupProtocol, ProtocolVersion};
 use crate::proxy::attempt::{self, ClientFailure, Failure, Next, Tried, Verdict, idempotent};
 use crate::proxy::body::{BodyFraming, ClientBodyError, InFlight, ProxyBody, Release, RequestBody};
 use crate::proxy::client::ClientConn;
 use crate::proxy::desync;
+use crate::proxy::grpc;
 use crate::proxy::headers::{
     X_REQUEST_ID, header_bytes, prepare_request, strip_hop_by_hop, wants_upgrade,
 };
@@ -281,6 +282,25 @@ async fn forward(
 ) -> Response<ProxyBody> {
     action.metrics.requests.inc();
     let group = &action.group;
+    if group.protocol_version.is_h2() {
+        // SPEC §7: no protocol switch to HTTP/2 targets (as ALB); a grpc
+        // group takes gRPC requests only.
+        if wants_upgrade(req.headers(), req.version()) {
+            return lb_error(StatusCode::BAD_REQUEST, &action.metrics.from_lb, in_flight);
+        }
+        if group.protocol_version == ProtocolVersion::Grpc
+            && !(req.version() == http::Version::HTTP_2 && grpc::is_grpc(req.headers()))
+        {
+            if let Some(r) = record.as_mut() {
+                r.error("not_grpc");
+            }
+            return lb_error(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                &action.metrics.from_lb,
+                in_flight,
+            );
+        }
+    }
     let (parts, body) = req.into_parts();
     let mut req = Request::from_parts(
         parts,
@@ -300,6 +320,7 @@ async fn forward(
     // its head written straight from the client's (see `proxy::raw`).
     let raw_head = (conn.fast_path
         && group.protocol == GroupProtocol::Http
+        && !group.protocol_version.is_h2()
         && raw::eligible(req.method(), req.body().is_end_stream(), upgrade))
     .then(|| raw::target_head(&req, &conn.forwarded, identity_lines(conn)))
     .flatten();
@@ -313,7 +334,19 @@ async fn forward(
             }
         }
         None => {
+            // `TE: trailers` is hop-by-hop yet meant for HTTP/2 targets
+            // (gRPC needs it): kept for them (SPEC §7).
+            let te_trailers = group.protocol_version.is_h2()
+                && req
+                    .headers()
+                    .get_all(header::TE)
+                    .iter()
+                    .any(|v| v.as_bytes().eq_ignore_ascii_case(b"trailers"));
             prepare_request(&mut req, &conn.forwarded, upgrade, conn.identity.get());
+            if te_trailers {
+                req.headers_mut()
+                    .insert(header::TE, http::HeaderValue::from_static("trailers"));
+            }
             // hyper's client sends no body for a GET or HEAD of unknown length
             // unless told to chunk it: the body goes on, never dropped.
             if matches!(*req.method(), Method::GET | Method::HEAD)
@@ -358,6 +391,21 @@ async fn forward(
             group.pick(None)
         }
     };
+    if group.protocol_version.is_h2() {
+        let stick_to = |choice, headers: &mut http::HeaderMap| {
+            stick(conn, group, choice, bound, rebound, headers);
+        };
+        return crate::proxy::h2::forward(
+            action,
+            req,
+            first,
+            stick_to,
+            stall_timeout,
+            in_flight,
+            record,
+        )
+        .await;
+    }
     let Some(mut choice) = first else {
         if let Some(r) = record.as_mut() {
             r.error("no_target");

@@ -5,6 +5,8 @@ pub mod body;
 pub mod client;
 pub mod copy;
 pub mod desync;
+pub mod grpc;
+pub mod h2;
 pub mod headers;
 pub mod http;
 pub mod pool;

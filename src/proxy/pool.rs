@@ -52,6 +52,7 @@ pub fn spawn_purger(live: std::sync::Arc<crate::runtime::Live>) {
             for group in &snapshot.groups {
                 for target in &group.targets {
                     target.shared.pool.purge(now);
+                    target.shared.h2.purge(now);
                 }
             }
         }

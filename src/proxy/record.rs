@@ -220,6 +220,12 @@ impl RequestRecord {
         self.fields.insert("elb_status_code".into(), json!(status));
     }
 
+    /// The gRPC status of the response (SPEC §7): the target's, or the one
+    /// edgelb answered with. Absent (null in the line) when not gRPC.
+    pub fn grpc_status(&mut self, code: u32) {
+        self.fields.insert("grpc_status".into(), json!(code));
+    }
+
     /// Body bytes sent to the client.
     #[inline]
     pub fn add_sent(&mut self, n: usize) {
@@ -247,6 +253,7 @@ impl Drop for RequestRecord {
             seconds(self.target_head.or(self.response_head), done),
         );
         f.insert("sent_bytes".into(), json!(self.sent_bytes));
+        f.entry("grpc_status").or_insert(Value::Null);
         self.log.emit(f);
     }
 }

@@ -63,6 +63,8 @@ fn spec(group: &GroupRuntime, index: usize) -> ProbeSpec {
             host: HeaderValue::from_str(&target.address)
                 .unwrap_or(HeaderValue::from_static("localhost")),
             matcher: hc.matcher.clone(),
+            grpc_service: hc.grpc_service.clone(),
+            h2: group.protocol_version.is_h2(),
         }),
     };
     ProbeSpec {

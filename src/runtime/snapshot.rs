@@ -110,7 +110,12 @@ pub fn build<'a>(
             let tls_config = (g.protocol == GroupProtocol::Https
                 || g.health_check.protocol == GroupProtocol::Https)
                 .then(|| client_config(g))
-                .transpose()?;
+                .transpose()?
+                .map(|config| {
+                    let mut h2 = (*config).clone();
+                    h2.alpn_protocols = vec![b"h2".to_vec()];
+                    (config, Arc::new(h2))
+                });
             let targets = g
                 .targets
                 .iter()
@@ -137,8 +142,9 @@ pub fn build<'a>(
                         shared.health.force(HealthState::Initial);
                     }
                     Target {
-                        tls: tls_config.as_ref().map(|config| TargetTls {
+                        tls: tls_config.as_ref().map(|(config, h2_config)| TargetTls {
                             config: config.clone(),
+                            h2_config: h2_config.clone(),
                             name: server_name(&t.host).unwrap_or_else(|| {
                                 ServerName::IpAddress(resolved[&t.address].ip().into())
                             }),
@@ -199,7 +205,12 @@ pub fn build<'a>(
                         .map(|(group, weight)| GroupChoice {
                             group: by_name[group.as_str()].clone(),
                             weight: *weight,
-                            metrics: metrics.route(&l.name, group),
+                            metrics: metrics.route(
+                                &l.name,
+                                group,
+                                by_name[group.as_str()].protocol_version
+                                    == crate::config::ProtocolVersion::Grpc,
+                            ),
                         })
                         .collect();
                     let stickiness = f

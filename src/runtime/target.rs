@@ -20,6 +20,8 @@ use std::time::Duration;
 pub struct TargetShared {
     pub health: TargetHealth,
     pub pool: ConnPool,
+    /// HTTP/2 connections (`http2` and `grpc` groups).
+    pub h2: crate::upstream::h2::H2Pool,
     /// Requests (or TCP connections) in flight to this target.
     pub outstanding: AtomicU32,
     /// Registered after the process started (by a reload or the API): its first
@@ -100,6 +102,7 @@ impl Drop for OutstandingGuard {
 pub struct GroupRuntime {
     pub name: Arc<str>,
     pub protocol: GroupProtocol,
+    pub protocol_version: config::ProtocolVersion,
     pub connect_timeout: Duration,
     pub request_timeout: Duration,
     pub fail_open: bool,
@@ -129,6 +132,7 @@ impl GroupRuntime {
         GroupRuntime {
             name: Arc::from(config.name.as_str()),
             protocol: config.protocol,
+            protocol_version: config.protocol_version,
             connect_timeout: config.connect_timeout,
             request_timeout: config.request_timeout,
             fail_open: config.fail_open,

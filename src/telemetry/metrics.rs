@@ -7,6 +7,7 @@ use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry, TextEncoder,
 };
+use std::sync::Arc;
 
 /// Buckets for response times from 100 µs to 60 s.
 pub const RESPONSE_TIME_BUCKETS: &[f64] = &[
@@ -35,6 +36,7 @@ pub struct Metrics {
     client_floods: IntCounterVec,
     health_checks: IntCounterVec,
     sticky_rejected: IntCounterVec,
+    grpc_responses: IntCounterVec,
     config_reloads: IntCounterVec,
     /// The generation of the live configuration.
     pub config_generation: IntGauge,
@@ -179,6 +181,12 @@ impl Metrics {
             "Stickiness cookies that did not open (forged, expired, another key or group); ignored like absent ones.",
             &["target_group"],
         );
+        let grpc_responses = counter(
+            &r,
+            "edgelb_grpc_responses_total",
+            "gRPC responses of grpc target groups by grpc-status (the target's, or the load balancer's own errors).",
+            &["listener", "target_group", "code"],
+        );
         let config_reloads = counter(
             &r,
             "edgelb_config_reloads_total",
@@ -252,6 +260,7 @@ impl Metrics {
             client_floods,
             health_checks,
             sticky_rejected,
+            grpc_responses,
             config_reloads,
             config_generation,
             last_reload_successful,
@@ -295,6 +304,7 @@ impl Metrics {
         };
         let both = |l: &Labels| listener(l) && group(l);
         prune(&self.responses, both);
+        prune(&self.grpc_responses, both);
         prune(&self.requests, both);
         prune(&self.active_connections, listener);
         prune(&self.connections, listener);
@@ -353,12 +363,19 @@ impl Metrics {
         }))
     }
 
-    /// Handles of requests of `listener` forwarded to `group`.
-    pub fn route(&self, listener: &str, group: &str) -> RouteMetrics {
+    /// Handles of requests of `listener` forwarded to `group`; `grpc`: the
+    /// group is a `grpc` group (its responses counted by gRPC status too).
+    pub fn route(&self, listener: &str, group: &str, grpc: bool) -> RouteMetrics {
         RouteMetrics {
             requests: self.requests.with_label_values(&[listener, group]),
             from_lb: self.classes(listener, group, "lb"),
             from_target: self.classes(listener, group, "target"),
+            grpc: grpc.then(|| {
+                Arc::new(GRPC_CODES.map(|code| {
+                    self.grpc_responses
+                        .with_label_values(&[listener, group, code])
+                }))
+            }),
         }
     }
 
@@ -448,12 +465,29 @@ impl ClassCounters {
     }
 }
 
+/// gRPC status codes 0..=16, as label values.
+const GRPC_CODES: [&str; 17] = [
+    "0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11", "12", "13", "14", "15", "16",
+];
+
 /// Handles of one (listener, target group) pair.
 #[derive(Clone)]
 pub struct RouteMetrics {
     pub requests: IntCounter,
     pub from_lb: ClassCounters,
     pub from_target: ClassCounters,
+    /// `edgelb_grpc_responses_total` by code, for a `grpc` group.
+    pub grpc: Option<Arc<[IntCounter; 17]>>,
+}
+
+impl RouteMetrics {
+    /// Counts a gRPC response with `grpc-status` `code` (an unknown code as 2,
+    /// UNKNOWN); nothing for a group that is not `grpc`.
+    pub fn count_grpc(&self, code: u32) {
+        if let Some(codes) = &self.grpc {
+            codes[usize::try_from(code).ok().filter(|c| *c < 17).unwrap_or(2)].inc();
+        }
+    }
 }
 
 /// Handles of one listener's responses that no target group produced.

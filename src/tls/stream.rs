@@ -78,6 +78,9 @@ impl AsyncWrite for TargetStream {
 #[derive(Debug, Clone)]
 pub struct TargetTls {
     pub config: std::sync::Arc<rustls::ClientConfig>,
+    /// The same settings offering ALPN `h2` only, for HTTP/2 groups and gRPC
+    /// checks (SPEC §7).
+    pub h2_config: std::sync::Arc<rustls::ClientConfig>,
     pub name: rustls::pki_types::ServerName<'static>,
 }
 
@@ -94,6 +97,30 @@ pub async fn connect(
             let stream = tokio_rustls::TlsConnector::from(t.config.clone())
                 .connect(t.name.clone(), tcp)
                 .await?;
+            Ok(TargetStream::Tls(Box::new(stream)))
+        }
+    }
+}
+
+/// Connects to `addr` for HTTP/2: in clear text (prior knowledge), or over
+/// TLS offering ALPN `h2` only, failing when the target does not agree.
+pub async fn connect_h2(
+    addr: std::net::SocketAddr,
+    tls: Option<&TargetTls>,
+) -> io::Result<TargetStream> {
+    let tcp = TcpStream::connect(addr).await?;
+    let _ = tcp.set_nodelay(true);
+    match tls {
+        None => Ok(TargetStream::Plain(tcp)),
+        Some(t) => {
+            let stream = tokio_rustls::TlsConnector::from(t.h2_config.clone())
+                .connect(t.name.clone(), tcp)
+                .await?;
+            if stream.get_ref().1.alpn_protocol() != Some(b"h2") {
+                return Err(io::Error::other(
+                    "the target did not agree to HTTP/2 (ALPN h2)",
+                ));
+            }
             Ok(TargetStream::Tls(Box::new(stream)))
         }
     }

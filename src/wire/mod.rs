@@ -11,6 +11,7 @@ pub mod chunked;
 pub mod connection;
 pub mod date;
 pub mod forwarded;
+pub mod grpc;
 pub mod request;
 pub mod response;
 pub mod rewrite;

@@ -388,7 +388,9 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
         };
         // Decided before the pick, which moves the group split along.
         let plain = |c: &GroupChoice| {
-            c.group.stickiness.is_none() && c.group.protocol == GroupProtocol::Http
+            c.group.stickiness.is_none()
+                && c.group.protocol == GroupProtocol::Http
+                && !c.group.protocol_version.is_h2()
         };
         if !forward.choices.iter().all(plain) {
             return Next::Hyper;
