@@ -377,3 +377,50 @@ fn max_body_bytes_is_for_http_listeners() {
         "12:18: max_body_bytes applies to http and https listeners only, not tcp",
     );
 }
+
+#[test]
+fn protocol_version_and_grpc_checks() {
+    assert_error(
+        &with(
+            "protocol = \"http\"\ntargets",
+            "protocol = \"http\"\nprotocol_version = \"h3\"\ntargets",
+        ),
+        "17:20: unknown protocol_version \"h3\": expected \"http1\", \"http2\" or \"grpc\"",
+    );
+    assert_error(
+        &with(
+            "matcher = \"200-399\"",
+            "matcher = \"200-399\"\ngrpc_service = \"orders\"",
+        ),
+        "26:16: grpc_service applies to protocol = \"grpc\" health checks only",
+    );
+    // A gRPC check's matcher holds gRPC codes.
+    assert_error(
+        &with(
+            "matcher = \"200-399\"",
+            "protocol = \"grpc\"\nmatcher = \"200\"",
+        ),
+        "26:11: invalid matcher \"200\": expected codes and ranges in 0..16 (gRPC status codes) like \"0\" or \"0-2,12\"",
+    );
+    // A grpc group's check is gRPC by default: its matcher, gRPC codes.
+    assert_error(
+        &with(
+            "protocol = \"http\"\ntargets",
+            "protocol = \"http\"\nprotocol_version = \"grpc\"\ntargets",
+        ),
+        "26:11: invalid matcher \"200-399\": expected codes and ranges in 0..16 (gRPC status codes) like \"0\" or \"0-2,12\"",
+    );
+    let (code, stdout, _) = check(
+        &with(
+            "protocol = \"http\"\ntargets",
+            "protocol = \"http\"\nprotocol_version = \"grpc\"\ntargets",
+        )
+        .replace("matcher = \"200-399\"", "matcher = \"0\""),
+    );
+    assert_eq!((code, stdout.trim()), (0, "configuration ok"));
+    let (code, stdout, stderr) = check(&with(
+        "matcher = \"200-399\"",
+        "protocol = \"grpc\"\ngrpc_service = \"orders\"\nmatcher = \"0,5\"",
+    ));
+    assert_eq!((code, stdout.trim()), (0, "configuration ok"), "{stderr}");
+}

@@ -53,6 +53,8 @@ struct Seen {
     not_serving: AtomicBool,
     /// Every connection sends GOAWAY after this many requests (0: never).
     goaway_after: AtomicUsize,
+    /// Its address, answered in `x-target`.
+    name: std::sync::OnceLock<String>,
 }
 
 /// A real HTTP/2 (h2c prior knowledge) server: echoes what it got in
@@ -61,15 +63,52 @@ struct Seen {
 /// `grpc-status` (from `x-answer-status`, default 0) and `x-trailer: yes`;
 /// waits `x-delay-ms`; serves `grpc.health.v1.Health/Check`.
 async fn h2_target(max_streams: u32) -> (SocketAddr, Arc<Seen>) {
+    serve_h2(max_streams, None).await
+}
+
+/// Either side of a target connection.
+trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Io for T {}
+
+/// The same target over TLS with `cert`, offering ALPN `alpn` (a target
+/// that offers only `http/1.1` does not agree to HTTP/2).
+async fn h2_tls_target(cert: &common::tls::TestCert, alpn: &[u8]) -> (SocketAddr, Arc<Seen>) {
+    use rustls::pki_types::pem::PemObject;
+    let key = rustls::pki_types::PrivateKeyDer::from_pem_file(&cert.key_path).unwrap();
+    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(vec![cert.der.clone()], key)
+    .unwrap();
+    config.alpn_protocols = vec![alpn.to_vec()];
+    serve_h2(100, Some(tokio_rustls::TlsAcceptor::from(Arc::new(config)))).await
+}
+
+async fn serve_h2(
+    max_streams: u32,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+) -> (SocketAddr, Arc<Seen>) {
     let socket = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = socket.local_addr().unwrap();
     let seen = Arc::new(Seen::default());
+    seen.name.set(addr.to_string()).unwrap();
     let shared = seen.clone();
     tokio::spawn(async move {
         while let Ok((stream, _)) = socket.accept().await {
             shared.connections.fetch_add(1, Ordering::SeqCst);
             let seen = shared.clone();
+            let tls = tls.clone();
             tokio::spawn(async move {
+                let stream: Box<dyn Io> = match tls {
+                    None => Box::new(stream),
+                    Some(acceptor) => match acceptor.accept(stream).await {
+                        Ok(s) => Box::new(s),
+                        Err(_) => return,
+                    },
+                };
                 let served = Arc::new(AtomicUsize::new(0));
                 let (tx, mut goaway) = tokio::sync::mpsc::channel::<()>(1);
                 let service = hyper::service::service_fn(move |req| {
@@ -82,7 +121,7 @@ async fn h2_target(max_streams: u32) -> (SocketAddr, Arc<Seen>) {
                         if limit > 0 && n == limit {
                             let _ = tx.try_send(());
                         }
-                        Ok::<_, Infallible>(answer(req, &seen).await)
+                        Ok::<_, Infallible>(answer_or_drip(req, &seen).await)
                     }
                 });
                 let conn = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
@@ -100,6 +139,47 @@ async fn h2_target(max_streams: u32) -> (SocketAddr, Arc<Seen>) {
         }
     });
     (addr, seen)
+}
+
+/// A response body of `chunks` small chunks `every` apart, then trailers.
+struct Drip {
+    left: u32,
+    tick: tokio::time::Interval,
+}
+
+impl http_body::Body for Drip {
+    type Data = Bytes;
+    type Error = Infallible;
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        if self.left == 0 {
+            return Poll::Ready(None);
+        }
+        match self.tick.poll_tick(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(_) => {
+                self.left -= 1;
+                Poll::Ready(Some(Ok(Frame::data(Bytes::from_static(b"drop\n")))))
+            }
+        }
+    }
+}
+
+/// `answer`, or a dripping body for `/drip`.
+async fn answer_or_drip(
+    req: Request<Incoming>,
+    seen: &Seen,
+) -> Response<http_body_util::Either<WithTrailers, Drip>> {
+    use http_body_util::Either;
+    if req.uri().path() == "/drip" {
+        seen.requests.fetch_add(1, Ordering::SeqCst);
+        let mut tick = tokio::time::interval(Duration::from_millis(250));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        return Response::new(Either::Right(Drip { left: 10, tick }));
+    }
+    answer(req, seen).await.map(Either::Left)
 }
 
 async fn answer(req: Request<Incoming>, seen: &Seen) -> Response<WithTrailers> {
@@ -143,6 +223,7 @@ async fn answer(req: Request<Incoming>, seen: &Seen) -> Response<WithTrailers> {
     trailers.insert("grpc-status", status);
     trailers.insert("x-trailer", HeaderValue::from_static("yes"));
     let mut resp = Response::builder()
+        .header("x-target", seen.name.get().map_or("", String::as_str))
         .header("x-version", format!("{:?}", parts.version))
         .header("x-path", parts.uri.path())
         .header(
@@ -565,4 +646,115 @@ async fn streams_a_target_refused_unprocessed_go_to_another_even_a_post() {
         lb.metric("edgelb_http_responses_total{class=\"5xx\",listener=\"front\",source=\"lb\",target_group=\"web\"}").await,
         0.0
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_groups_agree_on_h2_by_alpn_or_fail_the_request() {
+    let ca = common::tls::TestCa::new();
+    let dir = tempfile::tempdir().unwrap();
+    ca.write_pem(&dir.path().join("ca.pem"));
+    let cert = ca.issue(dir.path(), "target", &["127.0.0.1"]);
+    let (h2, _) = h2_tls_target(&cert, b"h2").await;
+    let (h1_only, _) = h2_tls_target(&cert, b"http/1.1").await;
+    let https = |listen, target| {
+        config(
+            listen,
+            &[target],
+            "http2",
+            &format!("ca_file = \"{}\"", dir.path().join("ca.pem").display()),
+        )
+        .replace(
+            "name = \"web\"\nprotocol = \"http\"",
+            "name = \"web\"\nprotocol = \"https\"",
+        )
+    };
+    let l1 = listen_addr();
+    let lb = Edgelb::start(&https(l1, h2)).await;
+    wait_for(
+        Duration::from_secs(5),
+        "the h2 target healthy over TLS",
+        || async {
+            lb.metric("edgelb_healthy_targets{target_group=\"web\"}")
+                .await
+                == 1.0
+        },
+    )
+    .await;
+    let got = H1::connect(l1).await.get("/over-tls").await;
+    assert_eq!(got.status, 200);
+    assert_eq!(got.headers["x-version"], "HTTP/2.0");
+
+    // A target that does not agree to h2: 502, and a failed check.
+    let l2 = listen_addr();
+    let lb2 = Edgelb::start(&https(l2, h1_only)).await;
+    assert_eq!(H1::connect(l2).await.get("/").await.status, 502);
+    wait_for(
+        Duration::from_secs(5),
+        "the non-h2 target unhealthy",
+        || async {
+            lb2.status_json().await["target_groups"][0]["targets"][0]["state"] == "unhealthy"
+        },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_outlives_request_timeout_while_data_flows() {
+    let (target, _) = h2_target(100).await;
+    let listen = listen_addr();
+    // request_timeout 1s; the body drips for 2.5 s.
+    let lb = Edgelb::start(
+        &config(listen, &[target], "http2", "")
+            .replace("request_timeout = \"2s\"", "request_timeout = \"1s\""),
+    )
+    .await;
+    wait_for(Duration::from_secs(5), "the target healthy", || async {
+        lb.metric("edgelb_healthy_targets{target_group=\"web\"}")
+            .await
+            == 1.0
+    })
+    .await;
+    let started = std::time::Instant::now();
+    let got = H2::connect(listen).await.get("/drip").await;
+    assert_eq!(got.status, 200);
+    assert_eq!(got.text(), "drop\n".repeat(10));
+    assert!(started.elapsed() > Duration::from_secs(2));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sticky_http2_groups_keep_a_client_on_its_target() {
+    let (a, _) = h2_target(100).await;
+    let (b, _) = h2_target(100).await;
+    let listen = listen_addr();
+    let lb = Edgelb::start(&config(
+        listen,
+        &[a, b],
+        "http2",
+        "stickiness = { type = \"lb_cookie\", duration = \"1h\" }",
+    ))
+    .await;
+    wait_for(Duration::from_secs(5), "both healthy", || async {
+        lb.metric("edgelb_healthy_targets{target_group=\"web\"}")
+            .await
+            == 2.0
+    })
+    .await;
+    let mut h1 = H1::connect(listen).await;
+    let first = h1.get("/").await;
+    let target = first.headers["x-target"].clone();
+    let cookie = first.headers["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    for _ in 0..6 {
+        let req = Request::get("/")
+            .header("host", "test.local")
+            .header("cookie", &cookie)
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        assert_eq!(h1.send(req).await.unwrap().headers["x-target"], target);
+    }
 }
