@@ -321,21 +321,22 @@ impl Client {
 
 const GRPC: (&str, &str) = ("content-type", "application/grpc");
 
+/// Waits until group `web` has `n` healthy targets.
+async fn wait_healthy(lb: &Edgelb, n: f64) {
+    wait_for(Duration::from_secs(5), "healthy targets", || async {
+        lb.metric("edgelb_healthy_targets{target_group=\"web\"}")
+            .await
+            == n
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http2_groups_speak_http2_to_targets_with_trailers_both_ways() {
     let (target, seen) = h2_target(100).await;
     let listen = listen_addr();
     let lb = Edgelb::start(&config(listen, &[target], "http2", "")).await;
-    wait_for(
-        Duration::from_secs(5),
-        "the target healthy over HTTP/2",
-        || async {
-            lb.metric("edgelb_healthy_targets{target_group=\"web\"}")
-                .await
-                == 1.0
-        },
-    )
-    .await;
+    wait_healthy(&lb, 1.0).await;
 
     // An HTTP/2 client: trailers both ways, TE: trailers kept, the Host as
     // :authority.
@@ -384,12 +385,7 @@ async fn a_targets_stream_limit_opens_more_connections() {
     let (target, seen) = h2_target(2).await;
     let listen = listen_addr();
     let lb = Edgelb::start(&config(listen, &[target], "http2", "")).await;
-    wait_for(Duration::from_secs(5), "the target healthy", || async {
-        lb.metric("edgelb_healthy_targets{target_group=\"web\"}")
-            .await
-            == 1.0
-    })
-    .await;
+    wait_healthy(&lb, 1.0).await;
     let before = seen.connections.load(Ordering::SeqCst);
     let h2 = Client::connect(listen).await;
     let calls: Vec<_> = (0..6)
@@ -423,12 +419,7 @@ async fn a_goaway_under_load_costs_no_request() {
     let (b, _) = h2_target(100).await;
     let listen = listen_addr();
     let lb = Edgelb::start(&config(listen, &[a, b], "http2", "")).await;
-    wait_for(Duration::from_secs(5), "both healthy", || async {
-        lb.metric("edgelb_healthy_targets{target_group=\"web\"}")
-            .await
-            == 2.0
-    })
-    .await;
+    wait_healthy(&lb, 2.0).await;
     // Every connection of target a says GOAWAY after 10 requests.
     seen_a.goaway_after.store(10, Ordering::SeqCst);
     let h2 = Client::connect(listen).await;
@@ -470,16 +461,7 @@ async fn grpc_groups_take_grpc_only_and_answer_their_errors_as_grpc() {
         &format!("[global]\naccess_log = \"{}\"\n", log.path().display()),
     ))
     .await;
-    wait_for(
-        Duration::from_secs(5),
-        "the target healthy by gRPC check",
-        || async {
-            lb.metric("edgelb_healthy_targets{target_group=\"web\"}")
-                .await
-                == 1.0
-        },
-    )
-    .await;
+    wait_healthy(&lb, 1.0).await;
     let mut h2 = Client::connect(listen).await;
 
     // A call passes with its status, counted by code.
@@ -624,12 +606,7 @@ async fn streams_a_target_refused_unprocessed_go_to_another_even_a_post() {
     let (good, seen) = h2_target(100).await;
     let listen = listen_addr();
     let lb = Edgelb::start(&config(listen, &[refuser, good], "http2", "")).await;
-    wait_for(Duration::from_secs(5), "both healthy", || async {
-        lb.metric("edgelb_healthy_targets{target_group=\"web\"}")
-            .await
-            == 2.0
-    })
-    .await;
+    wait_healthy(&lb, 2.0).await;
     let mut h2 = Client::connect(listen).await;
     for i in 0..6 {
         // A body-less POST is not idempotent, but a refused stream was not
@@ -670,16 +647,7 @@ async fn https_groups_agree_on_h2_by_alpn_or_fail_the_request() {
     };
     let l1 = listen_addr();
     let lb = Edgelb::start(&https(l1, h2)).await;
-    wait_for(
-        Duration::from_secs(5),
-        "the h2 target healthy over TLS",
-        || async {
-            lb.metric("edgelb_healthy_targets{target_group=\"web\"}")
-                .await
-                == 1.0
-        },
-    )
-    .await;
+    wait_healthy(&lb, 1.0).await;
     let got = H1::connect(l1).await.get("/over-tls").await;
     assert_eq!(got.status, 200);
     assert_eq!(got.headers["x-version"], "HTTP/2.0");
@@ -708,12 +676,7 @@ async fn a_stream_outlives_request_timeout_while_data_flows() {
             .replace("request_timeout = \"2s\"", "request_timeout = \"1s\""),
     )
     .await;
-    wait_for(Duration::from_secs(5), "the target healthy", || async {
-        lb.metric("edgelb_healthy_targets{target_group=\"web\"}")
-            .await
-            == 1.0
-    })
-    .await;
+    wait_healthy(&lb, 1.0).await;
     let started = std::time::Instant::now();
     let got = H2::connect(listen).await.get("/drip").await;
     assert_eq!(got.status, 200);
@@ -733,12 +696,7 @@ async fn sticky_http2_groups_keep_a_client_on_its_target() {
         "stickiness = { type = \"lb_cookie\", duration = \"1h\" }",
     ))
     .await;
-    wait_for(Duration::from_secs(5), "both healthy", || async {
-        lb.metric("edgelb_healthy_targets{target_group=\"web\"}")
-            .await
-            == 2.0
-    })
-    .await;
+    wait_healthy(&lb, 2.0).await;
     let mut h1 = H1::connect(listen).await;
     let first = h1.get("/").await;
     let target = first.headers["x-target"].clone();

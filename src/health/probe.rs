@@ -81,18 +81,7 @@ async fn attempt(spec: &ProbeSpec) -> Outcome {
         Err(_) => Outcome::Failure(Reason::FailedHealthChecks),
         Ok(request) => match sender.send_request(request).await {
             Err(_) => Outcome::Failure(Reason::FailedHealthChecks),
-            Ok(resp) => {
-                let status = resp.status().as_u16();
-                if http
-                    .matcher
-                    .iter()
-                    .any(|(lo, hi)| (*lo..=*hi).contains(&status))
-                {
-                    Outcome::Success
-                } else {
-                    Outcome::Failure(Reason::ResponseCodeMismatch)
-                }
-            }
+            Ok(resp) => matched(http, resp.status().as_u16()),
         },
     };
     driver.abort();
@@ -144,18 +133,21 @@ async fn h2_get(
         .body(())
         .ok()?;
     let (response, _) = send.send_request(request, true).ok()?;
-    let status = response.await.ok()?.status().as_u16();
-    Some(
-        if http
-            .matcher
-            .iter()
-            .any(|(lo, hi)| (*lo..=*hi).contains(&status))
-        {
-            Outcome::Success
-        } else {
-            Outcome::Failure(Reason::ResponseCodeMismatch)
-        },
-    )
+    Some(matched(http, response.await.ok()?.status().as_u16()))
+}
+
+/// A check's outcome for an answer with `code` (an HTTP status, or a gRPC
+/// status for a gRPC check).
+fn matched(http: &HttpProbe, code: u16) -> Outcome {
+    if http
+        .matcher
+        .iter()
+        .any(|(lo, hi)| (*lo..=*hi).contains(&code))
+    {
+        Outcome::Success
+    } else {
+        Outcome::Failure(Reason::ResponseCodeMismatch)
+    }
 }
 
 async fn grpc_call(

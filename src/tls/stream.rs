@@ -89,17 +89,7 @@ pub async fn connect(
     addr: std::net::SocketAddr,
     tls: Option<&TargetTls>,
 ) -> io::Result<TargetStream> {
-    let tcp = TcpStream::connect(addr).await?;
-    let _ = tcp.set_nodelay(true);
-    match tls {
-        None => Ok(TargetStream::Plain(tcp)),
-        Some(t) => {
-            let stream = tokio_rustls::TlsConnector::from(t.config.clone())
-                .connect(t.name.clone(), tcp)
-                .await?;
-            Ok(TargetStream::Tls(Box::new(stream)))
-        }
-    }
+    open(addr, tls, false).await
 }
 
 /// Connects to `addr` for HTTP/2: in clear text (prior knowledge), or over
@@ -108,20 +98,27 @@ pub async fn connect_h2(
     addr: std::net::SocketAddr,
     tls: Option<&TargetTls>,
 ) -> io::Result<TargetStream> {
+    open(addr, tls, true).await
+}
+
+async fn open(
+    addr: std::net::SocketAddr,
+    tls: Option<&TargetTls>,
+    h2: bool,
+) -> io::Result<TargetStream> {
     let tcp = TcpStream::connect(addr).await?;
     let _ = tcp.set_nodelay(true);
-    match tls {
-        None => Ok(TargetStream::Plain(tcp)),
-        Some(t) => {
-            let stream = tokio_rustls::TlsConnector::from(t.h2_config.clone())
-                .connect(t.name.clone(), tcp)
-                .await?;
-            if stream.get_ref().1.alpn_protocol() != Some(b"h2") {
-                return Err(io::Error::other(
-                    "the target did not agree to HTTP/2 (ALPN h2)",
-                ));
-            }
-            Ok(TargetStream::Tls(Box::new(stream)))
-        }
+    let Some(t) = tls else {
+        return Ok(TargetStream::Plain(tcp));
+    };
+    let config = if h2 { &t.h2_config } else { &t.config };
+    let stream = tokio_rustls::TlsConnector::from(config.clone())
+        .connect(t.name.clone(), tcp)
+        .await?;
+    if h2 && stream.get_ref().1.alpn_protocol() != Some(b"h2") {
+        return Err(io::Error::other(
+            "the target did not agree to HTTP/2 (ALPN h2)",
+        ));
     }
+    Ok(TargetStream::Tls(Box::new(stream)))
 }
