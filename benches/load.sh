@@ -39,7 +39,9 @@ worker_processes 1; pid $W/targets.pid; error_log $W/targets.err; daemon on;
 events { worker_connections 4096; }
 http { access_log off; keepalive_requests 1000000;
   server { listen 127.0.0.1:19001; root $W; location / { try_files /body.txt =404; } }
-  server { listen 127.0.0.1:19002; root $W; location / { try_files /body.txt =404; } } }
+  server { listen 127.0.0.1:19002; root $W; location / { try_files /body.txt =404; } }
+  # An h2c (HTTP/2 prior knowledge) target for the HTTP/2-to-targets rows.
+  server { listen 127.0.0.1:19011 http2; root $W; location / { try_files /body.txt =404; } } }
 C
 cat > "$W/nginx.conf" <<C
 $STREAM_MOD
@@ -48,6 +50,8 @@ events { worker_connections 30000; }
 http { access_log off; keepalive_requests 1000000;
   upstream tg { server 127.0.0.1:19001 weight=3; server 127.0.0.1:19002 weight=1; keepalive 128; }
   server { listen 127.0.0.1:18081; location / { proxy_pass http://tg; proxy_http_version 1.1; proxy_set_header Connection ""; } }
+  # HTTP/2 to the target: nginx has it as grpc_pass only.
+  server { listen 127.0.0.1:18101 http2; location / { grpc_pass grpc://127.0.0.1:19011; } }
   server { listen 127.0.0.1:18441 ssl http2; ssl_certificate $W/cert.pem; ssl_certificate_key $W/key.pem; ssl_protocols TLSv1.2 TLSv1.3;
     location / { proxy_pass http://tg; proxy_http_version 1.1; proxy_set_header Connection ""; } }
   server { listen 127.0.0.1:18451 ssl; ssl_certificate $W/cert.pem; ssl_certificate_key $W/key.pem; ssl_protocols TLSv1.2 TLSv1.3;
@@ -86,6 +90,14 @@ backend tg
   balance roundrobin
   server a 127.0.0.1:19001 weight 3
   server b 127.0.0.1:19002 weight 1
+frontend h2t
+  mode http
+  bind 127.0.0.1:18102 proto h2
+  default_backend h2target
+backend h2target
+  mode http
+  http-reuse always
+  server s 127.0.0.1:19011 proto h2
 frontend bulk
   mode tcp
   bind 127.0.0.1:18282
@@ -137,6 +149,11 @@ certificates = [ { cert = "$W/cert.pem", key = "$W/key.pem" } ]
 mutual_authentication = { mode = "verify", trust_store = "$W/client-ca.pem" }
 default_action = { forward = "tg" }
 [[listeners]]
+name = "h2t"
+protocol = "http"
+bind = "127.0.0.1:1810$1"
+default_action = { forward = "h2target" }
+[[listeners]]
 name = "bulk"
 protocol = "tcp"
 bind = "127.0.0.1:1828$1"
@@ -150,6 +167,11 @@ default_action = { forward = "web" }
 name = "tg"
 protocol = "http"
 targets = [ { address = "127.0.0.1:19001", weight = 3 }, { address = "127.0.0.1:19002", weight = 1 } ]
+[[target_groups]]
+name = "h2target"
+protocol = "http"
+protocol_version = "http2"
+targets = [ { address = "127.0.0.1:19011" } ]
 [[target_groups]]
 name = "iperf"
 protocol = "tcp"
@@ -172,6 +194,9 @@ median() { python3 -c 'import sys,statistics; v=[float(x) for x in sys.argv[1:] 
 wrk_rps() { wrk -t1 -c64 -d"${DUR}s" "$@" 2>/dev/null | awk '/Requests\/sec/{print $2}'; }
 wrk_p99() { wrk -t1 -c64 -d"${DUR}s" --latency "$@" 2>/dev/null | awk '$1=="99%"{v=$2; if (v ~ /ms$/) {sub("ms","",v); v*=1000} else if (v ~ /us$/) {sub("us","",v)} else if (v ~ /s$/) {sub("s","",v); v*=1000000}; print v}'; }
 h2_rps() { h2load -n 200000 -c 10 -m 10 -D "$DUR" "$1" 2>/dev/null | awk '/^finished in/{gsub(",","",$4); print $4}'; }
+# p99 of request times (ms), from h2load's per-request log (start, status, µs).
+h2_p99() { h2load -n 200000 -c 10 -m 10 -D "$DUR" --log-file="$W/h2.log" "$1" >/dev/null 2>&1
+  python3 -c 'import sys; t=sorted(int(l.split()[2]) for l in open(sys.argv[1]) if l.strip()); print(f"{t[int(len(t)*0.99)]/1000:.2f}" if t else "")' "$W/h2.log"; }
 hs_rate() { openssl s_time -connect "$1" -new -time "$DUR" -tls1_3 "${@:2}" 2>/dev/null | awk '/connections in/{print $1/$4; exit}'; }
 mtls_hs_rate() { hs_rate "$1" -cert "$W/client.pem" -key "$W/client.key"; }
 tls_rps() { "$TLS_LOAD" "$1" "$DUR" 64 "${@:2}" 2>/dev/null; } # HTTP/1.1 keep-alive over TLS, 64 connections
@@ -238,6 +263,8 @@ echo "| --- | --- | --- | --- | --- | --- | --- |"
 row "HTTP/1.1 keep-alive, 1 KiB" "req/s" 0 "wrk_rps http://127.0.0.1:18083/" "wrk_rps http://127.0.0.1:18082/" "wrk_rps http://127.0.0.1:18081/"
 row "HTTP/1.1 keep-alive p99" "µs" 1 "wrk_p99 http://127.0.0.1:18083/" "wrk_p99 http://127.0.0.1:18082/" "wrk_p99 http://127.0.0.1:18081/"
 row "HTTP/2 over TLS, 10 conns × 10 streams" "req/s" 0 "h2_rps https://127.0.0.1:18443/" "h2_rps https://127.0.0.1:18442/" "h2_rps https://127.0.0.1:18441/"
+row "HTTP/2 to an h2c target, 10 conns × 10 streams" "req/s" 0 "h2_rps http://127.0.0.1:18103/" "h2_rps http://127.0.0.1:18102/" "h2_rps http://127.0.0.1:18101/"
+row "HTTP/2 to an h2c target, p99 of 10 conns × 10 streams" "ms" 1 "h2_p99 http://127.0.0.1:18103/" "h2_p99 http://127.0.0.1:18102/" "h2_p99 http://127.0.0.1:18101/"
 row "TLS 1.3 handshakes (openssl s_time -new)" "conn/s" 0 "hs_rate 127.0.0.1:18443" "hs_rate 127.0.0.1:18442" "hs_rate 127.0.0.1:18441"
 row "mTLS 1.3 handshakes, P-256 client certificate (s_time -new)" "conn/s" 0 "mtls_hs_rate 127.0.0.1:18453" "mtls_hs_rate 127.0.0.1:18452" "mtls_hs_rate 127.0.0.1:18451"
 row "HTTP/1.1 keep-alive over TLS 1.3, 1 KiB" "req/s" 0 "tls_rps 127.0.0.1:18443" "tls_rps 127.0.0.1:18442" "tls_rps 127.0.0.1:18441"
