@@ -6,7 +6,9 @@
 # requests/s on a shared host cannot resolve.
 #
 #   benches/instructions.sh [h1|h2] [N1=1000] [N2=6000]
-#   h1: HTTP/1.1 keep-alive, plain (h2load --h1 -c1); h2: HTTP/2 over TLS, h2load -c1 -m10
+#   h1: HTTP/1.1 keep-alive, plain (h2load --h1 -c1); h2: HTTP/2 over TLS, h2load -c1 -m10;
+#   h2t: HTTP/2 prior knowledge (h2load -c1 -m10) to an http2 group's h2c target (SPEC §7);
+#   grpc: gRPC unary calls (h2load -c1 -m10) to a grpc group's target (benches/grpc_target.rs)
 #   EDGELB=target/release/edgelb (default); FAST_PATH=off sets [global] http1_fast_path = false;
 #   CG_OUT=file keeps the N2 run's callgrind profile (callgrind_annotate --inclusive=yes file)
 # Needs: apt-get install -y valgrind nginx-light nghttp2-client openssl
@@ -22,7 +24,8 @@ cat > $W/targets.conf <<C
 worker_processes 1; pid $W/targets.pid; error_log $W/targets.err; daemon on;
 events { worker_connections 1024; }
 http { access_log off; keepalive_requests 1000000;
-  server { listen 127.0.0.1:19071; root $W; location / { try_files /body.txt =404; } } }
+  server { listen 127.0.0.1:19071; root $W; location / { try_files /body.txt =404; } }
+  server { listen 127.0.0.1:19072 http2; root $W; location / { try_files /body.txt =404; } } }
 C
 cat > $W/edgelb.toml <<C
 [global]
@@ -39,12 +42,41 @@ protocol = "https"
 bind = "127.0.0.1:18072"
 certificates = [ { cert = "$W/cert.pem", key = "$W/key.pem" } ]
 default_action = { forward = "tg" }
+[[listeners]]
+name = "h2t"
+protocol = "http"
+bind = "127.0.0.1:18073"
+default_action = { forward = "tg2" }
 [[target_groups]]
 name = "tg"
 protocol = "http"
 targets = [ { address = "127.0.0.1:19071" } ]
+[[listeners]]
+name = "grpc"
+protocol = "http"
+bind = "127.0.0.1:18074"
+default_action = { forward = "tg3" }
+[[target_groups]]
+name = "tg3"
+protocol = "http"
+protocol_version = "grpc"
+targets = [ { address = "127.0.0.1:19073" } ]
+health_check = { protocol = "tcp" }
+[[target_groups]]
+name = "tg2"
+protocol = "http"
+protocol_version = "http2"
+targets = [ { address = "127.0.0.1:19072" } ]
 C
 nginx -c $W/targets.conf
+if [ "$PROTO" = grpc ]; then
+  GRPC_TARGET=$(cargo bench --bench grpc_target --no-run --message-format=json 2>/dev/null | python3 -c 'import sys,json
+for l in sys.stdin:
+    m=json.loads(l)
+    if m.get("reason")=="compiler-artifact" and m["target"]["name"]=="grpc_target" and m.get("executable"): print(m["executable"])')
+  "$GRPC_TARGET" 19073 & echo $! > $W/grpc_target.pid
+  printf '\x00\x00\x00\x00\x07\x0a\x05hello' > $W/grpc_request.bin
+fi
 # Instructions of one edgelb run serving $1 requests, start to exit.
 run() {
   valgrind --tool=callgrind --callgrind-out-file=$W/cg.out $EDGELB run --config $W/edgelb.toml \
@@ -52,6 +84,9 @@ run() {
   local i; for i in $(seq 1 300); do
     (exec 3<>/dev/tcp/127.0.0.1/18072) 2>/dev/null && break; sleep 0.1; done
   if [ "$PROTO" = h2 ]; then h2load -n "$1" -c1 -m10 https://127.0.0.1:18072/ > $W/load.txt
+  elif [ "$PROTO" = h2t ]; then h2load -n "$1" -c1 -m10 http://127.0.0.1:18073/ > $W/load.txt
+  elif [ "$PROTO" = grpc ]; then h2load -n "$1" -c1 -m10 -d $W/grpc_request.bin -H 'content-type: application/grpc' \
+    -H 'te: trailers' http://127.0.0.1:18074/test.Echo/Unary > $W/load.txt
   else h2load --h1 -n "$1" -c1 http://127.0.0.1:18071/ > $W/load.txt; fi
   grep -q "$1 succeeded" $W/load.txt || { cat $W/load.txt >&2; exit 1; }
   kill -TERM $vg; wait $vg || true

@@ -32,6 +32,13 @@ TLS_LOAD=$(cargo bench --bench tls_keepalive --no-run --message-format=json 2>/d
 for l in sys.stdin:
     m=json.loads(l)
     if m.get("reason")=="compiler-artifact" and m["target"]["name"]=="tls_keepalive" and m.get("executable"): print(m["executable"])')
+# A one-thread gRPC unary server (h2 crate) as the target of the gRPC row.
+GRPC_TARGET=$(cargo bench --bench grpc_target --no-run --message-format=json 2>/dev/null | python3 -c 'import sys,json
+for l in sys.stdin:
+    m=json.loads(l)
+    if m.get("reason")=="compiler-artifact" and m["target"]["name"]=="grpc_target" and m.get("executable"): print(m["executable"])')
+# One unary call's request: a length-prefixed protobuf message (field 1 = "hello").
+printf '\x00\x00\x00\x00\x07\x0a\x05hello' > "$W/grpc_request.bin"
 STREAM_MOD=""; [ -f /usr/lib/nginx/modules/ngx_stream_module.so ] && STREAM_MOD="load_module /usr/lib/nginx/modules/ngx_stream_module.so;"
 
 cat > "$W/targets.conf" <<C
@@ -50,6 +57,7 @@ events { worker_connections 30000; }
 http { access_log off; keepalive_requests 1000000;
   upstream tg { server 127.0.0.1:19001 weight=3; server 127.0.0.1:19002 weight=1; keepalive 128; }
   server { listen 127.0.0.1:18081; location / { proxy_pass http://tg; proxy_http_version 1.1; proxy_set_header Connection ""; } }
+  server { listen 127.0.0.1:18111 http2; location / { grpc_pass grpc://127.0.0.1:19021; } }
   # HTTP/2 to the target: nginx has it as grpc_pass only.
   server { listen 127.0.0.1:18101 http2; location / { grpc_pass grpc://127.0.0.1:19011; } }
   server { listen 127.0.0.1:18441 ssl http2; ssl_certificate $W/cert.pem; ssl_certificate_key $W/key.pem; ssl_protocols TLSv1.2 TLSv1.3;
@@ -98,6 +106,14 @@ backend h2target
   mode http
   http-reuse always
   server s 127.0.0.1:19011 proto h2
+frontend grpc
+  mode http
+  bind 127.0.0.1:18112 proto h2
+  default_backend grpctarget
+backend grpctarget
+  mode http
+  http-reuse always
+  server s 127.0.0.1:19021 proto h2
 frontend bulk
   mode tcp
   bind 127.0.0.1:18282
@@ -154,6 +170,11 @@ protocol = "http"
 bind = "127.0.0.1:1810$1"
 default_action = { forward = "h2target" }
 [[listeners]]
+name = "grpc"
+protocol = "http"
+bind = "127.0.0.1:1811$1"
+default_action = { forward = "grpctarget" }
+[[listeners]]
 name = "bulk"
 protocol = "tcp"
 bind = "127.0.0.1:1828$1"
@@ -173,6 +194,12 @@ protocol = "http"
 protocol_version = "http2"
 targets = [ { address = "127.0.0.1:19011" } ]
 [[target_groups]]
+name = "grpctarget"
+protocol = "http"
+protocol_version = "grpc"
+targets = [ { address = "127.0.0.1:19021" } ]
+health_check = { protocol = "tcp" }
+[[target_groups]]
 name = "iperf"
 protocol = "tcp"
 targets = [ { address = "127.0.0.1:19201" } ]
@@ -186,6 +213,7 @@ edgelb_config 3 1 > "$W/edgelb.toml"
 edgelb_config 4 1000 > "$W/edgelb-rules.toml"
 nginx -c "$W/targets.conf"; nginx -c "$W/nginx.conf"; haproxy -f "$W/haproxy.cfg"
 iperf3 -s -p 19201 -D
+"$GRPC_TARGET" 19021 & echo $! > "$W/grpc_target.pid"
 "$EDGELB" run --config "$W/edgelb.toml" > "$W/edgelb.log" 2>&1 & echo $! > "$W/edgelb.pid"
 "$EDGELB" run --config "$W/edgelb-rules.toml" > "$W/edgelb-rules.log" 2>&1 & echo $! > "$W/edgelb-rules.pid"
 for i in $(seq 100); do curl -fs -o /dev/null http://127.0.0.1:18083/ && curl -fs -o /dev/null http://127.0.0.1:18084/ && break; sleep 0.1; done
@@ -194,6 +222,8 @@ median() { python3 -c 'import sys,statistics; v=[float(x) for x in sys.argv[1:] 
 wrk_rps() { wrk -t1 -c64 -d"${DUR}s" "$@" 2>/dev/null | awk '/Requests\/sec/{print $2}'; }
 wrk_p99() { wrk -t1 -c64 -d"${DUR}s" --latency "$@" 2>/dev/null | awk '$1=="99%"{v=$2; if (v ~ /ms$/) {sub("ms","",v); v*=1000} else if (v ~ /us$/) {sub("us","",v)} else if (v ~ /s$/) {sub("s","",v); v*=1000000}; print v}'; }
 h2_rps() { h2load -n 200000 -c 10 -m 10 -D "$DUR" "$1" 2>/dev/null | awk '/^finished in/{gsub(",","",$4); print $4}'; }
+# gRPC unary calls/s: h2load POSTs a length-prefixed message with the gRPC headers.
+grpc_rps() { h2load -n 200000 -c 10 -m 10 -D "$DUR" -d "$W/grpc_request.bin" -H 'content-type: application/grpc' -H 'te: trailers' "$1" 2>/dev/null | awk '/^finished in/{gsub(",","",$4); print $4}'; }
 # p99 of request times (ms), from h2load's per-request log (start, status, µs).
 h2_p99() { h2load -n 200000 -c 10 -m 10 -D "$DUR" --log-file="$W/h2.log" "$1" >/dev/null 2>&1
   python3 -c 'import sys; t=sorted(int(l.split()[2]) for l in open(sys.argv[1]) if l.strip()); print(f"{t[int(len(t)*0.99)]/1000:.2f}" if t else "")' "$W/h2.log"; }
@@ -265,6 +295,7 @@ row "HTTP/1.1 keep-alive p99" "µs" 1 "wrk_p99 http://127.0.0.1:18083/" "wrk_p99
 row "HTTP/2 over TLS, 10 conns × 10 streams" "req/s" 0 "h2_rps https://127.0.0.1:18443/" "h2_rps https://127.0.0.1:18442/" "h2_rps https://127.0.0.1:18441/"
 row "HTTP/2 to an h2c target, 10 conns × 10 streams" "req/s" 0 "h2_rps http://127.0.0.1:18103/" "h2_rps http://127.0.0.1:18102/" "h2_rps http://127.0.0.1:18101/"
 row "HTTP/2 to an h2c target, p99 of 10 conns × 10 streams" "ms" 1 "h2_p99 http://127.0.0.1:18103/" "h2_p99 http://127.0.0.1:18102/" "h2_p99 http://127.0.0.1:18101/"
+row "gRPC unary calls (h2load, 10 conns × 10 streams)" "calls/s" 0 "grpc_rps http://127.0.0.1:18113/test.Echo/Unary" "grpc_rps http://127.0.0.1:18112/test.Echo/Unary" "grpc_rps http://127.0.0.1:18111/test.Echo/Unary"
 row "TLS 1.3 handshakes (openssl s_time -new)" "conn/s" 0 "hs_rate 127.0.0.1:18443" "hs_rate 127.0.0.1:18442" "hs_rate 127.0.0.1:18441"
 row "mTLS 1.3 handshakes, P-256 client certificate (s_time -new)" "conn/s" 0 "mtls_hs_rate 127.0.0.1:18453" "mtls_hs_rate 127.0.0.1:18452" "mtls_hs_rate 127.0.0.1:18451"
 row "HTTP/1.1 keep-alive over TLS 1.3, 1 KiB" "req/s" 0 "tls_rps 127.0.0.1:18443" "tls_rps 127.0.0.1:18442" "tls_rps 127.0.0.1:18441"

@@ -16,7 +16,7 @@ use crate::proxy::record::RequestRecord;
 use crate::proxy::respond::lb_error;
 use crate::runtime::listener::GroupChoice;
 use crate::runtime::target::GroupRuntime;
-use crate::upstream::h2::{self as pool, H2Body, H2Stream, PumpError};
+use crate::upstream::h2::{self as pool, BodySent, H2Body, H2Stream, PumpError};
 use crate::upstream::sent::{TargetTimeout, within_request_timeout};
 use http::{HeaderMap, Request, Response, StatusCode, Uri, header};
 use http_body::Body;
@@ -202,12 +202,12 @@ pub async fn forward(
         // What became of the body: a pump still waiting on the client is
         // stopped (the stream is gone).
         let pumped = match pump {
-            Some(p) if p.is_finished() => p.await.ok(),
-            Some(p) => {
+            BodySent::Whole(done) => Some(done),
+            BodySent::Pumping(p) if p.is_finished() => p.await.ok(),
+            BodySent::Pumping(p) => {
                 p.abort();
                 None
             }
-            None => Some(Ok(false)),
         };
         if let Some(Err(PumpError::Client(e))) = &pumped {
             let client = match e {
@@ -297,7 +297,7 @@ fn target_head(parts: http::request::Parts, group: &GroupRuntime) -> Result<Head
 type Sent = (
     h2::client::ResponseFuture,
     crate::upstream::h2::StreamSlot,
-    Option<tokio::task::JoinHandle<Result<bool, PumpError>>>,
+    BodySent,
 );
 
 /// Opens a stream for `head` and starts pumping `body` into it; the body
@@ -322,8 +322,12 @@ async fn send(
     *request.headers_mut() = head.headers;
     match send.send_request(request, end_of_stream) {
         Ok((response, stream)) => {
-            let pump = (!end_of_stream).then(|| tokio::spawn(pool::pump_body(body, stream)));
-            Ok((response, slot, pump))
+            let body = if end_of_stream {
+                BodySent::Whole(Ok(false))
+            } else {
+                pool::send_body(body, stream).await
+            };
+            Ok((response, slot, body))
         }
         Err(e) => {
             slot.retire();

@@ -180,50 +180,99 @@ pub async fn connect(
 /// Sends the request body to the target's stream as flow control lets it
 /// (the client is read no faster than the target takes), then its trailers
 /// or the end of the stream. A client body that fails resets the stream.
-/// Returns whether anything was sent (data bytes or trailers: a body that
-/// was empty can go again whole), or what failed, for the caller to judge.
-pub async fn pump_body(
-    mut body: RequestBody,
-    mut stream: h2::SendStream<Bytes>,
-) -> Result<bool, PumpError> {
-    use std::future::poll_fn;
-    let mut sent = false;
-    loop {
-        let frame = match poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await {
-            None => {
-                return stream
-                    .send_data(Bytes::new(), true)
-                    .map(|()| sent)
-                    .map_err(PumpError::Target);
-            }
-            Some(Err(e)) => {
-                stream.send_reset(h2::Reason::CANCEL);
-                return Err(PumpError::Client(e));
-            }
-            Some(Ok(frame)) => frame,
-        };
-        let frame = match frame.into_data() {
-            Ok(mut data) => {
+/// What is ready at once (a small unary gRPC call's one message, say) is
+/// sent here, with the end of the stream on its last DATA frame; only a body
+/// still coming is left to a task of its own.
+pub async fn send_body(body: RequestBody, stream: h2::SendStream<Bytes>) -> BodySent {
+    let mut pump = BodyPump {
+        body,
+        stream,
+        sent: false,
+        held: None,
+    };
+    match std::future::poll_fn(|cx| Poll::Ready(pump.step(cx))).await {
+        Poll::Ready(done) => BodySent::Whole(done),
+        Poll::Pending => BodySent::Pumping(tokio::spawn(async move {
+            std::future::poll_fn(|cx| pump.step(cx)).await
+        })),
+    }
+}
+
+/// Where a request body stands: sent whole (or failed) already, or being
+/// pumped by its own task. Either gives whether anything was sent (data or
+/// trailers: a body that was empty can go again whole) or what failed.
+pub enum BodySent {
+    Whole(Result<bool, PumpError>),
+    Pumping(tokio::task::JoinHandle<Result<bool, PumpError>>),
+}
+
+/// A request body on its way into a target's stream.
+struct BodyPump {
+    body: RequestBody,
+    stream: h2::SendStream<Bytes>,
+    sent: bool,
+    /// Data read from the client and waiting for the target's window, with
+    /// whether it ends the body.
+    held: Option<(Bytes, bool)>,
+}
+
+impl BodyPump {
+    fn step(&mut self, cx: &mut Context<'_>) -> Poll<Result<bool, PumpError>> {
+        loop {
+            if let Some((data, last)) = &mut self.held {
                 while !data.is_empty() {
-                    stream.reserve_capacity(data.len());
-                    let granted = match poll_fn(|cx| stream.poll_capacity(cx)).await {
-                        None => return Err(PumpError::Closed),
-                        Some(Err(e)) => return Err(PumpError::Target(e)),
-                        Some(Ok(n)) => n,
+                    self.stream.reserve_capacity(data.len());
+                    let granted = match self.stream.poll_capacity(cx) {
+                        Poll::Pending => return Poll::Pending,
+                        Poll::Ready(None) => return Poll::Ready(Err(PumpError::Closed)),
+                        Poll::Ready(Some(Err(e))) => return Poll::Ready(Err(PumpError::Target(e))),
+                        Poll::Ready(Some(Ok(n))) => n,
                     };
+                    if granted == 0 {
+                        continue;
+                    }
                     let chunk = data.split_to(granted.min(data.len()));
-                    sent = true;
-                    stream.send_data(chunk, false).map_err(PumpError::Target)?;
+                    let end = *last && data.is_empty();
+                    self.sent = true;
+                    if let Err(e) = self.stream.send_data(chunk, end) {
+                        return Poll::Ready(Err(PumpError::Target(e)));
+                    }
+                    if end {
+                        return Poll::Ready(Ok(true));
+                    }
                 }
-                continue;
+                self.held = None;
             }
-            Err(frame) => frame,
-        };
-        if let Ok(trailers) = frame.into_trailers() {
-            return stream
-                .send_trailers(trailers)
-                .map(|()| true)
-                .map_err(PumpError::Target);
+            let frame = match Pin::new(&mut self.body).poll_frame(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(None) => {
+                    return Poll::Ready(
+                        self.stream
+                            .send_data(Bytes::new(), true)
+                            .map(|()| self.sent)
+                            .map_err(PumpError::Target),
+                    );
+                }
+                Poll::Ready(Some(Err(e))) => {
+                    self.stream.send_reset(h2::Reason::CANCEL);
+                    return Poll::Ready(Err(PumpError::Client(e)));
+                }
+                Poll::Ready(Some(Ok(frame))) => frame,
+            };
+            match frame.into_data() {
+                Ok(data) if data.is_empty() => {}
+                Ok(data) => self.held = Some((data, self.body.is_end_stream())),
+                Err(frame) => {
+                    if let Ok(trailers) = frame.into_trailers() {
+                        return Poll::Ready(
+                            self.stream
+                                .send_trailers(trailers)
+                                .map(|()| true)
+                                .map_err(PumpError::Target),
+                        );
+                    }
+                }
+            }
         }
     }
 }
