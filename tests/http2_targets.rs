@@ -55,6 +55,8 @@ struct Seen {
     goaway_after: AtomicUsize,
     /// Its address, answered in `x-target`.
     name: std::sync::OnceLock<String>,
+    /// `/drip` streams begun.
+    drips: AtomicUsize,
 }
 
 /// A real HTTP/2 (h2c prior knowledge) server: echoes what it got in
@@ -174,7 +176,7 @@ async fn answer_or_drip(
 ) -> Response<http_body_util::Either<WithTrailers, Drip>> {
     use http_body_util::Either;
     if req.uri().path() == "/drip" {
-        seen.requests.fetch_add(1, Ordering::SeqCst);
+        seen.drips.fetch_add(1, Ordering::SeqCst);
         let mut tick = tokio::time::interval(Duration::from_millis(250));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         return Response::new(Either::Right(Drip { left: 10, tick }));
@@ -715,4 +717,52 @@ async fn sticky_http2_groups_keep_a_client_on_its_target() {
             .unwrap();
         assert_eq!(h1.send(req).await.unwrap().headers["x-target"], target);
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_draining_targets_streams_finish() {
+    let (a, seen_a) = h2_target(100).await;
+    let (b, _) = h2_target(100).await;
+    let listen = listen_addr();
+    let lb = Edgelb::start(&config(
+        listen,
+        &[a],
+        "http2",
+        "deregistration_delay = \"10s\"",
+    ))
+    .await;
+    wait_healthy(&lb, 1.0).await;
+    // A stream of 2.5 s on a; a is removed by a reload while it flows.
+    let stream = tokio::spawn(async move { H2::connect(listen).await.get("/drip").await });
+    wait_for(
+        Duration::from_secs(5),
+        "the stream under way on a",
+        || async { seen_a.drips.load(Ordering::SeqCst) == 1 },
+    )
+    .await;
+    let generation = lb.generation().await;
+    lb.rewrite(&config(
+        listen,
+        &[b],
+        "http2",
+        "deregistration_delay = \"10s\"",
+    ));
+    lb.signal("HUP");
+    wait_for(Duration::from_secs(5), "the reload", || async {
+        lb.generation().await > generation
+    })
+    .await;
+    let status = lb.status_json().await;
+    let draining = status["target_groups"][0]["targets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|t| t["address"] == a.to_string().as_str() && t["state"] == "draining");
+    assert!(draining, "a drains: {status}");
+    let got = stream.await.unwrap();
+    assert_eq!(got.status, 200);
+    assert_eq!(got.text(), "drop\n".repeat(10), "the stream finished whole");
+    // New requests go to b.
+    let got = H1::connect(listen).await.get("/after").await;
+    assert_eq!(got.headers["x-target"], b.to_string().as_str());
 }
