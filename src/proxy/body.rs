@@ -292,7 +292,7 @@ impl Body for ProxyBody {
                 Poll::Ready(Some(Ok(frame))) => {
                     t.stall.progress();
                     if let Some(trailers) = frame.trailers_ref() {
-                        let code = crate::proxy::grpc::status_of(trailers);
+                        let code = crate::wire::grpc::status_of(trailers);
                         if let (Some(code), Some(r)) = (code, &t.release)
                             && let Some(route) = &r.grpc
                         {

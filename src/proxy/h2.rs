@@ -268,6 +268,11 @@ fn target_head(parts: http::request::Parts, group: &GroupRuntime) -> Result<Head
     ] {
         headers.remove(name);
     }
+    // A value new with every request would churn HPACK's dynamic table (and
+    // push out the X-Forwarded-* entries that repeat): sent never-indexed.
+    if let Some(id) = headers.get_mut(&crate::proxy::headers::X_REQUEST_ID) {
+        id.set_sensitive(true);
+    }
     let te_trailers = headers
         .get_all(header::TE)
         .iter()
