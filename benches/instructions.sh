@@ -70,10 +70,7 @@ targets = [ { address = "127.0.0.1:19072" } ]
 C
 nginx -c $W/targets.conf
 if [ "$PROTO" = grpc ]; then
-  GRPC_TARGET=$(cargo bench --bench grpc_target --no-run --message-format=json 2>/dev/null | python3 -c 'import sys,json
-for l in sys.stdin:
-    m=json.loads(l)
-    if m.get("reason")=="compiler-artifact" and m["target"]["name"]=="grpc_target" and m.get("executable"): print(m["executable"])')
+  GRPC_TARGET=$("$(dirname "$0")/bench_exe.sh" grpc_target)
   "$GRPC_TARGET" 19073 & echo $! > $W/grpc_target.pid
   printf '\x00\x00\x00\x00\x07\x0a\x05hello' > $W/grpc_request.bin
 fi

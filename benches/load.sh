@@ -28,15 +28,9 @@ openssl req -new -key "$W/client.key" -subj "/CN=load client" -out "$W/client.cs
 printf 'extendedKeyUsage=clientAuth\n' > "$W/client.ext"
 openssl x509 -req -in "$W/client.csr" -CA "$W/client-ca.pem" -CAkey "$W/client-ca.key" -CAcreateserial -days 2 -extfile "$W/client.ext" -out "$W/client.pem" 2>/dev/null
 # The TLS keep-alive load generator (wrk and h2load cannot present a client certificate).
-TLS_LOAD=$(cargo bench --bench tls_keepalive --no-run --message-format=json 2>/dev/null | python3 -c 'import sys,json
-for l in sys.stdin:
-    m=json.loads(l)
-    if m.get("reason")=="compiler-artifact" and m["target"]["name"]=="tls_keepalive" and m.get("executable"): print(m["executable"])')
+TLS_LOAD=$("$(dirname "$0")/bench_exe.sh" tls_keepalive)
 # A one-thread gRPC unary server (h2 crate) as the target of the gRPC row.
-GRPC_TARGET=$(cargo bench --bench grpc_target --no-run --message-format=json 2>/dev/null | python3 -c 'import sys,json
-for l in sys.stdin:
-    m=json.loads(l)
-    if m.get("reason")=="compiler-artifact" and m["target"]["name"]=="grpc_target" and m.get("executable"): print(m["executable"])')
+GRPC_TARGET=$("$(dirname "$0")/bench_exe.sh" grpc_target)
 # One unary call's request: a length-prefixed protobuf message (field 1 = "hello").
 printf '\x00\x00\x00\x00\x07\x0a\x05hello' > "$W/grpc_request.bin"
 STREAM_MOD=""; [ -f /usr/lib/nginx/modules/ngx_stream_module.so ] && STREAM_MOD="load_module /usr/lib/nginx/modules/ngx_stream_module.so;"
