@@ -47,8 +47,6 @@ impl http_body::Body for WithTrailers {
 struct Seen {
     requests: AtomicUsize,
     connections: AtomicUsize,
-    /// Streams open now, and the most open at once on one connection.
-    open: AtomicUsize,
     /// The gRPC health service answers NOT_SERVING.
     not_serving: AtomicBool,
     /// Every connection sends GOAWAY after this many requests (0: never).
@@ -186,8 +184,6 @@ async fn answer_or_drip(
 
 async fn answer(req: Request<Incoming>, seen: &Seen) -> Response<WithTrailers> {
     seen.requests.fetch_add(1, Ordering::SeqCst);
-    let open = seen.open.fetch_add(1, Ordering::SeqCst) + 1;
-    let _ = open;
     let (parts, body) = req.into_parts();
     let delay = parts
         .headers
@@ -200,7 +196,6 @@ async fn answer(req: Request<Incoming>, seen: &Seen) -> Response<WithTrailers> {
     if delay > 0 {
         tokio::time::sleep(Duration::from_millis(delay)).await;
     }
-    seen.open.fetch_sub(1, Ordering::SeqCst);
     let mut trailers = HeaderMap::new();
     if parts.uri.path() == "/grpc.health.v1.Health/Check" {
         let status = if seen.not_serving.load(Ordering::SeqCst) {
@@ -426,15 +421,24 @@ async fn a_goaway_under_load_costs_no_request() {
     seen_a.goaway_after.store(10, Ordering::SeqCst);
     let h2 = Client::connect(listen).await;
     let mut clients = Vec::new();
-    for c in 0..4 {
+    // Eight callers with answers that take 20 ms: streams are open and new
+    // ones are being sent when a GOAWAY comes.
+    for c in 0..8 {
         let mut client = Client {
             sender: h2.sender.clone(),
             addr: listen,
         };
         clients.push(tokio::spawn(async move {
             let mut failed = 0;
-            for i in 0..50 {
-                let got = client.post(&format!("/load/{c}/{i}"), &[], b"", None).await;
+            for i in 0..25 {
+                let got = client
+                    .post(
+                        &format!("/load/{c}/{i}"),
+                        &[("x-delay-ms", "20")],
+                        b"",
+                        None,
+                    )
+                    .await;
                 if got.status != 200 {
                     failed += 1;
                 }

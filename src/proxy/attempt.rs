@@ -61,6 +61,19 @@ pub struct Request {
     pub reused: bool,
 }
 
+impl ClientFailure {
+    /// The failure a client's request body ended with.
+    pub fn of(e: &crate::upstream::request_body::ClientBodyError) -> Self {
+        use crate::upstream::request_body::ClientBodyError;
+        match e {
+            ClientBodyError::TooLarge => ClientFailure::TooLarge,
+            ClientBodyError::Stalled => ClientFailure::Stalled,
+            ClientBodyError::Framing => ClientFailure::Framing,
+            ClientBodyError::Client(_) => ClientFailure::Broken,
+        }
+    }
+}
+
 /// What the request has been through so far.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Tried {

@@ -160,7 +160,7 @@ pub struct H2Release {
     pub index: usize,
     /// `edgelb_grpc_responses_total` of the route, for a `grpc` group: the
     /// target's `grpc-status` is read from its trailers.
-    pub grpc: Option<crate::telemetry::metrics::RouteMetrics>,
+    pub grpc: Option<crate::telemetry::metrics::GrpcCodes>,
 }
 
 /// An HTTP/2 target's response body, streamed with its trailers.
@@ -294,9 +294,9 @@ impl Body for ProxyBody {
                     if let Some(trailers) = frame.trailers_ref() {
                         let code = crate::wire::grpc::status_of(trailers);
                         if let (Some(code), Some(r)) = (code, &t.release)
-                            && let Some(route) = &r.grpc
+                            && let Some(codes) = &r.grpc
                         {
-                            route.count_grpc(code);
+                            codes.count(code);
                         }
                         if let (Some(code), Some(record)) = (code, &mut this.record) {
                             record.grpc_status(code);

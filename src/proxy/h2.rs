@@ -182,11 +182,7 @@ pub async fn forward(
                     outstanding,
                     group: group.clone(),
                     index: choice,
-                    grpc: action
-                        .metrics
-                        .grpc
-                        .is_some()
-                        .then(|| action.metrics.clone()),
+                    grpc: action.metrics.grpc.clone(),
                 };
                 let body =
                     ProxyBody::h2(H2Body::new(recv), release, stall_timeout, Some(in_flight));
@@ -210,13 +206,8 @@ pub async fn forward(
             }
         };
         if let Some(Err(PumpError::Client(e))) = &pumped {
-            let client = match e {
-                crate::proxy::body::ClientBodyError::TooLarge => ClientFailure::TooLarge,
-                crate::proxy::body::ClientBodyError::Stalled => ClientFailure::Stalled,
-                crate::proxy::body::ClientBodyError::Framing => ClientFailure::Framing,
-                crate::proxy::body::ClientBodyError::Client(_) => ClientFailure::Broken,
-            };
-            let verdict = decide(group, choice, Failure::Client(client), false, tried, e);
+            let failure = Failure::Client(ClientFailure::of(e));
+            let verdict = decide(group, choice, failure, false, tried, e);
             return fail(&verdict, answer, action, record, in_flight);
         }
         // The whole body is known to be empty (none, or an empty one already
@@ -313,7 +304,7 @@ async fn send(
     body: RequestBody,
     end_of_stream: bool,
 ) -> Result<Sent, (RequestBody, h2::Error)> {
-    let H2Stream { send, slot, .. } = stream;
+    let H2Stream { send, slot } = stream;
     let mut send = match send.ready().await {
         Ok(s) => s,
         Err(e) => {

@@ -592,12 +592,7 @@ async fn forward(
                 let failure = match (&unsent, ClientBodyError::find(&e)) {
                     (Some(_), _) => Failure::Stale { unsent: true },
                     // The client's body failing is not the target's fault.
-                    (None, Some(client)) => Failure::Client(match client {
-                        ClientBodyError::TooLarge => ClientFailure::TooLarge,
-                        ClientBodyError::Stalled => ClientFailure::Stalled,
-                        ClientBodyError::Framing => ClientFailure::Framing,
-                        ClientBodyError::Client(_) => ClientFailure::Broken,
-                    }),
+                    (None, Some(client)) => Failure::Client(ClientFailure::of(client)),
                     (None, None) => Failure::Reset,
                 };
                 let verdict = fail(failure, &e);

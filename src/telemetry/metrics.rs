@@ -371,10 +371,10 @@ impl Metrics {
             from_lb: self.classes(listener, group, "lb"),
             from_target: self.classes(listener, group, "target"),
             grpc: grpc.then(|| {
-                Arc::new(GRPC_CODES.map(|code| {
+                GrpcCodes(Arc::new(GRPC_CODES.map(|code| {
                     self.grpc_responses
                         .with_label_values(&[listener, group, code])
-                }))
+                })))
             }),
         }
     }
@@ -477,15 +477,28 @@ pub struct RouteMetrics {
     pub from_lb: ClassCounters,
     pub from_target: ClassCounters,
     /// `edgelb_grpc_responses_total` by code, for a `grpc` group.
-    pub grpc: Option<Arc<[IntCounter; 17]>>,
+    pub grpc: Option<GrpcCodes>,
+}
+
+/// `edgelb_grpc_responses_total` of one route, by code (one `Arc` to clone
+/// into a streamed response).
+#[derive(Clone)]
+pub struct GrpcCodes(Arc<[IntCounter; 17]>);
+
+impl GrpcCodes {
+    /// Counts a response with `grpc-status` `code` (an unknown code as 2,
+    /// UNKNOWN).
+    pub fn count(&self, code: u32) {
+        self.0[usize::try_from(code).ok().filter(|c| *c < 17).unwrap_or(2)].inc();
+    }
 }
 
 impl RouteMetrics {
-    /// Counts a gRPC response with `grpc-status` `code` (an unknown code as 2,
-    /// UNKNOWN); nothing for a group that is not `grpc`.
+    /// Counts a gRPC response with `grpc-status` `code`; nothing for a group
+    /// that is not `grpc`.
     pub fn count_grpc(&self, code: u32) {
         if let Some(codes) = &self.grpc {
-            codes[usize::try_from(code).ok().filter(|c| *c < 17).unwrap_or(2)].inc();
+            codes.count(code);
         }
     }
 }

@@ -69,8 +69,6 @@ impl Drop for StreamSlot {
 pub struct H2Stream {
     pub send: SendRequest<Bytes>,
     pub slot: StreamSlot,
-    /// It went on a connection that carried streams before.
-    pub reused: bool,
 }
 
 impl H2Pool {
@@ -82,7 +80,7 @@ impl H2Pool {
             let limit = c.send.current_max_send_streams().max(1);
             c.streams.load(Ordering::Acquire) < limit
         })?;
-        Some(conn.take_stream(true))
+        Some(conn.take_stream())
     }
 
     /// Puts a new connection in the pool and takes its first stream.
@@ -93,7 +91,7 @@ impl H2Pool {
             closed,
             idle_since: Instant::now(),
         };
-        let stream = conn.take_stream(false);
+        let stream = conn.take_stream();
         self.conns
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -116,20 +114,10 @@ impl H2Pool {
             now.duration_since(c.idle_since) < IDLE_AFTER
         });
     }
-
-    /// Connections held now.
-    pub fn len(&self) -> usize {
-        self.conns.lock().unwrap_or_else(|p| p.into_inner()).len()
-    }
-
-    /// No connection held.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
 }
 
 impl H2Conn {
-    fn take_stream(&mut self, reused: bool) -> H2Stream {
+    fn take_stream(&mut self) -> H2Stream {
         self.streams.fetch_add(1, Ordering::AcqRel);
         self.idle_since = Instant::now();
         H2Stream {
@@ -138,7 +126,6 @@ impl H2Conn {
                 streams: self.streams.clone(),
                 closed: self.closed.clone(),
             },
-            reused,
         }
     }
 }
