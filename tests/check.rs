@@ -424,3 +424,41 @@ fn protocol_version_and_grpc_checks() {
     ));
     assert_eq!((code, stdout.trim()), (0, "configuration ok"), "{stderr}");
 }
+
+#[test]
+fn cluster_node_files() {
+    // A cluster node's local file: [global], [admin], [cluster].
+    let local = "[admin]\nbind = \"127.0.0.1:9901\"\n\n[cluster]\netcd = [\"http://127.0.0.1:2379\", \"https://etcd.internal\"]\nprefix = \"/edgelb/prod\"\nnode_name = \"lb-1\"\n";
+    let (code, stdout, stderr) = check(local);
+    assert_eq!((code, stdout.trim()), (0, "configuration ok"), "{stderr}");
+    // Listeners or groups in it are an error at each key; so are bad
+    // endpoints, prefixes, names and a lone cert_file.
+    let (code, _, stderr) = check(&format!(
+        "{local}\n{}",
+        &VALID[VALID.find("[[listeners]]").unwrap()..]
+    ));
+    assert_eq!(code, 1);
+    assert!(
+        stderr.contains("DIR/edgelb.toml:9:3: `listeners` in a cluster node's local file"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("`target_groups` in a cluster node's local file"),
+        "{stderr}"
+    );
+    let bad = "[cluster]\netcd = [\"127.0.0.1:2379\"]\nprefix = \"edgelb\"\nnode_name = \"lb 1\"\ncert_file = \"x.pem\"\n";
+    let (code, _, stderr) = check_in(bad, &["x.pem"]);
+    assert_eq!(code, 1);
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            "DIR/edgelb.toml:2:9: etcd endpoint \"127.0.0.1:2379\" must start with http:// or https://",
+            "DIR/edgelb.toml:3:10: prefix \"edgelb\" must start with `/`, name something and hold no spaces",
+            "DIR/edgelb.toml:4:13: node_name \"lb 1\": use letters, digits, `-`, `_` and `.`",
+            "DIR/edgelb.toml:5:13: cert_file needs key_file beside it",
+        ],
+        "{stderr}"
+    );
+    assert_error("[cluster]\nprefix = \"/x\"\n", "1:2: missing key `etcd`");
+}

@@ -2,6 +2,7 @@
 
 use crate::admin::status::{status_json, targets_json, unhealthy_groups};
 use crate::control::Server;
+use crate::control::cluster::{self, ClusterLink};
 use crate::runtime::registry::Refusal;
 use crate::runtime::snapshot::used_groups;
 use bytes::Bytes;
@@ -119,10 +120,43 @@ impl AdminApi {
                 );
                 resp
             }
-            (Method::GET, ["status"]) => json_response(
-                StatusCode::OK,
-                &status_json(&self.server.live.load(), &self.server.last_reload()),
-            ),
+            (Method::GET, ["status"]) => {
+                let mut doc = status_json(&self.server.live.load(), &self.server.last_reload());
+                if let Some(link) = self.server.cluster() {
+                    let view = link.view();
+                    doc["cluster"] = json!({
+                        "node": view.node,
+                        "connected": view.connected,
+                        "revision": view.revision,
+                    });
+                }
+                json_response(StatusCode::OK, &doc)
+            }
+            (Method::GET, ["cluster"]) => match self.server.cluster() {
+                Some(link) => json_response(StatusCode::OK, &cluster_json(link)),
+                None => error(StatusCode::NOT_FOUND, NOT_CLUSTERED),
+            },
+            (Method::PUT, ["cluster", "config"]) => {
+                let Some(link) = self.server.cluster().cloned() else {
+                    return error(StatusCode::NOT_FOUND, NOT_CLUSTERED);
+                };
+                let shown = query_value(req.uri().query(), "name")
+                    .unwrap_or_else(|| "shared-config.toml".to_owned());
+                let body = match read_body(req, MAX_SHARED_CONFIG).await {
+                    Ok(b) => b,
+                    Err(resp) => return resp,
+                };
+                let Ok(text) = std::str::from_utf8(&body) else {
+                    return error(StatusCode::BAD_REQUEST, "the configuration is not UTF-8");
+                };
+                match cluster::push(&self.server, &link, text, std::path::Path::new(&shown)).await {
+                    Ok(revision) => json_response(StatusCode::OK, &json!({ "revision": revision })),
+                    Err(Refusal(status, message)) => error(
+                        StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST),
+                        &message,
+                    ),
+                }
+            }
             (Method::POST, ["reload"]) => match self.server.reload().await {
                 Ok(generation) => {
                     json_response(StatusCode::OK, &json!({ "generation": generation }))
@@ -140,7 +174,7 @@ impl AdminApi {
             }
             (Method::POST, ["target-groups", name, "targets"]) => {
                 let name = name.to_string();
-                let body = match read_body(req).await {
+                let body = match read_body(req, MAX_BODY).await {
                     Ok(b) => b,
                     Err(resp) => return resp,
                 };
@@ -212,8 +246,34 @@ impl AdminApi {
     }
 }
 
+/// The answer of the cluster calls on a standalone node.
+const NOT_CLUSTERED: &str = "this node is not in a cluster (no [cluster] in its configuration)";
+
+/// `GET /cluster` (SPEC §11).
+fn cluster_json(link: &ClusterLink) -> Value {
+    let view = link.view();
+    json!({
+        "node": view.node,
+        "connected": view.connected,
+        "revision": view.revision,
+        "members": view.members,
+    })
+}
+
+/// The percent-decoded value of `name` in a query string.
+fn query_value(query: Option<&str>, name: &str) -> Option<String> {
+    query?
+        .split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .find(|(k, _)| *k == name)
+        .and_then(|(_, v)| percent_decode(&v.replace('+', " ")))
+}
+
 /// Largest request body the admin API reads.
 const MAX_BODY: usize = 64 * 1024;
+/// Largest shared configuration: etcd takes requests of 1.5 MiB at most by
+/// default, and the gateway sends values in base64.
+const MAX_SHARED_CONFIG: usize = 1024 * 1024;
 
 /// The body of `POST /target-groups/{name}/targets`.
 #[derive(serde::Deserialize)]
@@ -223,15 +283,15 @@ struct Registration {
     weight: Option<u32>,
 }
 
-async fn read_body(req: Request<Incoming>) -> Result<Bytes, AdminResponse> {
-    match http_body_util::Limited::new(req.into_body(), MAX_BODY)
+async fn read_body(req: Request<Incoming>, limit: usize) -> Result<Bytes, AdminResponse> {
+    match http_body_util::Limited::new(req.into_body(), limit)
         .collect()
         .await
     {
         Ok(body) => Ok(body.to_bytes()),
         Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(error(
             StatusCode::PAYLOAD_TOO_LARGE,
-            &format!("the body is larger than {MAX_BODY} bytes"),
+            &format!("the body is larger than {limit} bytes"),
         )),
         Err(_) => Err(error(StatusCode::BAD_REQUEST, "the body is unreadable")),
     }

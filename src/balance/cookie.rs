@@ -69,11 +69,17 @@ impl CookieKeys {
 
     /// A random key for this process only.
     pub fn random() -> Self {
+        Self::from_secrets(&[Self::random_secret()])
+    }
+
+    /// 32 random bytes: a secret for [`CookieKeys::from_secrets`] (a
+    /// cluster's shared key is made of one).
+    pub fn random_secret() -> Vec<u8> {
         let mut secret = vec![0u8; 32];
         SystemRandom::new()
             .fill(&mut secret)
             .expect("the OS random generator works");
-        Self::from_secrets(&[secret])
+        secret
     }
 
     fn aad(name: &str, scope: &[u8], out: &mut Vec<u8>) {

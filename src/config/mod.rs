@@ -13,8 +13,8 @@ mod validate;
 pub use duration::{format_duration, parse_duration};
 pub use model::*;
 pub use validate::{
-    DEFAULT_ADMIN_BIND, MAX_FIXED_BODY, MAX_PATTERN_LEN, MIN_KEY_BYTES, parse_matcher,
-    read_key_file, split_host_port,
+    DEFAULT_ADMIN_BIND, DEFAULT_PREFIX, MAX_FIXED_BODY, MAX_PATTERN_LEN, MIN_KEY_BYTES,
+    parse_matcher, read_key_file, split_host_port,
 };
 
 use schema::RawConfig;
@@ -59,6 +59,46 @@ pub fn load(path: &Path) -> Result<Loaded, ConfigError> {
 
 /// Parses and validates `text` as if read from `path`.
 pub fn parse(text: &str, path: &Path) -> Result<Loaded, ConfigError> {
+    let base_dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    parse_in(text, path, base_dir, validate::Document::Whole)
+}
+
+/// The configuration a cluster node serves (SPEC §11): its `local` file's
+/// [global], [admin] and [cluster] with the listeners and groups of the
+/// shared document `text` (named `shown` in errors; relative paths in it are
+/// the local file's). A node with `cluster.bind_ip` binds its listeners there.
+pub fn parse_shared(text: &str, shown: &Path, local: &Config) -> Result<Loaded, ConfigError> {
+    let base_dir = local
+        .source
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let loaded = parse_in(text, shown, base_dir, validate::Document::Shared)?;
+    let mut listeners = loaded.config.listeners;
+    if let Some(ip) = local.cluster.as_ref().and_then(|c| c.bind_ip) {
+        for l in &mut listeners {
+            l.bind.set_ip(ip);
+        }
+    }
+    Ok(Loaded {
+        config: Config {
+            listeners,
+            target_groups: loaded.config.target_groups,
+            ..local.clone()
+        },
+        warnings: loaded.warnings,
+    })
+}
+
+fn parse_in(
+    text: &str,
+    path: &Path,
+    base_dir: &Path,
+    document: validate::Document,
+) -> Result<Loaded, ConfigError> {
     let shown = path.display().to_string();
     let syntax_error = |e: toml::de::Error| {
         let (line, col) = e.span().map_or((1, 1), |s| span::line_col(text, s.start));
@@ -85,15 +125,11 @@ pub fn parse(text: &str, path: &Path) -> Result<Loaded, ConfigError> {
             }
         })
         .collect();
-    let base_dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
     let render = |d: &validate::Diagnostic| {
         let (line, col) = index.position(&d.path, d.anchor);
         format!("{shown}:{line}:{col}: {}", d.message)
     };
-    match validate::validate(&raw, path, base_dir) {
+    match validate::validate(&raw, path, base_dir, document) {
         Ok((config, warnings)) if diagnostics.is_empty() => Ok(Loaded {
             config,
             warnings: warnings.iter().map(render).collect(),

@@ -13,8 +13,39 @@ pub struct Config {
     pub source: PathBuf,
     pub global: Global,
     pub admin: Admin,
+    /// `[cluster]`: this node shares its listeners, groups and registrations
+    /// through etcd (SPEC §11); `None` = a standalone node.
+    pub cluster: Option<Cluster>,
     pub listeners: Vec<Listener>,
     pub target_groups: Vec<TargetGroup>,
+}
+
+/// `[cluster]` (SPEC §11): where the shared state lives and who this node is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cluster {
+    /// etcd v3 endpoints, `http://` or `https://` host:port.
+    pub etcd: Vec<EtcdEndpoint>,
+    /// Every key of this load balancer starts with it (no trailing `/`).
+    pub prefix: String,
+    pub node_name: String,
+    /// The last shared state applied, for a start while etcd is down.
+    pub cache_file: Option<PathBuf>,
+    /// TLS to etcd: trust roots (`ca_file`) and a client certificate.
+    pub ca_file: Option<PathBuf>,
+    pub client_cert: Option<(PathBuf, PathBuf)>,
+    /// This node's listeners bind this address (with the shared port) instead
+    /// of the shared one: several nodes on one host, each reachable on its own.
+    pub bind_ip: Option<std::net::IpAddr>,
+}
+
+/// One etcd endpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EtcdEndpoint {
+    pub tls: bool,
+    /// `host:port`.
+    pub authority: String,
+    pub host: String,
+    pub port: u16,
 }
 
 /// `[global]`.

@@ -14,6 +14,7 @@ use std::fmt;
 pub struct RawConfig {
     pub global: Option<RawGlobal>,
     pub admin: Option<RawAdmin>,
+    pub cluster: Option<RawCluster>,
     #[serde(default)]
     pub listeners: Vec<RawListener>,
     #[serde(default)]
@@ -47,6 +48,19 @@ pub enum OneOrMany {
 pub struct RawAdmin {
     pub bind: Option<String>,
     pub token_file: Option<String>,
+}
+
+/// `[cluster]` (SPEC §11).
+#[derive(Debug, Default, Deserialize)]
+pub struct RawCluster {
+    pub etcd: Option<Vec<String>>,
+    pub prefix: Option<String>,
+    pub node_name: Option<String>,
+    pub cache_file: Option<String>,
+    pub ca_file: Option<String>,
+    pub cert_file: Option<String>,
+    pub key_file: Option<String>,
+    pub bind_ip: Option<String>,
 }
 
 /// One `[[listeners]]` entry.

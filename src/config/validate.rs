@@ -10,7 +10,10 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+mod cluster;
 mod mtls;
+
+pub use cluster::DEFAULT_PREFIX;
 
 /// One problem found in the file, placed by its path in the document.
 #[derive(Debug, Clone)]
@@ -169,10 +172,21 @@ pub fn read_key_file(path: &Path) -> Result<Vec<u8>, String> {
 }
 
 /// Validates `raw`; relative paths are resolved against `base_dir`.
+/// Which kind of document is validated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Document {
+    /// A node's own file (standalone, or a cluster node's local part).
+    Whole,
+    /// The shared part of a cluster (`{prefix}/config`): no [global],
+    /// [admin] or [cluster] (SPEC §11).
+    Shared,
+}
+
 pub fn validate(
     raw: &RawConfig,
     source: &Path,
     base_dir: &Path,
+    document: Document,
 ) -> Result<(Config, Vec<Diagnostic>), Vec<Diagnostic>> {
     let mut v = Validator {
         base_dir,
@@ -181,13 +195,22 @@ pub fn validate(
     };
     let global = global(&mut v, raw.global.as_ref());
     let admin = admin(&mut v, raw.admin.as_ref());
+    let cluster = match document {
+        Document::Whole => cluster::cluster(&mut v, raw),
+        Document::Shared => {
+            cluster::shared_document(&mut v, raw);
+            None
+        }
+    };
     let groups = target_groups(&mut v, &raw.target_groups);
     let group_protocols: HashMap<&str, GroupProtocol> = groups
         .iter()
         .map(|g| (g.name.as_str(), g.protocol))
         .collect();
     let listeners = listeners(&mut v, &raw.listeners, &group_protocols);
-    if let Some(l) = listeners.iter().find(|l| l.bind == admin.bind) {
+    if document == Document::Whole
+        && let Some(l) = listeners.iter().find(|l| l.bind == admin.bind)
+    {
         v.err(
             vec![Seg::Key("admin".into()), Seg::Key("bind".into())],
             format!(
@@ -201,6 +224,7 @@ pub fn validate(
             source: source.to_path_buf(),
             global,
             admin,
+            cluster,
             listeners,
             target_groups: groups,
         };

@@ -2,6 +2,7 @@
 //! reloads and shuts it down. Reloads are serialised; each either swaps a whole
 //! new snapshot in or changes nothing.
 
+use super::cluster::{self, ClusterLink};
 use crate::balance::cookie::CookieKeys;
 use crate::config::{self, Config, ConfigError, Loaded};
 use crate::health::HealthState;
@@ -49,9 +50,10 @@ pub struct Server {
     last_reload: Mutex<ReloadStatus>,
     /// The configuration the process started with ([admin] and the start-only keys).
     pub started_with: Arc<Config>,
-    /// This process's random cookie key, used while no key file is configured
-    /// (kept across reloads so cookies stay valid).
-    random_keys: Arc<CookieKeys>,
+    /// The cookie key used while no key file is configured: this process's
+    /// random one, or a cluster's shared one (kept across reloads so cookies
+    /// stay valid).
+    fallback_keys: Mutex<Arc<CookieKeys>>,
     /// The live snapshot's health checkers.
     checkers: Mutex<Checkers>,
     /// TLS session cache and ticket key, shared by every snapshot.
@@ -66,8 +68,13 @@ pub struct Server {
     registry: Mutex<Registry>,
     /// The access log (started with the process).
     pub access_log: Option<Arc<AccessLog>>,
-    /// The configuration file as last loaded (the registry applies on top).
+    /// The configuration served before registrations: the file as last
+    /// loaded, or on a cluster node its local file with the shared part.
     file_config: Mutex<Arc<Config>>,
+    /// The configuration file as last loaded.
+    local_config: Mutex<Arc<Config>>,
+    /// The node's link to its cluster (SPEC §11); `None` standalone.
+    cluster: Option<Arc<ClusterLink>>,
     /// The answers of the DNS sources (targets laid over the rest).
     dns: Mutex<DnsAnswers>,
     /// Wakes the DNS watch when a reload may have changed the sources.
@@ -104,9 +111,9 @@ async fn reap_drained(server: Weak<Server>) {
 
 /// The stickiness keys of `config`: its key files (re-read on every reload; the
 /// first seals, all open), or the process's random key.
-fn cookie_keys(config: &Config, random: &Arc<CookieKeys>) -> Result<Arc<CookieKeys>, String> {
+fn cookie_keys(config: &Config, fallback: &Arc<CookieKeys>) -> Result<Arc<CookieKeys>, String> {
     if config.global.stickiness_key_files.is_empty() {
-        return Ok(random.clone());
+        return Ok(fallback.clone());
     }
     let secrets = config
         .global
@@ -149,9 +156,35 @@ impl Server {
         loaded: Loaded,
         metrics: Arc<Metrics>,
     ) -> Result<Arc<Server>, StartError> {
-        let file = Arc::new(supported(loaded).map_err(StartError::Config)?);
-        let registry = Registry::load(file.global.state_file.as_deref())
-            .map_err(|e| StartError::Config(ConfigError { lines: vec![e] }))?;
+        let local = Arc::new(supported(loaded).map_err(StartError::Config)?);
+        let joined = cluster::start(&local).await.map_err(StartError::Runtime)?;
+        let mut registry = Registry::load(
+            local
+                .global
+                .state_file
+                .as_deref()
+                .filter(|_| joined.is_none()),
+        )
+        .map_err(|e| StartError::Config(ConfigError { lines: vec![e] }))?;
+        let mut random_keys = Arc::new(CookieKeys::random());
+        let mut shared_error = None;
+        let file = match &joined {
+            None => local.clone(),
+            Some(j) => {
+                registry.replace(&j.state.registered, &j.state.deregistered);
+                if let Some(keys) = j.link.shared_keys(&j.state) {
+                    random_keys = keys;
+                }
+                match j.link.compose(&local, &j.state) {
+                    Ok(c) => Arc::new(c),
+                    Err(e) => {
+                        tracing::error!("the shared configuration cannot be applied:\n{e}");
+                        shared_error = Some(e);
+                        local.clone()
+                    }
+                }
+            }
+        };
         let config = Arc::new(registry.apply(&file, true));
         let resolved = resolve_targets(&config).await.map_err(|e| {
             StartError::Config(ConfigError {
@@ -162,11 +195,13 @@ impl Server {
         let prepared = set
             .prepare(&config)
             .map_err(|e| StartError::Runtime(e.to_string()))?;
-        let random_keys = Arc::new(CookieKeys::random());
         let sessions = SessionState::new().map_err(StartError::Runtime)?;
         let cookie_keys = cookie_keys(&config, &random_keys)
             .map_err(|e| StartError::Config(ConfigError { lines: vec![e] }))?;
-        if config.global.stickiness_key_files.is_empty() && uses_stickiness(&config) {
+        if config.global.stickiness_key_files.is_empty()
+            && joined.is_none()
+            && uses_stickiness(&config)
+        {
             tracing::warn!(
                 "no global.stickiness_key_file: stickiness cookies are sealed with a random key of this process; \
                  other nodes and restarts will not honour them"
@@ -197,11 +232,11 @@ impl Server {
             listeners: tokio::sync::Mutex::new(set),
             last_reload: Mutex::new(ReloadStatus {
                 time: SystemTime::now(),
-                ok: true,
-                error: None,
+                ok: shared_error.is_none(),
+                error: shared_error.clone(),
             }),
             started_with: config,
-            random_keys,
+            fallback_keys: Mutex::new(random_keys),
             checkers,
             sessions,
             draining: Mutex::new(Vec::new()),
@@ -210,9 +245,23 @@ impl Server {
             registry: Mutex::new(registry),
             access_log,
             file_config: Mutex::new(file),
+            local_config: Mutex::new(local),
+            cluster: joined.as_ref().map(|j| j.link.clone()),
             dns: Mutex::new(DnsAnswers::default()),
             dns_sources: Arc::new(Notify::new()),
         });
+        if shared_error.is_some() {
+            server.metrics.reload_result(false);
+        }
+        if let Some(j) = joined {
+            cluster::started(&j.link, j.state, shared_error.is_none());
+            server
+                .metrics
+                .cluster()
+                .config_revision
+                .set(j.link.view().revision);
+            tokio::spawn(cluster::run(Arc::downgrade(&server), j.link, j.from_store));
+        }
         tokio::spawn(reap_drained(Arc::downgrade(&server)));
         tokio::spawn(super::dns::watch(Arc::downgrade(&server)));
         Ok(server)
@@ -224,6 +273,12 @@ impl Server {
     pub async fn reload(&self) -> Result<u64, String> {
         let mut set = self.listeners.lock().await;
         let result = self.try_reload(&mut set).await;
+        self.reloaded(result.clone());
+        result
+    }
+
+    /// Records the outcome of a reload: metrics, `/status`, the log.
+    fn reloaded(&self, result: Result<u64, String>) {
         self.metrics.reload_result(result.is_ok());
         *self.last_reload.lock().unwrap_or_else(|e| e.into_inner()) = ReloadStatus {
             time: SystemTime::now(),
@@ -234,21 +289,28 @@ impl Server {
             Ok(generation) => tracing::info!(generation, "configuration reloaded"),
             Err(e) => tracing::error!("reload failed, the running configuration is kept:\n{e}"),
         }
-        result
     }
 
     async fn try_reload(&self, set: &mut ListenerSet) -> Result<u64, String> {
         let loaded = config::load(&self.config_path).map_err(|e| e.to_string())?;
-        let file = Arc::new(supported(loaded).map_err(|e| e.to_string())?);
-        self.warn_start_only_changes(&file);
+        let local = Arc::new(supported(loaded).map_err(|e| e.to_string())?);
+        self.warn_start_only_changes(&local);
+        let file = match &self.cluster {
+            None => local.clone(),
+            Some(link) => Arc::new(link.compose(&local, &link.state())?),
+        };
         // Registered targets stay; deregistered file targets come back (only
-        // once this reload succeeds).
-        let mut effective = self.registry().apply(&file, false);
+        // once this reload succeeds; on a cluster node they stay out until
+        // the next push).
+        let mut effective = self.registry().apply(&file, self.cluster.is_some());
         self.dns().apply(&mut effective);
         let generation = self.live.load().generation + 1;
         self.install(set, Arc::new(effective), generation).await?;
-        self.registry().file_reloaded();
+        if self.cluster.is_none() {
+            self.registry().file_reloaded();
+        }
         *self.file_config.lock().unwrap_or_else(|e| e.into_inner()) = file;
+        *self.local_config.lock().unwrap_or_else(|e| e.into_inner()) = local;
         self.dns_sources.notify_one();
         Ok(generation)
     }
@@ -261,7 +323,12 @@ impl Server {
         generation: u64,
     ) -> Result<(), String> {
         let resolved = resolve_targets(&config).await?;
-        let cookie_keys = cookie_keys(&config, &self.random_keys)?;
+        let fallback = self
+            .fallback_keys
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let cookie_keys = cookie_keys(&config, &fallback)?;
         let prepared = set.prepare(&config).map_err(|e| e.to_string())?;
         let previous = self.live.load_full();
         let draining = self.drain_removed(&previous, &config);
@@ -353,17 +420,13 @@ impl Server {
         address: &str,
         weight: u32,
     ) -> Result<(), Refusal> {
+        if let Some(link) = &self.cluster {
+            return cluster::register(self, link, group, address, weight).await;
+        }
         let mut set = self.listeners.lock().await;
         let current = self.live.load().config.clone();
         // A name that does not resolve is refused before anything is recorded.
-        let (host, port) = config::split_host_port(address).map_err(|e| Refusal(400, e))?;
-        if tokio::net::lookup_host((host.as_str(), port))
-            .await
-            .map(|mut a| a.next().is_none())
-            .unwrap_or(true)
-        {
-            return Err(Refusal(400, format!("{address} does not resolve")));
-        }
+        resolves(address).await?;
         self.registry().register(&current, group, address, weight)?;
         let effective = self.effective_config();
         if let Err(e) = self
@@ -385,6 +448,9 @@ impl Server {
 
     /// DeregisterTargets: the target drains for `deregistration_delay`, then goes.
     pub async fn deregister_target(&self, group: &str, address: &str) -> Result<(), Refusal> {
+        if let Some(link) = &self.cluster {
+            return cluster::deregister(self, link, group, address).await;
+        }
         let mut set = self.listeners.lock().await;
         let current = self.live.load().config.clone();
         self.registry().deregister(&current, group, address)?;
@@ -398,6 +464,97 @@ impl Server {
             "target deregistered: draining"
         );
         Ok(())
+    }
+
+    /// Whether `address` may be registered in `group` now (the checks of
+    /// [`Registry::register`], and the name resolves).
+    pub(super) async fn check_registration(
+        &self,
+        group: &str,
+        address: &str,
+        weight: u32,
+    ) -> Result<(), Refusal> {
+        let current = self.live.load().config.clone();
+        Registry::default().register(&current, group, address, weight)?;
+        resolves(address).await
+    }
+
+    /// Whether `address` may be deregistered from `group` now.
+    pub(super) fn check_deregistration(&self, group: &str, address: &str) -> Result<(), Refusal> {
+        let current = self.live.load().config.clone();
+        Registry::default().deregister(&current, group, address)
+    }
+
+    /// The configuration file as last loaded.
+    pub(super) fn local_config(&self) -> Arc<Config> {
+        self.local_config
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// The node's link to its cluster, if it is in one.
+    pub fn cluster(&self) -> Option<&Arc<ClusterLink>> {
+        self.cluster.as_ref()
+    }
+
+    /// Installs a cluster's shared `state` (SPEC §11): its configuration
+    /// when it `config_changed` (a reload: a new generation, or nothing of
+    /// it when it cannot be applied), its registrations and its key. Returns
+    /// the configuration revision served after.
+    pub(super) async fn apply_shared(
+        &self,
+        link: &ClusterLink,
+        state: &crate::cluster::state::SharedState,
+        config_changed: bool,
+    ) -> Option<i64> {
+        let mut set = self.listeners.lock().await;
+        let mut generation = current_generation(&self.live);
+        let mut file = self.file_config();
+        let mut reload: Option<Result<(), String>> = None;
+        if config_changed {
+            match link.compose(&self.local_config(), state) {
+                Ok(c) => {
+                    file = Arc::new(c);
+                    generation += 1;
+                }
+                Err(e) => reload = Some(Err(e)),
+            }
+        }
+        self.registry()
+            .replace(&state.registered, &state.deregistered);
+        if let Some(keys) = link.shared_keys(state) {
+            *self.fallback_keys.lock().unwrap_or_else(|e| e.into_inner()) = keys;
+        }
+        if reload.is_none() {
+            let mut effective = self.registry().apply(&file, true);
+            self.dns().apply(&mut effective);
+            let installed = self
+                .install(&mut set, Arc::new(effective), generation)
+                .await;
+            if config_changed {
+                reload = Some(installed);
+            } else if let Err(e) = installed {
+                tracing::error!("cluster registrations cannot be applied: {e}");
+            }
+        }
+        let revision = state.config.as_ref().map(|c| c.revision);
+        match reload {
+            None => None,
+            Some(Ok(())) => {
+                *self.file_config.lock().unwrap_or_else(|e| e.into_inner()) = file;
+                self.dns_sources.notify_one();
+                self.reloaded(Ok(generation));
+                Some(revision.unwrap_or(0))
+            }
+            Some(Err(e)) => {
+                self.reloaded(Err(format!(
+                    "shared configuration of revision {}: {e}",
+                    revision.unwrap_or(0)
+                )));
+                None
+            }
+        }
     }
 
     /// Targets of `previous` that `config` no longer has (in a group it still
@@ -543,4 +700,17 @@ impl Server {
         let timeout: Duration = self.live.load().config.global.drain_timeout;
         listener::drain(stopped, timeout).await
     }
+}
+
+/// Refuses an address whose name does not resolve (400).
+async fn resolves(address: &str) -> Result<(), Refusal> {
+    let (host, port) = config::split_host_port(address).map_err(|e| Refusal(400, e))?;
+    if tokio::net::lookup_host((host.as_str(), port))
+        .await
+        .map(|mut a| a.next().is_none())
+        .unwrap_or(true)
+    {
+        return Err(Refusal(400, format!("{address} does not resolve")));
+    }
+    Ok(())
 }

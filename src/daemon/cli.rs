@@ -74,6 +74,28 @@ enum Command {
         #[command(flatten)]
         admin: AdminArgs,
     },
+    /// The shared configuration and members of a cluster (etcd, SPEC §11).
+    Cluster {
+        #[command(subcommand)]
+        call: ClusterCall,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum ClusterCall {
+    /// Validate a shared configuration (listeners, rules, groups) and write
+    /// it to etcd: every node applies it.
+    Push {
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// This node, its connection to etcd and every member's state.
+    Show {
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// How the client commands reach the admin API.
@@ -134,6 +156,10 @@ pub fn main() -> ExitCode {
             }
         }
         Command::Reload { admin } => client::reload(&admin.into()),
+        Command::Cluster { call, admin } => match call {
+            ClusterCall::Push { config } => client::push(&admin.into(), &config),
+            ClusterCall::Show { json } => client::cluster_show(&admin.into(), json),
+        },
     };
     ExitCode::from(code)
 }

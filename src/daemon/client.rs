@@ -1,5 +1,6 @@
 //! The client commands (SPEC §1): `edgelb status`, `edgelb targets
-//! list|register|deregister` and `edgelb reload`, each one call of the
+//! list|register|deregister`, `edgelb reload` and `edgelb cluster
+//! push|show`, each one call of the
 //! running daemon's admin API, shown as an aligned table (or JSON).
 //! Exit codes: 0 done, 1 the API answered an error, 2 it could not be reached.
 
@@ -126,12 +127,107 @@ fn encode(segment: &str) -> String {
     percent_encoding::utf8_percent_encode(segment, percent_encoding::NON_ALPHANUMERIC).to_string()
 }
 
+/// `edgelb cluster push --config PATH`: the file's text to `PUT
+/// /cluster/config`; prints the revision, or every `PATH:LINE:COL: message`
+/// line of the node's validation.
+pub fn push(admin: &Admin, path: &Path) -> u8 {
+    let text = match std::fs::read(path) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("{}:1:1: cannot read the configuration: {e}", path.display());
+            return 1;
+        }
+    };
+    let shown = encode(&path.display().to_string());
+    let result = send(
+        admin,
+        Method::PUT,
+        &format!("/cluster/config?name={shown}"),
+        Bytes::from(text),
+        "application/toml",
+        true,
+    );
+    match result {
+        Ok(doc) => {
+            println!("pushed: revision {}", doc["revision"]);
+            0
+        }
+        Err(Failure::Api(message)) if message.starts_with("400 ") => {
+            // The validation's lines, as `check` prints them.
+            let lines = message
+                .split_once(": ")
+                .map_or(message.as_str(), |(_, m)| m);
+            eprintln!("{lines}");
+            1
+        }
+        Err(e) => finish(Err(e)),
+    }
+}
+
+/// `edgelb cluster show [--json]`: the node, its connection and the members.
+pub fn cluster_show(admin: &Admin, as_json: bool) -> u8 {
+    finish(
+        call(admin, Method::GET, "/cluster", None, false).map(|doc| {
+            if as_json {
+                return doc.to_string();
+            }
+            let rows: Vec<Vec<String>> = doc["members"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|m| {
+                    vec![
+                        text(&m["name"]),
+                        text(&m["generation"]),
+                        text(&m["config_revision"]),
+                        text(&m["last_reload_ok"]),
+                        text(&m["seen"]),
+                    ]
+                })
+                .collect();
+            format!(
+                "node {} ({}), configuration revision {}\n\n{}",
+                text(&doc["node"]),
+                if doc["connected"].as_bool() == Some(true) {
+                    "connected"
+                } else {
+                    "NOT connected to etcd"
+                },
+                text(&doc["revision"]),
+                table(
+                    &[
+                        "MEMBER",
+                        "GENERATION",
+                        "CONFIG REVISION",
+                        "LAST RELOAD OK",
+                        "SEEN"
+                    ],
+                    &rows
+                )
+            )
+        }),
+    )
+}
+
 /// One call; its JSON answer. `authorized` calls send the token.
 fn call(
     admin: &Admin,
     method: Method,
     path: &str,
     body: Option<Value>,
+    authorized: bool,
+) -> Result<Value, Failure> {
+    let body = body.map_or_else(Bytes::new, |b| Bytes::from(b.to_string()));
+    send(admin, method, path, body, "application/json", authorized)
+}
+
+/// One call with `body` of `content_type`; its JSON answer.
+fn send(
+    admin: &Admin,
+    method: Method,
+    path: &str,
+    body: Bytes,
+    content_type: &str,
     authorized: bool,
 ) -> Result<Value, Failure> {
     let base: Uri = admin
@@ -162,9 +258,8 @@ fn call(
     if let Some(token) = &token {
         req = req.header(http::header::AUTHORIZATION, format!("Bearer {token}"));
     }
-    let body = body.map_or_else(Bytes::new, |b| Bytes::from(b.to_string()));
     if !body.is_empty() {
-        req = req.header(http::header::CONTENT_TYPE, "application/json");
+        req = req.header(http::header::CONTENT_TYPE, content_type);
     }
     let req = req
         .body(Full::new(body))

@@ -59,6 +59,37 @@ impl Registry {
         Ok(registry)
     }
 
+    /// A cluster node's registry: the registrations and deregistrations read
+    /// from etcd (SPEC §11), replacing what it had; never persisted here.
+    pub fn replace(
+        &mut self,
+        registered: &BTreeMap<String, BTreeMap<String, u32>>,
+        deregistered: &std::collections::BTreeSet<(String, String)>,
+    ) {
+        self.state_file = None;
+        self.registered = registered
+            .iter()
+            .map(|(group, targets)| {
+                let list = targets
+                    .iter()
+                    .map(|(address, &weight)| Registered {
+                        address: address.clone(),
+                        weight,
+                    })
+                    .collect();
+                (group.clone(), list)
+            })
+            .collect();
+        self.deregistered = deregistered.iter().cloned().collect();
+    }
+
+    /// Whether the registrations hold `address` in `group`.
+    pub fn is_registered(&self, group: &str, address: &str) -> bool {
+        self.registered
+            .get(group)
+            .is_some_and(|l| l.iter().any(|r| r.address == address))
+    }
+
     /// A reload: the file is the truth again for its own targets.
     pub fn file_reloaded(&mut self) {
         self.deregistered.clear();

@@ -46,6 +46,18 @@ pub struct Metrics {
     last_reload_success: IntGauge,
     /// Access log lines dropped because the writer fell behind.
     pub access_log_dropped: IntCounter,
+    /// The cluster gauges, registered when the node is in a cluster (a
+    /// standalone node has no such series to alert on).
+    cluster: std::sync::OnceLock<ClusterGauges>,
+}
+
+/// `edgelb_cluster_connected` and `edgelb_cluster_config_revision` (SPEC §11).
+#[derive(Clone)]
+pub struct ClusterGauges {
+    /// 1 while the node's watch on etcd runs.
+    pub connected: IntGauge,
+    /// The revision of the shared configuration the node serves.
+    pub config_revision: IntGauge,
 }
 
 fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -266,7 +278,31 @@ impl Metrics {
             last_reload_successful,
             last_reload_success,
             access_log_dropped,
+            cluster: std::sync::OnceLock::new(),
         }
+    }
+
+    /// The cluster gauges, registered at the first call.
+    pub fn cluster(&self) -> &ClusterGauges {
+        self.cluster.get_or_init(|| {
+            let one = |name: &str, help: &str| {
+                let g = IntGauge::new(name, help).expect("valid metric");
+                self.registry
+                    .register(Box::new(g.clone()))
+                    .expect("registered once");
+                g
+            };
+            ClusterGauges {
+                connected: one(
+                    "edgelb_cluster_connected",
+                    "1 while this node is connected to the cluster's etcd.",
+                ),
+                config_revision: one(
+                    "edgelb_cluster_config_revision",
+                    "The etcd revision of the shared configuration this node serves.",
+                ),
+            }
+        })
     }
 
     /// The Prometheus text exposition of every metric.

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod dns_server;
+pub mod etcd;
 pub mod raw_target;
 pub mod tls;
 
@@ -464,6 +465,31 @@ impl Edgelb {
         std::fs::read_to_string(self.dir.path().join("edgelb.log")).unwrap_or_default()
     }
 
+    /// Kills the process (SIGKILL) and starts it again on the same files;
+    /// returns once the admin API answers.
+    pub async fn restart(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let log = std::fs::OpenOptions::new()
+            .append(true)
+            .open(self.dir.path().join("edgelb.log"))
+            .unwrap();
+        self.child = Command::new(edgelb_bin())
+            .args(["run", "--config"])
+            .arg(&self.config_path)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        wait_for(
+            Duration::from_secs(10),
+            "the restarted edgelb's admin API",
+            || admin_answers(self.admin),
+        )
+        .await;
+    }
+
     pub fn pid(&self) -> i32 {
         self.child.id() as i32
     }
@@ -679,4 +705,28 @@ pub fn proc_status_kib(pid: i32, field: &str) -> u64 {
 /// Peak resident memory of a process, in KiB.
 pub fn peak_rss_kib(pid: i32) -> u64 {
     proc_status_kib(pid, "VmHWM")
+}
+
+/// One HTTP/1.1 POST of a JSON `body` to `authority` + `path` on a new
+/// connection, within 2 s: the answer's body, or `None`.
+pub async fn http_post(authority: &str, path: &str, body: &str) -> Option<String> {
+    let exchange = async {
+        let stream = TcpStream::connect(authority).await.ok()?;
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .ok()?;
+        tokio::spawn(conn);
+        let req = Request::post(path)
+            .header("host", authority)
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from(body.to_owned())))
+            .unwrap();
+        let resp = sender.send_request(req).await.ok()?;
+        let bytes = resp.into_body().collect().await.ok()?.to_bytes();
+        Some(String::from_utf8_lossy(&bytes).into_owned())
+    };
+    tokio::time::timeout(Duration::from_secs(2), exchange)
+        .await
+        .ok()
+        .flatten()
 }
