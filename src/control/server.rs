@@ -562,12 +562,18 @@ impl Server {
     /// end. Returns the drains the next snapshot shows.
     fn drain_removed(&self, previous: &Snapshot, config: &Config) -> Vec<DrainingTarget> {
         let now = Instant::now();
-        let in_config = |group: &str, address: &str| {
-            config
-                .target_groups
-                .iter()
-                .any(|g| g.name == group && g.targets.iter().any(|t| t.address == address))
-        };
+        // One set of (group, address) for the whole comparison: a scan per
+        // target is quadratic in the size of the configuration.
+        let present: std::collections::HashSet<(&str, &str)> = config
+            .target_groups
+            .iter()
+            .flat_map(|g| {
+                g.targets
+                    .iter()
+                    .map(|t| (g.name.as_str(), t.address.as_str()))
+            })
+            .collect();
+        let in_config = |group: &str, address: &str| present.contains(&(group, address));
         let mut draining = self.draining.lock().unwrap_or_else(|e| e.into_inner());
         draining.retain(|d| d.until > now && !in_config(&d.group, &d.address));
         for g in &previous.groups {
