@@ -481,6 +481,31 @@ async fn three_nodes_serve_one_pushed_configuration_and_share_registrations_and_
         },
     )
     .await;
+    // `edgelb cluster show` prints the same.
+    let admin = format!("http://{admin0}");
+    let shown = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(edgelb_bin())
+            .args(["cluster", "show", "--admin", &admin])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let shown = String::from_utf8_lossy(&shown.stdout).into_owned();
+    assert!(
+        shown.starts_with(&format!(
+            "node n0 (connected), configuration revision {again}\n"
+        )),
+        "{shown}"
+    );
+    for name in ["n0", "n1", "n2"] {
+        assert!(
+            shown
+                .lines()
+                .any(|l| l.starts_with(name) && l.contains(&again.to_string())),
+            "{shown}"
+        );
+    }
     let names: Vec<String> = cluster_doc(admin0).await["members"]
         .as_array()
         .unwrap()
@@ -686,6 +711,37 @@ async fn a_node_cut_off_from_etcd_catches_up_with_what_it_missed() {
     assert!(target_state(cut, "spare", &y).await.is_some());
     assert_eq!(c.nodes[1].generation().await, generation + 1);
 
+    // Lost again; meanwhile a registration, and etcd compacts its history
+    // past what the node has seen: it reads everything again, and applies
+    // the registration alone (the configuration did not change).
+    c.etcd.kill(2);
+    wait_for(
+        Duration::from_secs(10),
+        "disconnected for the compaction",
+        || async move { cluster_doc(cut).await["connected"] == false },
+    )
+    .await;
+    let z = format!("127.0.0.1:{}", free_port());
+    assert_eq!(register(c.nodes[0].admin, "spare", &z).await.0, 200);
+    c.etcd.compact(0).await;
+    c.etcd.restart(2);
+    let seen = z.clone();
+    wait_for(
+        Duration::from_secs(15),
+        "the registration after the compaction",
+        || {
+            let seen = seen.clone();
+            async move { target_state(cut, "spare", &seen).await.is_some() }
+        },
+    )
+    .await;
+    assert_eq!(c.nodes[1].generation().await, generation + 1);
+    assert!(
+        c.nodes[1].log().contains("compacted"),
+        "{}",
+        c.nodes[1].log()
+    );
+
     // Lost and found again with nothing changed: nothing is applied again.
     c.etcd.kill(2);
     wait_for(
@@ -701,4 +757,83 @@ async fn a_node_cut_off_from_etcd_catches_up_with_what_it_missed() {
     .await;
     assert_eq!(c.nodes[1].generation().await, generation + 1);
     c.wait_served(1).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_reaches_etcd_over_tls_with_its_client_certificate() {
+    if !etcd_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let ca = common::tls::TestCa::new();
+    let ca_path = dir.path().join("ca.pem");
+    ca.write_pem(&ca_path);
+    let server = ca.issue(dir.path(), "etcd", &["127.0.0.1", "localhost"]);
+    let client = ca.issue(dir.path(), "node", &["lb-1.internal"]);
+    let etcd = EtcdCluster::start_tls(
+        1,
+        common::etcd::EtcdTls {
+            cert: server.cert_path.clone(),
+            key: server.key_path.clone(),
+            ca: ca_path.clone(),
+        },
+    );
+    let token = dir.path().join("admin.token");
+    std::fs::write(&token, TOKEN).unwrap();
+    let a = TestTarget::start("a").await;
+    let tls = format!(
+        "ca_file = \"{}\"\ncert_file = \"{}\"\nkey_file = \"{}\"\n",
+        ca_path.display(),
+        client.cert_path.display(),
+        client.key_path.display()
+    );
+    let endpoints = etcd.endpoints_toml(&[0]);
+    assert!(endpoints.contains("https://"), "{endpoints}");
+    let node = Edgelb::start(&format!(
+        "{}{tls}",
+        node_config("n0", &endpoints, "127.0.0.2", &token)
+    ))
+    .await;
+    let admin = node.admin;
+    wait_for(
+        Duration::from_secs(20),
+        "a connection over TLS",
+        || async move { cluster_doc(admin).await["connected"] == true },
+    )
+    .await;
+    let port = free_port();
+    let (status, answer) = admin_call(
+        admin,
+        "PUT",
+        "/cluster/config",
+        &shared_config(port, &[a.addr], ""),
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+    let front: SocketAddr = format!("127.0.0.2:{port}").parse().unwrap();
+    wait_for(
+        Duration::from_secs(15),
+        "served over the TLS-fed config",
+        || async move { try_get(front, None).await.is_some_and(|(s, _, _)| s == 200) },
+    )
+    .await;
+
+    // Without its client certificate, a node is refused by etcd.
+    let refused = Edgelb::start(&format!(
+        "{}ca_file = \"{}\"\n",
+        node_config("n1", &endpoints, "127.0.0.3", &token),
+        ca_path.display()
+    ))
+    .await;
+    wait_for(
+        Duration::from_secs(10),
+        "the refused node's start",
+        || async { refused.log().contains("no cached state") },
+    )
+    .await;
+    assert_eq!(cluster_doc(refused.admin).await["connected"], false);
+    assert_eq!(
+        refused.status_json().await["listeners"],
+        serde_json::json!([])
+    );
 }

@@ -251,12 +251,15 @@ pub(super) async fn run(server: Weak<Server>, link: Arc<ClusterLink>, from_store
         let Some(strong) = server.upgrade() else {
             return;
         };
-        link.set_connected(&strong, false);
-        drop(strong);
         match outcome {
             Ok(()) => return,
-            Err(e) => tracing::debug!("cluster session ended: {e}"),
+            // Why a connected stretch ended is worth a line; each failed
+            // reconnection is not.
+            Err(e) if link.connected.load(Ordering::Relaxed) => tracing::warn!("cluster: {e}"),
+            Err(e) => tracing::debug!("cluster: {e}"),
         }
+        link.set_connected(&strong, false);
+        drop(strong);
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(MAX_BACKOFF);
     }
@@ -334,6 +337,7 @@ async fn session(
                 let events = match batch {
                     Ok(events) => events,
                     Err(WatchError::Compacted(r)) => {
+                        tracing::info!(compacted = r, "cluster: etcd compacted past this node's revision: reading everything again");
                         *read = true;
                         return Err(format!("watch compacted at {r}: reading everything again"));
                     }

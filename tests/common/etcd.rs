@@ -19,6 +19,15 @@ pub struct EtcdCluster {
     members: Vec<Member>,
     dir: tempfile::TempDir,
     initial: String,
+    tls: Option<EtcdTls>,
+}
+
+/// TLS on the members' client port, with client certificates required.
+pub struct EtcdTls {
+    pub cert: std::path::PathBuf,
+    pub key: std::path::PathBuf,
+    /// The CA clients' certificates must chain to.
+    pub ca: std::path::PathBuf,
 }
 
 /// Whether the `etcd` binary is on this machine.
@@ -34,6 +43,18 @@ pub fn have_etcd() -> bool {
 impl EtcdCluster {
     /// Starts `n` members and waits until the cluster takes writes.
     pub async fn start(n: usize) -> EtcdCluster {
+        let cluster = Self::spawn_all(n, None);
+        cluster.wait_writable().await;
+        cluster
+    }
+
+    /// Starts `n` members speaking TLS to clients (the test waits for them
+    /// through its own TLS client: edgelb).
+    pub fn start_tls(n: usize, tls: EtcdTls) -> EtcdCluster {
+        Self::spawn_all(n, Some(tls))
+    }
+
+    fn spawn_all(n: usize, tls: Option<EtcdTls>) -> EtcdCluster {
         let members: Vec<Member> = (0..n)
             .map(|i| Member {
                 name: format!("m{i}"),
@@ -51,21 +72,36 @@ impl EtcdCluster {
             members,
             dir: tempfile::tempdir().unwrap(),
             initial,
+            tls,
         };
         for i in 0..n {
             cluster.spawn(i);
         }
-        cluster.wait_writable().await;
         cluster
+    }
+
+    fn scheme(&self) -> &'static str {
+        if self.tls.is_some() { "https" } else { "http" }
     }
 
     fn spawn(&mut self, i: usize) {
         let m = &self.members[i];
         let data = self.dir.path().join(&m.name);
         let log = std::fs::File::create(self.dir.path().join(format!("{}.log", m.name))).unwrap();
-        let client = format!("http://127.0.0.1:{}", m.client_port);
+        let client = format!("{}://127.0.0.1:{}", self.scheme(), m.client_port);
         let peer = format!("http://127.0.0.1:{}", m.peer_port);
-        let child = Command::new("etcd")
+        let mut command = Command::new("etcd");
+        if let Some(tls) = &self.tls {
+            command
+                .arg("--cert-file")
+                .arg(&tls.cert)
+                .arg("--key-file")
+                .arg(&tls.key)
+                .arg("--trusted-ca-file")
+                .arg(&tls.ca)
+                .arg("--client-cert-auth");
+        }
+        let child = command
             .arg("--name")
             .arg(&m.name)
             .arg("--data-dir")
@@ -97,7 +133,13 @@ impl EtcdCluster {
     pub fn endpoints_toml(&self, which: &[usize]) -> String {
         let list: Vec<String> = which
             .iter()
-            .map(|&i| format!("\"http://127.0.0.1:{}\"", self.members[i].client_port))
+            .map(|&i| {
+                format!(
+                    "\"{}://127.0.0.1:{}\"",
+                    self.scheme(),
+                    self.members[i].client_port
+                )
+            })
             .collect();
         format!("[{}]", list.join(", "))
     }
@@ -157,6 +199,23 @@ impl EtcdCluster {
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// Compacts the store through member `i` at its current revision:
+    /// older revisions can no longer be watched from.
+    pub async fn compact(&self, i: usize) -> i64 {
+        let v = self
+            .post(i, "/v3/kv/range", r#"{"key":"Lw=="}"#)
+            .await
+            .expect("etcd answers");
+        let revision: i64 = v["header"]["revision"].as_str().unwrap().parse().unwrap();
+        let body = format!(r#"{{"revision":"{revision}","physical":true}}"#);
+        let v = self
+            .post(i, "/v3/kv/compaction", &body)
+            .await
+            .expect("etcd answers");
+        assert!(v.get("error").is_none(), "{v}");
+        revision
     }
 
     /// Kills member `i` (SIGKILL).
