@@ -1,6 +1,7 @@
 //! edgelb: a load-balancer daemon with the semantics of AWS Elastic Load
 //! Balancing. See `docs/architecture.md` for how the modules fit together.
 
+pub mod acme;
 pub mod admin;
 pub mod balance;
 pub mod cluster;

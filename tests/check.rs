@@ -462,3 +462,42 @@ fn cluster_node_files() {
     );
     assert_error("[cluster]\nprefix = \"/x\"\n", "1:2: missing key `etcd`");
 }
+
+#[test]
+fn acme_sections_and_entries() {
+    let listener = "[[listeners]]\nname = \"tls\"\nprotocol = \"https\"\nbind = \"127.0.0.1:8443\"\ncertificates = [ { acme = [\"Example.com\", \"www.example.com\"] } ]\ndefault_action = { fixed_response = { status = 200 } }\n";
+    let acme = "[acme]\ndirectory = \"https://acme.example/dir\"\nterms_of_service_agreed = true\nstorage = \"acme\"\n";
+    let (code, stdout, stderr) = check(&format!("{acme}\n{listener}"));
+    assert_eq!((code, stdout.trim()), (0, "configuration ok"), "{stderr}");
+    // An ACME entry without [acme].
+    let (code, _, stderr) = check(listener);
+    assert_eq!(code, 1);
+    assert_eq!(
+        stderr.trim_end(),
+        "DIR/edgelb.toml:5:20: an ACME certificate needs an [acme] section (directory, storage, terms_of_service_agreed)"
+    );
+    // Terms not agreed, an unknown challenge, a contact that is no mailto:,
+    // and entries with a wildcard, an IP, a duplicate and a file beside.
+    let bad_acme = "[acme]\ndirectory = \"acme.example/dir\"\nterms_of_service_agreed = false\nstorage = \"acme\"\nchallenge = \"dns-01\"\ncontact = [\"ops@example.com\"]\n";
+    let bad_listener = listener.replace(
+        "{ acme = [\"Example.com\", \"www.example.com\"] }",
+        "{ acme = [\"*.example.com\", \"10.0.0.1\", \"a.example.com\", \"A.example.com\"] }, { acme = [\"b.example.com\"], cert = \"x.pem\" }",
+    );
+    let (code, _, stderr) = check_in(&format!("{bad_acme}\n{bad_listener}"), &["x.pem"]);
+    assert_eq!(code, 1);
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            "DIR/edgelb.toml:2:13: directory \"acme.example/dir\" must be an http(s):// URL",
+            "DIR/edgelb.toml:3:27: terms_of_service_agreed must be true: ordering certificates means agreeing to the ACME server's terms",
+            "DIR/edgelb.toml:5:13: unknown challenge \"dns-01\": expected \"http-01\" or \"tls-alpn-01\"",
+            "DIR/edgelb.toml:6:12: contact \"ops@example.com\" must be a mailto: URL",
+            "DIR/edgelb.toml:12:28: \"*.example.com\": wildcard names need the dns-01 challenge, which edgelb does not answer",
+            "DIR/edgelb.toml:12:45: \"10.0.0.1\" is not a DNS name",
+            "DIR/edgelb.toml:12:74: \"A.example.com\" is listed twice",
+            "DIR/edgelb.toml:12:94: a certificate entry is either { cert, key } or { acme = [names] }, not both",
+        ],
+        "{stderr}"
+    );
+}

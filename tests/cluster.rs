@@ -104,6 +104,12 @@ impl Cluster {
     /// members that node is told about).
     async fn start(members: usize, endpoints: &[&[usize]]) -> Cluster {
         let etcd = EtcdCluster::start(members).await;
+        let toml: Vec<String> = endpoints.iter().map(|w| etcd.endpoints_toml(w)).collect();
+        Self::start_on(etcd, &toml).await
+    }
+
+    /// One node per entry of `endpoints` (its `[cluster] etcd` value).
+    async fn start_on(etcd: EtcdCluster, endpoints: &[String]) -> Cluster {
         let dir = tempfile::tempdir().unwrap();
         let token = dir.path().join("admin.token");
         std::fs::write(&token, format!("{TOKEN}\n")).unwrap();
@@ -112,7 +118,7 @@ impl Cluster {
         let mut front = Vec::new();
         for (i, which) in endpoints.iter().enumerate() {
             let ip = format!("127.0.0.{}", i + 2);
-            let config = node_config(&format!("n{i}"), &etcd.endpoints_toml(which), &ip, &token);
+            let config = node_config(&format!("n{i}"), which, &ip, &token);
             nodes.push(Edgelb::start(&config).await);
             front.push(format!("{ip}:{port}").parse().unwrap());
         }
@@ -671,8 +677,15 @@ async fn a_node_cut_off_from_etcd_catches_up_with_what_it_missed() {
         return;
     }
     let a = TestTarget::start("a").await;
-    // Node 0 knows members 0 and 1; node 1 only member 2.
-    let mut c = Cluster::start(3, &[&[0, 1], &[2]]).await;
+    // Node 0 knows members 0 and 1; node 1 only member 2, through a
+    // forwarder the test can cut.
+    let etcd = EtcdCluster::start(3).await;
+    let proxy = TcpProxy::start(etcd.client_addr(2)).await;
+    let endpoints = [
+        etcd.endpoints_toml(&[0, 1]),
+        format!("[\"http://{}\"]", proxy.addr),
+    ];
+    let mut c = Cluster::start_on(etcd, &endpoints).await;
     let revision = c.push(0, &shared_config(c.port, &[a.addr], "")).await;
     for i in 0..2 {
         c.wait_revision(i, revision).await;
@@ -711,10 +724,12 @@ async fn a_node_cut_off_from_etcd_catches_up_with_what_it_missed() {
     assert!(target_state(cut, "spare", &y).await.is_some());
     assert_eq!(c.nodes[1].generation().await, generation + 1);
 
-    // Lost again; meanwhile a registration, and etcd compacts its history
-    // past what the node has seen: it reads everything again, and applies
-    // the registration alone (the configuration did not change).
-    c.etcd.kill(2);
+    // Cut off again (etcd all up); meanwhile a registration, and etcd
+    // compacts its history past what the node has seen: it reads
+    // everything again, and applies the registration alone (the
+    // configuration did not change).
+    c.etcd.wait_writable().await;
+    proxy.cut();
     wait_for(
         Duration::from_secs(10),
         "disconnected for the compaction",
@@ -723,8 +738,24 @@ async fn a_node_cut_off_from_etcd_catches_up_with_what_it_missed() {
     .await;
     let z = format!("127.0.0.1:{}", free_port());
     assert_eq!(register(c.nodes[0].admin, "spare", &z).await.0, 200);
-    c.etcd.compact(0).await;
-    c.etcd.restart(2);
+    let compacted = c.etcd.compact(0).await;
+    // Member 2 (the node's) has applied the compaction before the node may
+    // come back.
+    let old = format!(
+        r#"{{"key":"Lw==","revision":"{}","serializable":true}}"#,
+        compacted - 1
+    );
+    let etcd = &c.etcd;
+    wait_for(Duration::from_secs(10), "member 2 compacted", || {
+        let old = old.clone();
+        async move {
+            etcd.post(2, "/v3/kv/range", &old)
+                .await
+                .is_some_and(|v| v.to_string().contains("compacted"))
+        }
+    })
+    .await;
+    proxy.restore();
     let seen = z.clone();
     wait_for(
         Duration::from_secs(15),

@@ -25,8 +25,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// A certificate authority of the test PKI.
 struct Ca {
-    cert: rcgen::Certificate,
-    key: KeyPair,
+    cert: rcgen::CertifiedIssuer<'static, KeyPair>,
 }
 
 impl Ca {
@@ -38,10 +37,10 @@ impl Ca {
         params.not_before = date_time_ymd(2020, 1, 1);
         params.not_after = date_time_ymd(2049, 1, 1);
         let cert = match issuer {
-            None => params.self_signed(&key).unwrap(),
-            Some(i) => params.signed_by(&key, &i.cert, &i.key).unwrap(),
+            None => rcgen::CertifiedIssuer::self_signed(params, key).unwrap(),
+            Some(i) => rcgen::CertifiedIssuer::signed_by(params, key, &i.cert).unwrap(),
         };
-        Ca { cert, key }
+        Ca { cert }
     }
 
     /// A client certificate for `cn` with `serial`, valid until `until` (y, m, d).
@@ -58,7 +57,7 @@ impl Ca {
         params.not_before = date_time_ymd(2020, 1, 1);
         params.not_after = date_time_ymd(until.0, until.1, until.2);
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-        let cert = params.signed_by(&key, &self.cert, &self.key).unwrap();
+        let cert = params.signed_by(&key, &self.cert).unwrap();
         Client {
             chain: vec![cert.der().clone(), self.cert.der().clone()],
             key: key.serialize_der(),
@@ -83,11 +82,7 @@ impl Ca {
                 .collect(),
             key_identifier_method: KeyIdMethod::Sha256,
         };
-        params
-            .signed_by(&self.cert, &self.key)
-            .unwrap()
-            .pem()
-            .unwrap()
+        params.signed_by(&self.cert).unwrap().pem().unwrap()
     }
 }
 

@@ -17,7 +17,10 @@ listener uses), and zabbix_server with 1 s configuration syncs; links a host to
     a healthy target); bringing it back clears it by itself;
   * a reload that fails fires the reload trigger, which holds until a good
     reload clears it (a state, not a one-poll change);
-  * a target removed by a reload leaves no item and no problem behind.
+  * a target removed by a reload leaves no item and no problem behind;
+  * the certificate of an https listener that expires in 7 days is discovered
+    and raises its expiry problem (the one problem while everything is in
+    service); a reload with a certificate good for a year clears it.
 
 Every wait has a deadline; on failure the last API answers and the tail of the
 server's log are printed.
@@ -108,8 +111,23 @@ def wait(what, check, show):
         time.sleep(0.5)
 
 
-def edgelb_config(admin, listen, targets, spare, broken=False):
+def certificate(days):
+    """A self-signed certificate for soon.example.com valid for `days`: (cert, key) paths."""
+    cert = os.path.join(WORK, f"soon-{days}.pem")
+    key = os.path.join(WORK, f"soon-{days}.key")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+                    "-nodes", "-days", str(days), "-subj", "/CN=soon.example.com",
+                    "-addext", "subjectAltName=DNS:soon.example.com",
+                    "-keyout", key, "-out", cert], check=True, capture_output=True)
+    return cert, key
+
+
+TLS_PORT = None
+
+
+def edgelb_config(admin, listen, targets, spare, broken=False, cert_days=7):
     listed = ", ".join(f'{{ address = "127.0.0.1:{p}" }}' for p in targets)
+    cert, key = certificate(cert_days)
     return f"""[global]
 drain_timeout = "1s"
 
@@ -120,6 +138,13 @@ bind = "127.0.0.1:{admin}"
 name = "front"
 protocol = "http"
 bind = "127.0.0.1:{listen}"
+default_action = {{ forward = "web" }}
+
+[[listeners]]
+name = "secure"
+protocol = "https"
+bind = "127.0.0.1:{TLS_PORT}"
+certificates = [ {{ cert = "{cert}", key = "{key}" }} ]
 default_action = {{ forward = "web" }}
 
 [[target_groups]]
@@ -140,7 +165,8 @@ targets = [ {{ address = "127.0.0.1:{spare}" }} ]
 
 
 def main():
-    admin, listen, tport, tport2, spare = (free_port() for _ in range(5))
+    global TLS_PORT
+    admin, listen, tport, tport2, spare, TLS_PORT = (free_port() for _ in range(6))
     target = Target(tport)
     target.start()
     second = Target(tport2)
@@ -251,9 +277,17 @@ def run(admin, listen, tport, tport2, spare, config, edgelb, target):
     def firing():
         return sorted(d for d, t in problems().items() if t["value"] == "1")
 
-    if firing():
+    expiring = "edgelb: certificate soon.example.com of secure expires within 14 days"
+    cert_item = "edgelb.certificate.expiry[secure,soon.example.com]"
+    wait("the certificate is discovered with its expiry", lambda: value(cert_item) is not None, items)
+    wait("the certificate's expiry problem fires", lambda: expiring in firing(), firing)
+    if firing() != [expiring]:
         raise SystemExit(f"problems with everything in service: {firing()}")
-    print("  ok: no problem while every used group is healthy")
+    print("  ok: the only problem while every used group is healthy is the expiring certificate")
+    with open(config, "w") as f:
+        f.write(edgelb_config(admin, listen, [tport], spare, cert_days=365))
+    edgelb.send_signal(signal.SIGHUP)
+    wait("a reload with a certificate good for a year clears it", lambda: not firing(), firing)
 
     group_down = "edgelb: target group web has no healthy target"
     target_down = f"edgelb: target 127.0.0.1:{tport} of web is OutOfService"
@@ -268,7 +302,7 @@ def run(admin, listen, tport, tport2, spare, config, edgelb, target):
 
     reload_failed = "edgelb: the last configuration reload failed"
     with open(config, "w") as f:
-        f.write(edgelb_config(admin, listen, [tport], spare, broken=True))
+        f.write(edgelb_config(admin, listen, [tport], spare, broken=True, cert_days=365))
     edgelb.send_signal(signal.SIGHUP)
     wait("a failed reload fires its trigger", lambda: reload_failed in firing(), firing)
     polls_later("edgelb.config.reload_ok", 3)
@@ -277,7 +311,7 @@ def run(admin, listen, tport, tport2, spare, config, edgelb, target):
     print("  ok: the trigger holds over later polls")
     # The good reload also replaces the target by another one.
     with open(config, "w") as f:
-        f.write(edgelb_config(admin, listen, [tport2], spare))
+        f.write(edgelb_config(admin, listen, [tport2], spare, cert_days=365))
     edgelb.send_signal(signal.SIGHUP)
     wait("the good reload clears it", lambda: reload_failed not in firing(), firing)
     second_target = f"edgelb.target.up[web,127.0.0.1:{tport2}]"

@@ -122,6 +122,9 @@ impl AdminApi {
             }
             (Method::GET, ["status"]) => {
                 let mut doc = status_json(&self.server.live.load(), &self.server.last_reload());
+                if let Some(acme) = self.server.acme_status() {
+                    doc["acme"] = Value::Array(acme);
+                }
                 if let Some(link) = self.server.cluster() {
                     let view = link.view();
                     doc["cluster"] = json!({
@@ -131,6 +134,10 @@ impl AdminApi {
                     });
                 }
                 json_response(StatusCode::OK, &doc)
+            }
+            (Method::POST, ["acme", "renew"]) => {
+                let n = self.server.renew_acme();
+                json_response(StatusCode::ACCEPTED, &json!({ "renewing": n }))
             }
             (Method::GET, ["cluster"]) => match self.server.cluster() {
                 Some(link) => json_response(StatusCode::OK, &cluster_json(link)),
@@ -226,6 +233,21 @@ impl AdminApi {
                         g.targets
                             .iter()
                             .map(move |t| json!({ "{#TG}": &*g.name, "{#TARGET}": &*t.address }))
+                    })
+                    .collect();
+                json_response(StatusCode::OK, &Value::Array(items))
+            }
+            (Method::GET, ["zabbix", "discovery", "certificates"]) => {
+                // One row per certificate a listener serves (the series of
+                // edgelb_certificate_expiry_timestamp_seconds).
+                let snapshot = self.server.live.load();
+                let items: Vec<Value> = snapshot
+                    .listeners
+                    .iter()
+                    .flat_map(|l| {
+                        l.certificates
+                            .iter()
+                            .map(move |(c, _)| json!({ "{#LISTENER}": &*l.name, "{#CERT}": c }))
                     })
                     .collect();
                 json_response(StatusCode::OK, &Value::Array(items))

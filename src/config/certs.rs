@@ -15,6 +15,8 @@ pub struct LoadedCert {
     pub names: Vec<String>,
     /// Unix seconds, when it could be read.
     pub not_after: Option<i64>,
+    /// Unix seconds, when it could be read.
+    pub not_before: Option<i64>,
 }
 
 /// Reads `cert` (a PEM chain, leaf first) and `key` (a PEM private key), and
@@ -24,27 +26,50 @@ pub fn load(cert: &Path, key: &Path) -> Result<LoadedCert, String> {
         .map_err(|e| format!("cannot read certificates from {}: {e}", cert.display()))?
         .collect::<Result<_, _>>()
         .map_err(|e| format!("{}: invalid PEM: {e}", cert.display()))?;
-    let Some(leaf) = chain.first() else {
-        return Err(format!("{} holds no certificate", cert.display()));
-    };
     let private = PrivateKeyDer::from_pem_file(key)
         .map_err(|e| format!("cannot read a private key from {}: {e}", key.display()))?;
-    let signing = rustls::crypto::ring::sign::any_supported_type(&private)
-        .map_err(|e| format!("{}: unsupported private key: {e}", key.display()))?;
+    checked(
+        chain,
+        &private,
+        &cert.display().to_string(),
+        &key.display().to_string(),
+    )
+}
+
+/// A certificate chain and key given as PEM text (an ACME certificate as
+/// stored); `what` names it in errors.
+pub fn from_pem(chain: &str, key: &str, what: &str) -> Result<LoadedCert, String> {
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(chain.as_bytes())
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("{what}: invalid PEM: {e}"))?;
+    let private = PrivateKeyDer::from_pem_slice(key.as_bytes())
+        .map_err(|e| format!("{what}: cannot read its private key: {e}"))?;
+    checked(chain, &private, what, &format!("{what}'s key"))
+}
+
+fn checked(
+    chain: Vec<CertificateDer<'static>>,
+    private: &PrivateKeyDer<'_>,
+    cert: &str,
+    key: &str,
+) -> Result<LoadedCert, String> {
+    let Some(leaf) = chain.first() else {
+        return Err(format!("{cert} holds no certificate"));
+    };
+    let signing = rustls::crypto::ring::sign::any_supported_type(private)
+        .map_err(|e| format!("{key}: unsupported private key: {e}"))?;
     let names = der::dns_names(leaf);
     let not_after = der::not_after(leaf);
+    let not_before = der::not_before(leaf);
     let certified = CertifiedKey::new(chain, signing);
-    certified.keys_match().map_err(|_| {
-        format!(
-            "{} does not match the certificate in {}",
-            key.display(),
-            cert.display()
-        )
-    })?;
+    certified
+        .keys_match()
+        .map_err(|_| format!("{key} does not match the certificate in {cert}"))?;
     Ok(LoadedCert {
         key: Arc::new(certified),
         names,
         not_after,
+        not_before,
     })
 }
 

@@ -54,6 +54,19 @@ pub fn not_after(cert: &[u8]) -> Option<i64> {
     let (validity, _) = validity(tbs(cert)?)?;
     let (_, _, rest) = tlv(validity)?; // notBefore
     let (tag, time, _) = tlv(rest)?;
+    unix_time(tag, time)
+}
+
+/// The certificate's notBefore as Unix seconds (an ACME certificate's
+/// lifetime is notAfter − notBefore).
+pub fn not_before(cert: &[u8]) -> Option<i64> {
+    let (validity, _) = validity(tbs(cert)?)?;
+    let (tag, time, _) = tlv(validity)?;
+    unix_time(tag, time)
+}
+
+/// A UTCTime (0x17) or GeneralizedTime (0x18) as Unix seconds.
+fn unix_time(tag: u8, time: &[u8]) -> Option<i64> {
     let text = std::str::from_utf8(time).ok()?;
     let digits = text.strip_suffix('Z')?;
     let (year, rest) = match tag {

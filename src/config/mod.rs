@@ -76,7 +76,10 @@ pub fn parse_shared(text: &str, shown: &Path, local: &Config) -> Result<Loaded, 
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    let loaded = parse_in(text, shown, base_dir, validate::Document::Shared)?;
+    let document = validate::Document::Shared {
+        local_acme: local.acme.is_some(),
+    };
+    let loaded = parse_in(text, shown, base_dir, document)?;
     let mut listeners = loaded.config.listeners;
     if let Some(ip) = local.cluster.as_ref().and_then(|c| c.bind_ip) {
         for l in &mut listeners {
@@ -87,6 +90,7 @@ pub fn parse_shared(text: &str, shown: &Path, local: &Config) -> Result<Loaded, 
         config: Config {
             listeners,
             target_groups: loaded.config.target_groups,
+            acme: loaded.config.acme.or_else(|| local.acme.clone()),
             ..local.clone()
         },
         warnings: loaded.warnings,

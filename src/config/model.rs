@@ -16,8 +16,34 @@ pub struct Config {
     /// `[cluster]`: this node shares its listeners, groups and registrations
     /// through etcd (SPEC §11); `None` = a standalone node.
     pub cluster: Option<Cluster>,
+    /// `[acme]`: how certificates are ordered (SPEC §10).
+    pub acme: Option<Acme>,
     pub listeners: Vec<Listener>,
     pub target_groups: Vec<TargetGroup>,
+}
+
+/// `[acme]` (SPEC §10): the ACME server, the account and where its results are kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Acme {
+    pub directory: String,
+    pub contact: Vec<String>,
+    /// Account key and certificates (files 0600).
+    pub storage: PathBuf,
+    pub challenge: AcmeChallenge,
+    /// Renew this long before expiry (or at a third of the lifetime left,
+    /// when that is shorter).
+    pub renew_before: Duration,
+    /// Trust roots for the ACME server; `None` = the system's.
+    pub ca_file: Option<PathBuf>,
+}
+
+/// How an ACME server checks that we hold a name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AcmeChallenge {
+    /// A token at `http://NAME/.well-known/acme-challenge/TOKEN`.
+    Http01,
+    /// A certificate for ALPN `acme-tls/1` on port 443.
+    TlsAlpn01,
 }
 
 /// `[cluster]` (SPEC §11): where the shared state lives and who this node is.
@@ -137,6 +163,8 @@ pub struct Listener {
     pub http2: bool,
     pub tls_policy: TlsPolicy,
     pub certificates: Vec<CertificateFiles>,
+    /// Certificates ordered by ACME: each entry's names (lower-case).
+    pub acme_certificates: Vec<Vec<String>>,
     pub proxy_protocol: bool,
     /// 0 = unlimited.
     pub max_connections: u32,

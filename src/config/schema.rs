@@ -15,6 +15,7 @@ pub struct RawConfig {
     pub global: Option<RawGlobal>,
     pub admin: Option<RawAdmin>,
     pub cluster: Option<RawCluster>,
+    pub acme: Option<RawAcme>,
     #[serde(default)]
     pub listeners: Vec<RawListener>,
     #[serde(default)]
@@ -48,6 +49,18 @@ pub enum OneOrMany {
 pub struct RawAdmin {
     pub bind: Option<String>,
     pub token_file: Option<String>,
+}
+
+/// `[acme]` (SPEC §10).
+#[derive(Debug, Default, Deserialize)]
+pub struct RawAcme {
+    pub directory: Option<String>,
+    pub contact: Option<Vec<String>>,
+    pub terms_of_service_agreed: Option<bool>,
+    pub storage: Option<String>,
+    pub challenge: Option<String>,
+    pub renew_before: Option<String>,
+    pub ca_file: Option<String>,
 }
 
 /// `[cluster]` (SPEC §11).
@@ -99,6 +112,8 @@ pub struct RawMutualAuthentication {
 pub struct RawCertificate {
     pub cert: Option<String>,
     pub key: Option<String>,
+    /// Names of a certificate ordered by ACME (SPEC §10).
+    pub acme: Option<Vec<String>>,
 }
 
 /// One `[[listeners.rules]]` entry.

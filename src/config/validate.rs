@@ -10,6 +10,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+mod acme;
 mod cluster;
 mod mtls;
 
@@ -34,6 +35,8 @@ struct Validator<'a> {
     errors: Vec<Diagnostic>,
     /// Problems that do not stop the file (an expired certificate).
     warnings: Vec<Diagnostic>,
+    /// Whether `[acme]` is there for `{ acme = [...] }` entries.
+    acme_configured: bool,
 }
 
 /// Builds a path from segments: `p(&["listeners"], 2, "name")`-style helpers.
@@ -178,8 +181,9 @@ pub enum Document {
     /// A node's own file (standalone, or a cluster node's local part).
     Whole,
     /// The shared part of a cluster (`{prefix}/config`): no [global],
-    /// [admin] or [cluster] (SPEC §11).
-    Shared,
+    /// [admin] or [cluster] (SPEC §11); `local_acme` when the node's own
+    /// file has the `[acme]` its ACME certificates use.
+    Shared { local_acme: bool },
 }
 
 pub fn validate(
@@ -192,12 +196,15 @@ pub fn validate(
         base_dir,
         errors: Vec::new(),
         warnings: Vec::new(),
+        acme_configured: false,
     };
     let global = global(&mut v, raw.global.as_ref());
     let admin = admin(&mut v, raw.admin.as_ref());
+    let acme = acme::acme(&mut v, raw.acme.as_ref());
+    v.acme_configured = acme.is_some() || matches!(document, Document::Shared { local_acme: true });
     let cluster = match document {
         Document::Whole => cluster::cluster(&mut v, raw),
-        Document::Shared => {
+        Document::Shared { .. } => {
             cluster::shared_document(&mut v, raw);
             None
         }
@@ -225,6 +232,7 @@ pub fn validate(
             global,
             admin,
             cluster,
+            acme,
             listeners,
             target_groups: groups,
         };
@@ -414,7 +422,8 @@ fn listeners(
                 TlsPolicy::Tls13Tls12
             }
         };
-        let certificates = certificates(v, l, protocol, &at);
+        let mut acme_certificates = Vec::new();
+        let certificates = certificates(v, l, protocol, &at, &mut acme_certificates);
         let mutual_authentication = mtls::mutual_authentication(v, l, protocol, &at);
         if l.proxy_protocol == Some(true) && !l4 {
             v.err(
@@ -477,6 +486,7 @@ fn listeners(
             http2: l.http2.unwrap_or(true),
             tls_policy,
             certificates,
+            acme_certificates,
             mutual_authentication,
             proxy_protocol: l.proxy_protocol.unwrap_or(false),
             max_connections,
@@ -498,6 +508,7 @@ fn certificates(
     l: &RawListener,
     protocol: ListenerProtocol,
     at: &[Seg],
+    acme_names: &mut Vec<Vec<String>>,
 ) -> Vec<CertificateFiles> {
     let needs = matches!(protocol, ListenerProtocol::Https | ListenerProtocol::Tls);
     let list = l.certificates.as_deref().unwrap_or(&[]);
@@ -520,6 +531,18 @@ fn certificates(
     let mut out = Vec::new();
     for (i, c) in list.iter().enumerate() {
         let at = idx(&at, i);
+        if let Some(names) = &c.acme {
+            if c.cert.is_some() || c.key.is_some() {
+                v.err(
+                    at.clone(),
+                    "a certificate entry is either { cert, key } or { acme = [names] }, not both",
+                );
+            }
+            if let Some(names) = acme::entry(v, names, &key(&at, "acme")) {
+                acme_names.push(names);
+            }
+            continue;
+        }
         let cert = v.required(&c.cert, &at, "cert").cloned();
         let key_file = v.required(&c.key, &at, "key").cloned();
         if let (Some(cert), Some(key_file)) = (cert, key_file) {
@@ -1490,6 +1513,7 @@ mod tests {
             base_dir: Path::new("/"),
             errors: Vec::new(),
             warnings: Vec::new(),
+            acme_configured: false,
         };
         let admin = admin(&mut v, None);
         assert!(v.errors.is_empty());

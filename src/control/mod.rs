@@ -4,6 +4,7 @@
 //! targets, shutdown. It drives the listeners (`listener/`) and publishes
 //! runtime snapshots (`runtime/`); the admin API and the daemon call it.
 
+pub mod acme;
 pub mod cluster;
 mod dns;
 mod server;

@@ -2,6 +2,7 @@
 //! reloads and shuts it down. Reloads are serialised; each either swaps a whole
 //! new snapshot in or changes nothing.
 
+use super::acme::AcmeManager;
 use super::cluster::{self, ClusterLink};
 use crate::balance::cookie::CookieKeys;
 use crate::config::{self, Config, ConfigError, Loaded};
@@ -75,6 +76,8 @@ pub struct Server {
     local_config: Mutex<Arc<Config>>,
     /// The node's link to its cluster (SPEC §11); `None` standalone.
     cluster: Option<Arc<ClusterLink>>,
+    /// ACME certificates and their challenges (SPEC §10).
+    pub(super) acme: Arc<AcmeManager>,
     /// The answers of the DNS sources (targets laid over the rest).
     dns: Mutex<DnsAnswers>,
     /// Wakes the DNS watch when a reload may have changed the sources.
@@ -210,6 +213,12 @@ impl Server {
         let access_log =
             AccessLog::start(&file.global.access_log, metrics.access_log_dropped.clone())
                 .map_err(|e| StartError::Runtime(format!("access log: {e}")))?;
+        let acme = Arc::new(AcmeManager::default());
+        acme.sync(&config);
+        if config.acme.is_some() {
+            metrics.acme_order(None);
+        }
+        let acme_certs = acme.certs(&config);
         let ctx = BuildContext {
             access_log: &access_log,
             draining: &[],
@@ -217,6 +226,7 @@ impl Server {
             metrics: &metrics,
             cookie_keys: &cookie_keys,
             sessions: &sessions,
+            acme: &acme_certs,
         };
         let snapshot = build(config.clone(), 1, None, std::iter::empty(), &ctx)
             .map_err(StartError::Runtime)?;
@@ -247,6 +257,7 @@ impl Server {
             file_config: Mutex::new(file),
             local_config: Mutex::new(local),
             cluster: joined.as_ref().map(|j| j.link.clone()),
+            acme,
             dns: Mutex::new(DnsAnswers::default()),
             dns_sources: Arc::new(Notify::new()),
         });
@@ -262,6 +273,7 @@ impl Server {
                 .set(j.link.view().revision);
             tokio::spawn(cluster::run(Arc::downgrade(&server), j.link, j.from_store));
         }
+        super::acme::spawn(&server);
         tokio::spawn(reap_drained(Arc::downgrade(&server)));
         tokio::spawn(super::dns::watch(Arc::downgrade(&server)));
         Ok(server)
@@ -322,6 +334,12 @@ impl Server {
         config: Arc<Config>,
         generation: u64,
     ) -> Result<(), String> {
+        let config = self.acme.overlaid(config);
+        self.acme.sync(&config);
+        if config.acme.is_some() {
+            self.metrics.acme_order(None);
+        }
+        let acme_certs = self.acme.certs(&config);
         let resolved = resolve_targets(&config).await?;
         let fallback = self
             .fallback_keys
@@ -332,7 +350,7 @@ impl Server {
         let prepared = set.prepare(&config).map_err(|e| e.to_string())?;
         let previous = self.live.load_full();
         let draining = self.drain_removed(&previous, &config);
-        let ctx = self.build_context(&draining, &resolved, &cookie_keys);
+        let ctx = self.build_context(&draining, &resolved, &cookie_keys, &acme_certs);
         let snapshot = build(
             config.clone(),
             generation,
@@ -362,6 +380,7 @@ impl Server {
         draining: &'a [DrainingTarget],
         resolved: &'a Resolved,
         cookie_keys: &'a Arc<CookieKeys>,
+        acme: &'a crate::tls::acme::AcmeCerts,
     ) -> BuildContext<'a> {
         BuildContext {
             access_log: &self.access_log,
@@ -370,7 +389,32 @@ impl Server {
             metrics: &self.metrics,
             cookie_keys,
             sessions: &self.sessions,
+            acme,
         }
+    }
+
+    /// Installs what ACME changed (a certificate, a challenge token): the
+    /// same configuration and generation, rebuilt.
+    pub(super) async fn apply_acme(&self) -> Result<(), String> {
+        let mut set = self.listeners.lock().await;
+        let effective = self.effective_config();
+        self.install(&mut set, effective, current_generation(&self.live))
+            .await
+    }
+
+    /// `POST /acme/renew`: every ACME certificate is ordered again now.
+    pub fn renew_acme(&self) -> usize {
+        self.acme.renew_all()
+    }
+
+    /// `/status`'s `acme` list; `None` without `[acme]`.
+    pub fn acme_status(&self) -> Option<Vec<serde_json::Value>> {
+        self.live
+            .load()
+            .config
+            .acme
+            .is_some()
+            .then(|| self.acme.status())
     }
 
     /// The file's configuration with the API's registrations and the DNS
@@ -625,7 +669,8 @@ impl Server {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone();
-        let ctx = self.build_context(&draining, &resolved, &cookie_keys);
+        let acme_certs = self.acme.certs(&previous.config);
+        let ctx = self.build_context(&draining, &resolved, &cookie_keys, &acme_certs);
         let snapshot = build(
             previous.config.clone(),
             previous.generation,

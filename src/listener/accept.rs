@@ -434,11 +434,39 @@ async fn serve_plain(a: Accepted, lot: Option<Arc<ParkingLot>>) {
     drop(a.held);
 }
 
+/// The server side of a TLS handshake. With a tls-alpn-01 challenge
+/// configuration (SPEC §10), the ClientHello is read first: one offering
+/// ALPN `acme-tls/1` is an ACME server's validation and gets `challenge`;
+/// every other handshake gets `tls`, whose ALPN list is left as it is.
+async fn handshake(
+    stream: tokio::net::TcpStream,
+    tls: Arc<rustls::ServerConfig>,
+    challenge: Option<Arc<rustls::ServerConfig>>,
+) -> std::io::Result<tokio_rustls::server::TlsStream<tokio::net::TcpStream>> {
+    let Some(challenge) = challenge else {
+        return tokio_rustls::TlsAcceptor::from(tls).accept(stream).await;
+    };
+    let start =
+        tokio_rustls::LazyConfigAcceptor::new(rustls::server::Acceptor::default(), stream).await?;
+    let validation = start
+        .client_hello()
+        .alpn()
+        .is_some_and(|mut offered| offered.any(|p| p == crate::tls::acme::ACME_TLS_ALPN));
+    start
+        .into_stream(if validation { challenge } else { tls })
+        .await
+}
+
 /// Serves a connection of an https or tls listener: the handshake, then the stream.
 async fn serve_tls(a: Accepted, tls: Arc<rustls::ServerConfig>) {
-    let handshake = Box::pin(tokio_rustls::TlsAcceptor::from(tls).accept(a.stream));
+    let handshake = Box::pin(handshake(a.stream, tls, a.runtime.acme_challenge.clone()));
     match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, handshake).await {
         Ok(Ok(stream)) => {
+            // An ACME server's tls-alpn-01 validation: the handshake was the
+            // answer; no application data follows (RFC 8737).
+            if stream.get_ref().1.alpn_protocol() == Some(crate::tls::acme::ACME_TLS_ALPN) {
+                return;
+            }
             let mode = a.runtime.client_certs;
             if mode != Mode::Off
                 && let Some(chain) = stream.get_ref().1.peer_certificates()

@@ -46,6 +46,12 @@ pub struct ListenerRuntime {
     pub client_certs: crate::tls::client_auth::Mode,
     /// TLS settings of https and tls listeners (certificates of this snapshot).
     pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// The TLS settings a tls-alpn-01 validation is answered with (SPEC §10),
+    /// when that is the ACME challenge.
+    pub acme_challenge: Option<Arc<rustls::ServerConfig>>,
+    /// (first DNS name, notAfter) of each certificate served, for the
+    /// expiry gauge.
+    pub certificates: Vec<(String, i64)>,
     /// hyper's server settings for this listener.
     pub http: auto::Builder<TokioExecutor>,
     /// The same settings, HTTP/1 only: for a connection that already carried

@@ -14,10 +14,12 @@ use crate::route::redirect::RedirectAction;
 use crate::route::{FixedAction, ForwardAction};
 use crate::runtime::listener::{CompiledRule, GroupChoice, RouteAction, RuleTable};
 use crate::telemetry::metrics::Metrics;
+use crate::tls::LoadedCert;
 use crate::tls::TargetTls;
+use crate::tls::acme::AcmeCerts;
 use crate::tls::client::{client_config, server_name};
 use crate::tls::client_auth::Mode;
-use crate::tls::server::{SessionState, server_config};
+use crate::tls::server::{ListenerCerts, SessionState, challenge_config, server_config};
 use http::HeaderValue;
 use rustls::pki_types::ServerName;
 use std::collections::{HashMap, HashSet};
@@ -81,6 +83,8 @@ pub struct BuildContext<'a> {
     pub metrics: &'a Metrics,
     pub cookie_keys: &'a Arc<CookieKeys>,
     pub sessions: &'a SessionState,
+    /// ACME certificates issued so far, and the tls-alpn-01 challenges.
+    pub acme: &'a AcmeCerts,
 }
 
 /// Builds the snapshot of `config`. Targets that `previous` has too (same group,
@@ -100,6 +104,7 @@ pub fn build<'a>(
         metrics,
         cookie_keys,
         sessions,
+        acme,
     } = *ctx;
     let carried = previous.map(|p| p.shared_states()).unwrap_or_default();
     let used = used_groups(&config);
@@ -235,7 +240,14 @@ pub fn build<'a>(
                 compile(&l.default_action, format!("{}/default", l.name)),
             );
             let proto = if https { "https" } else { "http" };
-            let tls = listener_tls(l, sessions)?;
+            let ListenerTls {
+                config: tls,
+                challenge: acme_challenge,
+                certificates,
+            } = listener_tls(l, sessions, acme)?;
+            for (name, not_after) in &certificates {
+                metrics.certificate_expiry(&l.name, name, *not_after);
+            }
             let client_certs = Mode::of(&l.mutual_authentication);
             Ok(Arc::new(ListenerRuntime {
                 name,
@@ -260,6 +272,8 @@ pub fn build<'a>(
                 http1: super::listener::http1_builder(l),
                 unrouted: metrics.unrouted(&l.name),
                 tls,
+                acme_challenge,
+                certificates,
                 client_certs,
                 proxy_protocol: l.proxy_protocol,
                 access_log: access_log.clone(),
@@ -276,13 +290,23 @@ pub fn build<'a>(
     Ok(snapshot)
 }
 
-/// The TLS configuration of `l`, certificates read from their files now.
+/// What `listener_tls` makes of a listener.
+#[derive(Default)]
+struct ListenerTls {
+    config: Option<Arc<rustls::ServerConfig>>,
+    challenge: Option<Arc<rustls::ServerConfig>>,
+    certificates: Vec<(String, i64)>,
+}
+
+/// The TLS configuration of `l`: certificates read from their files now,
+/// and the ACME certificates issued so far.
 fn listener_tls(
     l: &config::Listener,
     sessions: &SessionState,
-) -> Result<Option<Arc<rustls::ServerConfig>>, String> {
+    acme: &AcmeCerts,
+) -> Result<ListenerTls, String> {
     let alpn: &[&[u8]] = match l.protocol {
-        ListenerProtocol::Http | ListenerProtocol::Tcp => return Ok(None),
+        ListenerProtocol::Http | ListenerProtocol::Tcp => return Ok(ListenerTls::default()),
         ListenerProtocol::Tls => &[],
         ListenerProtocol::Https if l.http2 => &[b"h2", b"http/1.1"],
         ListenerProtocol::Https => &[b"http/1.1"],
@@ -293,9 +317,40 @@ fn listener_tls(
         .map(|c| crate::tls::load(&c.cert, &c.key))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| format!("listener {:?}: {e}", l.name))?;
+    let issued: Vec<(&String, LoadedCert)> = l
+        .acme_certificates
+        .iter()
+        .filter_map(|names| Some((names.first()?, acme.issued.get(names)?.clone())))
+        .collect();
+    // An ACME certificate goes by the first name of its entry (the order
+    // of names in what a server issues is the server's); a file by its own.
+    let certificates = issued
+        .iter()
+        .filter_map(|(name, c)| Some(((*name).clone(), c.not_after?)))
+        .chain(
+            certs
+                .iter()
+                .filter_map(|c| Some((c.names.first()?.clone(), c.not_after?))),
+        )
+        .collect();
+    let issued: Vec<LoadedCert> = issued.into_iter().map(|(_, c)| c).collect();
     let clients = crate::tls::client_auth::client_verifier(&l.mutual_authentication)
         .map_err(|e| format!("listener {:?}: mutual_authentication: {e}", l.name))?;
-    server_config(certs, l.tls_policy, alpn, sessions, clients).map(Some)
+    let listener_certs = ListenerCerts {
+        files: certs,
+        acme: issued,
+    };
+    let config = server_config(listener_certs, l.tls_policy, alpn, sessions, clients)?;
+    let challenge = acme
+        .alpn
+        .as_ref()
+        .map(|c| challenge_config(c.clone()))
+        .transpose()?;
+    Ok(ListenerTls {
+        config: Some(config),
+        challenge,
+        certificates,
+    })
 }
 
 /// Sets the health gauges of every group and target to the snapshot's state.
@@ -323,6 +378,15 @@ pub fn keep_series(snapshot: &Snapshot) -> crate::telemetry::metrics::KeepSeries
             .collect(),
         groups: snapshot.groups.iter().map(|g| g.name.to_string()).collect(),
         used_groups: used.iter().map(|g| g.to_string()).collect(),
+        certificates: snapshot
+            .listeners
+            .iter()
+            .flat_map(|l| {
+                l.certificates
+                    .iter()
+                    .map(|(c, _)| (l.name.to_string(), c.clone()))
+            })
+            .collect(),
         // Targets of unused groups are `unused`, not out of service: no series.
         targets: snapshot
             .groups

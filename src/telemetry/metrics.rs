@@ -32,6 +32,9 @@ pub struct Metrics {
     target_response_errors: IntCounterVec,
     tls_handshake_errors: IntCounterVec,
     client_cert_errors: IntCounterVec,
+    certificate_expiry: IntGaugeVec,
+    /// `edgelb_acme_orders_total`, registered when ACME is configured.
+    acme_orders: std::sync::OnceLock<IntCounterVec>,
     dns_resolutions: IntCounterVec,
     client_floods: IntCounterVec,
     health_checks: IntCounterVec,
@@ -169,6 +172,12 @@ impl Metrics {
             "Client TLS handshakes that failed.",
             &["listener"],
         );
+        let certificate_expiry = gauge(
+            &r,
+            "edgelb_certificate_expiry_timestamp_seconds",
+            "When each listener certificate expires (Unix seconds), file or ACME.",
+            &["listener", "certificate"],
+        );
         let client_cert_errors = counter(
             &r,
             "edgelb_client_certificate_errors_total",
@@ -268,6 +277,8 @@ impl Metrics {
             target_response_errors,
             tls_handshake_errors,
             client_cert_errors,
+            certificate_expiry,
+            acme_orders: std::sync::OnceLock::new(),
             dns_resolutions,
             client_floods,
             health_checks,
@@ -348,6 +359,12 @@ impl Metrics {
         prune(&self.processed_bytes, listener);
         prune(&self.tls_handshake_errors, listener);
         prune(&self.client_floods, listener);
+        prune(&self.certificate_expiry, |l| {
+            match (l.get("listener"), l.get("certificate")) {
+                (Some(n), Some(c)) => keep.certificates.contains(&(n.to_string(), c.to_string())),
+                _ => false,
+            }
+        });
         prune(&self.client_cert_errors, |l| {
             l.get("listener")
                 .is_some_and(|n| keep.verifying_listeners.contains(*n))
@@ -374,6 +391,40 @@ impl Metrics {
 
     /// Handles of one listener; `verifies` (mutual TLS in `verify` mode)
     /// adds its client-certificate errors, at 0 for every reason.
+    /// Records when `listener`'s certificate `certificate` (its first DNS
+    /// name) expires.
+    pub fn certificate_expiry(&self, listener: &str, certificate: &str, not_after: i64) {
+        self.certificate_expiry
+            .with_label_values(&[listener, certificate])
+            .set(not_after);
+    }
+
+    /// Counts an ACME order (SPEC §10); the series exist once ACME is configured.
+    pub fn acme_order(&self, ok: Option<bool>) {
+        let orders = self.acme_orders.get_or_init(|| {
+            let c = IntCounterVec::new(
+                Opts::new(
+                    "edgelb_acme_orders_total",
+                    "ACME certificate orders, by result.",
+                ),
+                &["result"],
+            )
+            .expect("valid metric");
+            self.registry
+                .register(Box::new(c.clone()))
+                .expect("registered once");
+            for result in ["success", "failure"] {
+                c.with_label_values(&[result]);
+            }
+            c
+        });
+        if let Some(ok) = ok {
+            orders
+                .with_label_values(&[if ok { "success" } else { "failure" }])
+                .inc();
+        }
+    }
+
     pub fn listener(&self, listener: &str, verifies: bool) -> ListenerMetrics {
         ListenerMetrics {
             active_connections: self.active_connections.with_label_values(&[listener]),
@@ -572,6 +623,8 @@ pub struct KeepSeries {
     pub used_groups: std::collections::HashSet<String>,
     /// (group, target address), draining targets included.
     pub targets: std::collections::HashSet<(String, String)>,
+    /// (listener, certificate name) of every certificate served.
+    pub certificates: std::collections::HashSet<(String, String)>,
 }
 
 type Labels<'a> = std::collections::HashMap<&'a str, &'a str>;

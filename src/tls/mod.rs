@@ -3,6 +3,7 @@
 //! listener configurations, client certificates (`client_auth`, `identity`),
 //! and the client side towards https targets.
 
+pub mod acme;
 pub mod client;
 pub mod client_auth;
 pub mod identity;

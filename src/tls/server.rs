@@ -1,6 +1,7 @@
 //! The server side of TLS: a certificate resolver choosing by SNI, and the
 //! rustls configuration of an https or tls listener.
 
+use super::acme::{ACME_TLS_ALPN, AlpnChallenges};
 use crate::config::TlsPolicy;
 use crate::config::certs::{LoadedCert, covers};
 use rustls::server::danger::ClientCertVerifier;
@@ -10,16 +11,18 @@ use rustls::{ServerConfig, version};
 use std::sync::Arc;
 
 /// Picks a listener's certificate by SNI: an exact name first, then a wildcard;
-/// no SNI or no match → the first certificate.
+/// no SNI or no match → the default certificate.
 #[derive(Debug)]
 pub struct SniResolver {
     certs: Vec<LoadedCert>,
+    /// Index of the certificate for handshakes no name matches.
+    default: usize,
 }
 
 impl SniResolver {
-    /// A resolver over `certs` (the first is the default; at least one).
+    /// A resolver over `certs` (the first is the default).
     pub fn new(certs: Vec<LoadedCert>) -> Self {
-        SniResolver { certs }
+        SniResolver { certs, default: 0 }
     }
 
     /// The certificate for `server_name`.
@@ -36,7 +39,7 @@ impl SniResolver {
                 }
             }
         }
-        self.certs.first()
+        self.certs.get(self.default)
     }
 }
 
@@ -44,6 +47,40 @@ impl ResolvesServerCert for SniResolver {
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
         self.choose(hello.server_name()).map(|c| c.key.clone())
     }
+}
+
+/// A listener's certificates: the files and the ACME certificates issued so far.
+pub struct ListenerCerts {
+    pub files: Vec<LoadedCert>,
+    /// Chosen before the files for their names; the default only when the
+    /// listener has no file certificate.
+    pub acme: Vec<LoadedCert>,
+}
+
+/// Resolves the tls-alpn-01 challenge certificate of a handshake's name.
+#[derive(Debug)]
+struct ChallengeResolver(Arc<AlpnChallenges>);
+
+impl ResolvesServerCert for ChallengeResolver {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        self.0.get(hello.server_name())
+    }
+}
+
+/// The configuration a listener answers a tls-alpn-01 validation with (a
+/// ClientHello offering ALPN `acme-tls/1`, SPEC §10): ALPN `acme-tls/1`
+/// only, the challenge certificate of the name, TLS 1.2 and 1.3. Kept apart
+/// from the listener's own configuration, whose ALPN list it would
+/// otherwise change for every client.
+pub fn challenge_config(challenges: Arc<AlpnChallenges>) -> Result<Arc<ServerConfig>, String> {
+    let mut config =
+        ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_protocol_versions(&[&version::TLS13, &version::TLS12])
+            .map_err(|e| format!("TLS configuration: {e}"))?
+            .with_no_client_auth()
+            .with_cert_resolver(Arc::new(ChallengeResolver(challenges)));
+    config.alpn_protocols = vec![ACME_TLS_ALPN.to_vec()];
+    Ok(Arc::new(config))
 }
 
 /// What TLS listeners share across reloads, so sessions resume after one.
@@ -74,7 +111,7 @@ impl SessionState {
 /// revoked, or a trust store changed, by a reload would still get in on a
 /// ticket or a cached session from before. Every connection verifies.
 pub fn server_config(
-    certs: Vec<LoadedCert>,
+    certs: ListenerCerts,
     policy: TlsPolicy,
     alpn: &[&[u8]],
     sessions: &SessionState,
@@ -88,7 +125,15 @@ pub fn server_config(
         ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
             .with_protocol_versions(versions)
             .map_err(|e| format!("TLS configuration: {e}"))?;
-    let resolver = Arc::new(SniResolver::new(certs));
+    let default = if certs.files.is_empty() {
+        0
+    } else {
+        certs.acme.len()
+    };
+    let resolver = Arc::new(SniResolver {
+        certs: certs.acme.into_iter().chain(certs.files).collect(),
+        default,
+    });
     let mut config = match &clients {
         None => builder.with_no_client_auth().with_cert_resolver(resolver),
         Some(verifier) => builder

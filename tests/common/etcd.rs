@@ -144,6 +144,13 @@ impl EtcdCluster {
         format!("[{}]", list.join(", "))
     }
 
+    /// Member `i`'s client address (plain HTTP).
+    pub fn client_addr(&self, i: usize) -> std::net::SocketAddr {
+        format!("127.0.0.1:{}", self.members[i].client_port)
+            .parse()
+            .unwrap()
+    }
+
     /// Every member's endpoints.
     pub fn all(&self) -> Vec<usize> {
         (0..self.members.len()).collect()

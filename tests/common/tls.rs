@@ -9,8 +9,7 @@ use tokio_rustls::client::TlsStream;
 
 /// A development CA.
 pub struct TestCa {
-    cert: rcgen::Certificate,
-    key: rcgen::KeyPair,
+    ca: rcgen::CertifiedIssuer<'static, rcgen::KeyPair>,
 }
 
 /// A leaf certificate written to PEM files.
@@ -28,17 +27,18 @@ impl TestCa {
         params
             .distinguished_name
             .push(rcgen::DnType::CommonName, "edgelb test CA");
-        let cert = params.self_signed(&key).unwrap();
-        TestCa { cert, key }
+        TestCa {
+            ca: rcgen::CertifiedIssuer::self_signed(params, key).unwrap(),
+        }
     }
 
     pub fn der(&self) -> CertificateDer<'static> {
-        self.cert.der().clone()
+        self.ca.der().clone()
     }
 
     /// Writes the CA certificate as PEM.
     pub fn write_pem(&self, path: &Path) {
-        std::fs::write(path, self.cert.pem()).unwrap();
+        std::fs::write(path, self.ca.pem()).unwrap();
     }
 
     /// Issues a certificate for `names`, written as `<dir>/<file>.pem` and `.key`.
@@ -47,7 +47,7 @@ impl TestCa {
         let params =
             rcgen::CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
                 .unwrap();
-        let cert = params.signed_by(&key, &self.cert, &self.key).unwrap();
+        let cert = params.signed_by(&key, &self.ca).unwrap();
         let cert_path = dir.join(format!("{file}.pem"));
         let key_path = dir.join(format!("{file}.key"));
         std::fs::write(&cert_path, cert.pem()).unwrap();
