@@ -347,3 +347,165 @@ async fn a_failed_validation_is_counted_keeps_the_old_certificate_and_a_retry_su
     assert_ne!(s.served(NAMES[0]).await, first);
     assert_eq!(s.acme_status().await["last_error"], serde_json::Value::Null);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_cluster_nodes_order_once_and_answer_each_others_challenges() {
+    if !pebble_available() {
+        return;
+    }
+    let have_etcd = common::etcd::have_etcd();
+    assert!(
+        have_etcd || std::env::var_os("EDGELB_PEBBLE").is_none(),
+        "EDGELB_PEBBLE=1 but etcd is not installed (apt-get install etcd-server)"
+    );
+    if !have_etcd {
+        eprintln!("skipped: etcd is not installed");
+        return;
+    }
+    let target = TestTarget::start("app").await;
+    let etcd = common::etcd::EtcdCluster::start(1).await;
+    // Each name on another node: whichever node orders, the other answers
+    // one of the challenges from what the first shared through etcd.
+    let dns = DnsServer::start(1).await;
+    dns.set_hosts(NAMES[0], &["127.0.0.2"]);
+    dns.set_hosts(NAMES[1], &["127.0.0.3"]);
+    let (http_port, https_port) = (free_port(), free_port());
+    let pebble = Pebble::start(http_port, https_port, dns.addr).await;
+    let token = pebble.dir.path().join("admin.token");
+    std::fs::write(&token, TOKEN).unwrap();
+    let mut nodes = Vec::new();
+    for i in 0..2 {
+        nodes.push(
+            Edgelb::start(&format!(
+                "[admin]\nbind = \"ADMIN\"\ntoken_file = \"{}\"\n\n[cluster]\netcd = {}\nprefix = \"/lb\"\nnode_name = \"n{i}\"\nbind_ip = \"127.0.0.{}\"\n",
+                token.display(),
+                etcd.endpoints_toml(&[0]),
+                i + 2
+            ))
+            .await,
+        );
+    }
+    let shared = format!(
+        r#"[acme]
+directory = "{directory}"
+terms_of_service_agreed = true
+ca_file = "{ca}"
+
+[[listeners]]
+name = "web"
+protocol = "http"
+bind = "127.0.0.1:{http_port}"
+default_action = {{ forward = "app" }}
+
+[[listeners]]
+name = "secure"
+protocol = "https"
+bind = "127.0.0.1:{https_port}"
+certificates = [ {{ acme = ["{n0}", "{n1}"] }} ]
+default_action = {{ forward = "app" }}
+
+[[target_groups]]
+name = "app"
+protocol = "http"
+targets = [ {{ address = "{target}", weight = 1 }} ]
+"#,
+        directory = pebble.directory,
+        ca = pebble.ca_file.display(),
+        n0 = NAMES[0],
+        n1 = NAMES[1],
+        target = target.addr,
+    );
+    let stream = tokio::net::TcpStream::connect(nodes[0].admin)
+        .await
+        .unwrap();
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let req = http::Request::put("/cluster/config")
+        .header("host", nodes[0].admin.to_string())
+        .header("authorization", format!("Bearer {TOKEN}"))
+        .body(http_body_util::Full::new(Bytes::from(shared)))
+        .unwrap();
+    let resp = sender.send_request(req).await.unwrap();
+    assert_eq!(resp.status(), 200);
+
+    for n in &nodes {
+        let admin = n.admin;
+        wait_for(
+            Duration::from_secs(60),
+            "the certificate on every node",
+            || async move {
+                let doc: serde_json::Value =
+                    serde_json::from_str(&get(admin, "/status").await.text()).unwrap_or_default();
+                doc["acme"][0]["state"] == "valid"
+            },
+        )
+        .await;
+    }
+    // Ordered once, by one node; both serve it.
+    let mut successes = 0.0;
+    for n in &nodes {
+        successes += n
+            .metric("edgelb_acme_orders_total{result=\"success\"}")
+            .await;
+        assert_eq!(
+            n.metric("edgelb_acme_orders_total{result=\"failure\"}")
+                .await,
+            0.0
+        );
+    }
+    assert_eq!(successes, 1.0);
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(pebble.root().await).unwrap();
+    let client = Arc::new(
+        rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth(),
+    );
+    let mut served = Vec::new();
+    for ip in ["127.0.0.2", "127.0.0.3"] {
+        let addr: SocketAddr = format!("{ip}:{https_port}").parse().unwrap();
+        let tls = common::tls::tls_connect(client.clone(), addr, NAMES[0])
+            .await
+            .unwrap();
+        served.push(common::tls::presented(&tls));
+    }
+    assert_eq!(served[0], served[1]);
+    // The account and the certificate live in etcd, not in local files.
+    let certs = etcd
+        .post(
+            0,
+            "/v3/kv/range",
+            r#"{"key":"L2xiL2FjbWUv","range_end":"L2xiL2FjbWUw","keys_only":true}"#,
+        )
+        .await
+        .unwrap();
+    let keys: Vec<String> = certs["kvs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|kv| {
+            use base64::Engine;
+            String::from_utf8(
+                base64::engine::general_purpose::STANDARD
+                    .decode(kv["key"].as_str().unwrap())
+                    .unwrap(),
+            )
+            .unwrap()
+        })
+        .collect();
+    assert!(keys.contains(&"/lb/acme/account".to_owned()), "{keys:?}");
+    assert!(
+        keys.iter()
+            .any(|k| k.starts_with("/lb/acme/certs/shop.example.com-")),
+        "{keys:?}"
+    );
+    // The challenges were withdrawn once the order was done.
+    assert!(!keys.iter().any(|k| k.contains("/acme/http/")), "{keys:?}");
+}

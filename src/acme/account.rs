@@ -1,9 +1,9 @@
-//! The ACME account: made once (agreeing to the terms), kept in the store,
-//! and restored from it at every start (no new account, no new key).
+//! The ACME account: made once (agreeing to the terms), kept by the caller
+//! (files, or etcd in a cluster), and restored from its credentials at every
+//! start (no new account, no new key).
 
-use super::store::Store;
 use crate::config::Acme;
-use instant_acme::{Account, AccountBuilder, NewAccount};
+use instant_acme::{Account, AccountBuilder, AccountCredentials, NewAccount};
 
 /// An HTTP client for the ACME server, trusting `ca_file` or the system roots.
 fn builder(config: &Acme) -> Result<AccountBuilder, String> {
@@ -14,13 +14,18 @@ fn builder(config: &Acme) -> Result<AccountBuilder, String> {
     .map_err(|e| format!("ACME client: {e}"))
 }
 
-/// The stored account, or a new one (then stored).
-pub async fn account(config: &Acme, store: &Store) -> Result<Account, String> {
-    if let Some(credentials) = store.account()? {
-        return builder(config)?
+/// The account of `stored` credentials, or a new one: then its credentials
+/// are returned too, for the caller to keep.
+pub async fn account(
+    config: &Acme,
+    stored: Option<AccountCredentials>,
+) -> Result<(Account, Option<AccountCredentials>), String> {
+    if let Some(credentials) = stored {
+        let account = builder(config)?
             .from_credentials(credentials)
             .await
-            .map_err(|e| format!("ACME account from {}: {e}", config.directory));
+            .map_err(|e| format!("ACME account from {}: {e}", config.directory))?;
+        return Ok((account, None));
     }
     let contact: Vec<&str> = config.contact.iter().map(String::as_str).collect();
     let (account, credentials) = builder(config)?
@@ -35,7 +40,6 @@ pub async fn account(config: &Acme, store: &Store) -> Result<Account, String> {
         )
         .await
         .map_err(|e| format!("new ACME account at {}: {e}", config.directory))?;
-    store.save_account(&credentials)?;
     tracing::info!(directory = %config.directory, "ACME account created");
-    Ok(account)
+    Ok((account, Some(credentials)))
 }

@@ -7,6 +7,11 @@
 //! | `{prefix}/deregistered/{group}/{address}` | a config target taken out through the API, until the next push |
 //! | `{prefix}/keys/stickiness` | the shared stickiness key (base64), created once |
 //! | `{prefix}/nodes/{node}` | a node's record, bound to its 10 s lease |
+//! | `{prefix}/acme/account` | the ACME account's credentials (SPEC §10) |
+//! | `{prefix}/acme/certs/{id}` | an ACME certificate: `{"chain_pem", "key_pem"}` |
+//! | `{prefix}/acme/http/{token}` | an http-01 key authorization every node answers |
+//! | `{prefix}/acme/alpn/{name}` | a tls-alpn-01 digest (base64) every node answers |
+//! | `{prefix}/acme/lock` | the node ordering now, bound to its lease |
 
 /// The keys of one load balancer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,6 +28,11 @@ pub enum Entry {
     Deregistered { group: String, address: String },
     StickinessKey,
     Node(String),
+    AcmeAccount,
+    AcmeCert(String),
+    AcmeHttp(String),
+    AcmeAlpn(String),
+    AcmeLock,
 }
 
 impl Layout {
@@ -63,6 +73,26 @@ impl Layout {
         format!("{}nodes/{name}", self.root)
     }
 
+    pub fn acme_account(&self) -> String {
+        format!("{}acme/account", self.root)
+    }
+
+    pub fn acme_cert(&self, id: &str) -> String {
+        format!("{}acme/certs/{id}", self.root)
+    }
+
+    pub fn acme_http(&self, token: &str) -> String {
+        format!("{}acme/http/{token}", self.root)
+    }
+
+    pub fn acme_alpn(&self, name: &str) -> String {
+        format!("{}acme/alpn/{name}", self.root)
+    }
+
+    pub fn acme_lock(&self) -> String {
+        format!("{}acme/lock", self.root)
+    }
+
     /// What `key` is, if it is one of ours.
     pub fn entry(&self, key: &str) -> Option<Entry> {
         let rest = key.strip_prefix(&self.root)?;
@@ -71,6 +101,21 @@ impl Layout {
         }
         if rest == "keys/stickiness" {
             return Some(Entry::StickinessKey);
+        }
+        if let Some(acme) = rest.strip_prefix("acme/") {
+            let named = |p: &str| {
+                acme.strip_prefix(p)
+                    .filter(|n| !n.is_empty() && !n.contains('/'))
+                    .map(str::to_owned)
+            };
+            return match acme {
+                "account" => Some(Entry::AcmeAccount),
+                "lock" => Some(Entry::AcmeLock),
+                _ => named("certs/")
+                    .map(Entry::AcmeCert)
+                    .or_else(|| named("http/").map(Entry::AcmeHttp))
+                    .or_else(|| named("alpn/").map(Entry::AcmeAlpn)),
+            };
         }
         if let Some(name) = rest.strip_prefix("nodes/") {
             return (!name.is_empty()).then(|| Entry::Node(name.to_owned()));
@@ -118,6 +163,20 @@ mod tests {
         );
         assert_eq!(l.entry(&l.node("lb-1")), Some(Entry::Node("lb-1".into())));
         assert_eq!(l.entry(&l.stickiness_key()), Some(Entry::StickinessKey));
+        assert_eq!(
+            l.entry(&l.acme_cert("a.example.com-1f2e")),
+            Some(Entry::AcmeCert("a.example.com-1f2e".into()))
+        );
+        assert_eq!(
+            l.entry(&l.acme_http("tok")),
+            Some(Entry::AcmeHttp("tok".into()))
+        );
+        assert_eq!(
+            l.entry(&l.acme_alpn("a.example.com")),
+            Some(Entry::AcmeAlpn("a.example.com".into()))
+        );
+        assert_eq!(l.entry(&l.acme_lock()), Some(Entry::AcmeLock));
+        assert_eq!(l.entry(&l.acme_account()), Some(Entry::AcmeAccount));
         assert_eq!(l.entry("/edgelb/prodx/config"), None);
         assert_eq!(l.entry("/edgelb/prod/targets/web"), None);
     }

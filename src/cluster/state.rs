@@ -28,6 +28,9 @@ pub struct Member {
     pub last_reload_ok: bool,
     /// When the node last wrote it (RFC 3339).
     pub seen: String,
+    /// The store revision the node had applied then.
+    #[serde(default)]
+    pub applied_revision: i64,
 }
 
 /// The shared state at a revision.
@@ -42,6 +45,18 @@ pub struct SharedState {
     pub deregistered: BTreeSet<(String, String)>,
     /// The shared stickiness key (base64 of its secret).
     pub stickiness_key: Option<String>,
+    /// ACME (SPEC §10): the account's credentials (JSON).
+    #[serde(default)]
+    pub acme_account: Option<String>,
+    /// ACME certificates by entry id: `{"chain_pem", "key_pem"}` (JSON).
+    #[serde(default)]
+    pub acme_certs: BTreeMap<String, String>,
+    /// http-01 challenges every node answers: token → key authorization.
+    #[serde(default)]
+    pub acme_http: BTreeMap<String, String>,
+    /// tls-alpn-01 challenges every node answers: name → digest (base64).
+    #[serde(default)]
+    pub acme_alpn: BTreeMap<String, String>,
     /// The nodes' records (not cached: they live only with their leases).
     #[serde(skip)]
     pub members: BTreeMap<String, Member>,
@@ -54,12 +69,14 @@ pub struct Changes {
     pub targets: bool,
     pub keys: bool,
     pub members: bool,
+    /// ACME certificates or challenges.
+    pub acme: bool,
 }
 
 impl Changes {
     /// Whether what the node serves must be rebuilt.
     pub fn served(&self) -> bool {
-        self.config || self.targets || self.keys
+        self.config || self.targets || self.keys || self.acme
     }
 
     fn or(self, o: Changes) -> Changes {
@@ -68,6 +85,7 @@ impl Changes {
             targets: self.targets || o.targets,
             keys: self.keys || o.keys,
             members: self.members || o.members,
+            acme: self.acme || o.acme,
         }
     }
 }
@@ -113,6 +131,9 @@ impl SharedState {
             targets: self.registered != newer.registered || self.deregistered != newer.deregistered,
             keys: self.stickiness_key != newer.stickiness_key,
             members: self.members != newer.members,
+            acme: self.acme_certs != newer.acme_certs
+                || self.acme_http != newer.acme_http
+                || self.acme_alpn != newer.acme_alpn,
         }
     }
 
@@ -161,6 +182,22 @@ impl SharedState {
                 self.stickiness_key = value.and_then(|(v, _)| String::from_utf8(v.to_vec()).ok());
                 changes.keys = true;
             }
+            Some(Entry::AcmeAccount) => {
+                self.acme_account = value.and_then(|(v, _)| String::from_utf8(v.to_vec()).ok());
+            }
+            Some(Entry::AcmeCert(id)) => {
+                set_text(&mut self.acme_certs, id, value);
+                changes.acme = true;
+            }
+            Some(Entry::AcmeHttp(token)) => {
+                set_text(&mut self.acme_http, token, value);
+                changes.acme = true;
+            }
+            Some(Entry::AcmeAlpn(name)) => {
+                set_text(&mut self.acme_alpn, name, value);
+                changes.acme = true;
+            }
+            Some(Entry::AcmeLock) => {}
             Some(Entry::Node(name)) => {
                 match value.and_then(|(v, _)| serde_json::from_slice::<Member>(v).ok()) {
                     Some(m) => {
@@ -205,6 +242,18 @@ impl SharedState {
                 .map_err(|e| format!("{}: {e}", path.display())),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(format!("cannot read {}: {e}", path.display())),
+        }
+    }
+}
+
+/// Sets (or with no value removes) `key` of `map` to a UTF-8 value.
+fn set_text(map: &mut BTreeMap<String, String>, key: String, value: Option<(&[u8], i64)>) {
+    match value.and_then(|(v, _)| String::from_utf8(v.to_vec()).ok()) {
+        Some(text) => {
+            map.insert(key, text);
+        }
+        None => {
+            map.remove(&key);
         }
     }
 }

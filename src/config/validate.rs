@@ -200,7 +200,8 @@ pub fn validate(
     };
     let global = global(&mut v, raw.global.as_ref());
     let admin = admin(&mut v, raw.admin.as_ref());
-    let acme = acme::acme(&mut v, raw.acme.as_ref());
+    let clustered = raw.cluster.is_some() || matches!(document, Document::Shared { .. });
+    let acme = acme::acme(&mut v, raw.acme.as_ref(), clustered);
     v.acme_configured = acme.is_some() || matches!(document, Document::Shared { local_acme: true });
     let cluster = match document {
         Document::Whole => cluster::cluster(&mut v, raw),

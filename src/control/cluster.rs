@@ -30,6 +30,8 @@ const MIN_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// How long an admin write waits to see its change applied on this node.
 const APPLY_WAIT: Duration = Duration::from_secs(3);
+/// The lease of the ACME lock (kept alive while an order runs).
+const ACME_LOCK_SECONDS: i64 = 30;
 /// The answer of every admin write while etcd cannot be written.
 pub const UNAVAILABLE: &str = "cluster store unavailable";
 
@@ -83,6 +85,12 @@ impl ClusterLink {
     /// The shared state applied.
     pub fn state(&self) -> SharedState {
         self.state.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Makes `state` the one read by the ACME storage while a start builds
+    /// from it (recorded as applied by [`started`] once the server runs).
+    pub(super) fn preload(&self, state: &SharedState) {
+        *self.state.lock().unwrap_or_else(|e| e.into_inner()) = state.clone();
     }
 
     /// What `GET /cluster` shows.
@@ -163,6 +171,64 @@ impl ClusterLink {
     async fn wait_applied(&self, revision: i64) {
         let mut rx = self.applied.subscribe();
         let _ = tokio::time::timeout(APPLY_WAIT, rx.wait_for(|&r| r >= revision)).await;
+    }
+
+    /// Takes the ACME lock (SPEC §10: one node orders at a time): its lease,
+    /// or `None` when another node holds it.
+    pub(super) async fn acme_lock(&self) -> Result<Option<i64>, String> {
+        let lease = self
+            .etcd
+            .lease_grant(ACME_LOCK_SECONDS)
+            .await
+            .map_err(|e| e.to_string())?;
+        let key = self.layout.acme_lock();
+        let (taken, _) = self
+            .etcd
+            .txn(
+                &[Compare::Absent(&key)],
+                &[Op::Put {
+                    key: &key,
+                    value: self.node.as_bytes(),
+                    lease,
+                }],
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(taken.then_some(lease))
+    }
+
+    /// Keeps the ACME lock's lease alive.
+    pub(super) async fn acme_keepalive(&self, lease: i64) {
+        let _ = self.etcd.lease_keepalive(lease).await;
+    }
+
+    /// Lets the ACME lock go.
+    pub(super) async fn acme_unlock(&self) {
+        let key = self.layout.acme_lock();
+        let _ = self.etcd.txn(&[], &[Op::Delete(&key)]).await;
+    }
+
+    /// Writes `ops`, then waits until this node — and, for up to
+    /// [`APPLY_WAIT`], every other node — has applied them (a challenge is
+    /// answered by whichever node the ACME server reaches).
+    pub(super) async fn write_everywhere(&self, ops: &[Op<'_>]) -> Result<(), String> {
+        let (_, revision) = self.etcd.txn(&[], ops).await.map_err(|e| e.to_string())?;
+        self.wait_applied(revision).await;
+        let mut rx = self.applied.subscribe();
+        let everywhere = async {
+            loop {
+                let lagging = self
+                    .state()
+                    .members
+                    .values()
+                    .any(|m| m.name != self.node && m.applied_revision < revision);
+                if !lagging || rx.changed().await.is_err() {
+                    return;
+                }
+            }
+        };
+        let _ = tokio::time::timeout(APPLY_WAIT, everywhere).await;
+        Ok(())
     }
 
     fn unavailable(e: EtcdError) -> Refusal {
@@ -399,6 +465,7 @@ async fn write_record(server: &Weak<Server>, link: &ClusterLink, lease: i64) -> 
         config_revision: link.config_revision.load(Ordering::Relaxed),
         last_reload_ok: s.last_reload().ok,
         seen: crate::wire::time::rfc3339(std::time::SystemTime::now()),
+        applied_revision: link.state().revision,
     };
     drop(s);
     let value = serde_json::to_vec(&member).map_err(|e| e.to_string())?;

@@ -214,7 +214,11 @@ impl Server {
             AccessLog::start(&file.global.access_log, metrics.access_log_dropped.clone())
                 .map_err(|e| StartError::Runtime(format!("access log: {e}")))?;
         let acme = Arc::new(AcmeManager::default());
-        acme.sync(&config);
+        if let Some(j) = &joined {
+            j.link.preload(&j.state);
+            acme.adopt(&j.state);
+        }
+        acme.sync(&config, joined.as_ref().map(|j| &*j.link));
         if config.acme.is_some() {
             metrics.acme_order(None);
         }
@@ -335,7 +339,7 @@ impl Server {
         generation: u64,
     ) -> Result<(), String> {
         let config = self.acme.overlaid(config);
-        self.acme.sync(&config);
+        self.acme.sync(&config, self.cluster.as_deref());
         if config.acme.is_some() {
             self.metrics.acme_order(None);
         }
@@ -567,6 +571,7 @@ impl Server {
         }
         self.registry()
             .replace(&state.registered, &state.deregistered);
+        self.acme.adopt(state);
         if let Some(keys) = link.shared_keys(state) {
             *self.fallback_keys.lock().unwrap_or_else(|e| e.into_inner()) = keys;
         }

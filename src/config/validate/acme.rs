@@ -9,7 +9,9 @@ use std::time::Duration;
 /// Renewal lead when `renew_before` is not given.
 const DEFAULT_RENEW_BEFORE: Duration = Duration::from_secs(30 * 86_400);
 
-pub(super) fn acme(v: &mut Validator, raw: Option<&RawAcme>) -> Option<Acme> {
+/// `[acme]`; `clustered` when the account and certificates live in etcd
+/// (SPEC §11): then `storage` is not needed.
+pub(super) fn acme(v: &mut Validator, raw: Option<&RawAcme>, clustered: bool) -> Option<Acme> {
     let raw = raw?;
     let at = vec![Seg::Key("acme".into())];
     let directory = v
@@ -44,10 +46,16 @@ pub(super) fn acme(v: &mut Validator, raw: Option<&RawAcme>) -> Option<Acme> {
             );
         }
     }
-    let storage = v
-        .required(&raw.storage, &at, "storage")
-        .map(|s| v.path(s))
-        .unwrap_or_default();
+    let storage = if clustered {
+        raw.storage
+            .as_deref()
+            .map(|s| v.path(s))
+            .unwrap_or_default()
+    } else {
+        v.required(&raw.storage, &at, "storage")
+            .map(|s| v.path(s))
+            .unwrap_or_default()
+    };
     let challenge = match raw.challenge.as_deref() {
         None | Some("http-01") => AcmeChallenge::Http01,
         Some("tls-alpn-01") => AcmeChallenge::TlsAlpn01,
