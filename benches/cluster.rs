@@ -46,25 +46,7 @@ targets = [ { address = "127.0.0.1:9", weight = 1 } ]
 "#;
 
 async fn call(admin: std::net::SocketAddr, method: &str, path: &str, body: &str) -> u16 {
-    use bytes::Bytes;
-    use http_body_util::{BodyExt, Full};
-    let stream = tokio::net::TcpStream::connect(admin).await.unwrap();
-    let (mut sender, conn) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-            .await
-            .unwrap();
-    tokio::spawn(conn);
-    let req = http::Request::builder()
-        .method(method)
-        .uri(path)
-        .header("host", admin.to_string())
-        .header("authorization", format!("Bearer {TOKEN}"))
-        .body(Full::new(Bytes::from(body.to_owned())))
-        .unwrap();
-    let resp = sender.send_request(req).await.unwrap();
-    let status = resp.status().as_u16();
-    let _ = resp.into_body().collect().await;
-    status
+    admin_call(admin, TOKEN, method, path, body).await.0
 }
 
 /// How many targets node `admin` has in `spare`.

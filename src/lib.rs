@@ -8,6 +8,7 @@ pub mod cluster;
 pub mod config;
 pub mod control;
 pub mod daemon;
+pub mod files;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod health;

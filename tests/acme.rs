@@ -169,21 +169,7 @@ targets = [ {{ address = "{target}", weight = 1 }} ]
 }
 
 async fn admin_post(admin: SocketAddr, path: &str) -> (u16, String) {
-    let stream = tokio::net::TcpStream::connect(admin).await.unwrap();
-    let (mut sender, conn) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-            .await
-            .unwrap();
-    tokio::spawn(conn);
-    let req = http::Request::post(path)
-        .header("host", admin.to_string())
-        .header("authorization", format!("Bearer {TOKEN}"))
-        .body(Empty::<Bytes>::new())
-        .unwrap();
-    let resp = sender.send_request(req).await.unwrap();
-    let status = resp.status().as_u16();
-    let body = resp.into_body().collect().await.unwrap().to_bytes();
-    (status, String::from_utf8_lossy(&body).into_owned())
+    common::admin_call(admin, TOKEN, "POST", path, "").await
 }
 
 /// A keep-alive HTTPS connection to edgelb for `name`.
@@ -415,21 +401,9 @@ targets = [ {{ address = "{target}", weight = 1 }} ]
         n1 = NAMES[1],
         target = target.addr,
     );
-    let stream = tokio::net::TcpStream::connect(nodes[0].admin)
-        .await
-        .unwrap();
-    let (mut sender, conn) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-            .await
-            .unwrap();
-    tokio::spawn(conn);
-    let req = http::Request::put("/cluster/config")
-        .header("host", nodes[0].admin.to_string())
-        .header("authorization", format!("Bearer {TOKEN}"))
-        .body(http_body_util::Full::new(Bytes::from(shared)))
-        .unwrap();
-    let resp = sender.send_request(req).await.unwrap();
-    assert_eq!(resp.status(), 200);
+    let (status, answer) =
+        common::admin_call(nodes[0].admin, TOKEN, "PUT", "/cluster/config", &shared).await;
+    assert_eq!(status, 200, "{answer}");
 
     for n in &nodes {
         let admin = n.admin;

@@ -196,28 +196,8 @@ async fn cluster_doc(admin: SocketAddr) -> Value {
 
 /// One admin call with the token: (status, JSON answer).
 async fn admin_call(admin: SocketAddr, method: &str, path: &str, body: &str) -> (u16, Value) {
-    use bytes::Bytes;
-    use http_body_util::{BodyExt, Full};
-    let stream = tokio::net::TcpStream::connect(admin).await.unwrap();
-    let (mut sender, conn) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-            .await
-            .unwrap();
-    tokio::spawn(conn);
-    let req = http::Request::builder()
-        .method(method)
-        .uri(path)
-        .header("host", admin.to_string())
-        .header("authorization", format!("Bearer {TOKEN}"))
-        .body(Full::new(Bytes::from(body.to_owned())))
-        .unwrap();
-    let resp = sender.send_request(req).await.unwrap();
-    let status = resp.status().as_u16();
-    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
-    (
-        status,
-        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-    )
+    let (status, text) = common::admin_call(admin, TOKEN, method, path, body).await;
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
 }
 
 async fn register(admin: SocketAddr, group: &str, address: &str) -> (u16, Value) {

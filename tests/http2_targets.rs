@@ -631,6 +631,51 @@ async fn streams_a_target_refused_unprocessed_go_to_another_even_a_post() {
     );
 }
 
+/// A request body that ends, empty, only after a delay: a client whose
+/// END_STREAM comes after the target already refused the stream.
+struct EmptyEndingLate(Pin<Box<tokio::time::Sleep>>);
+
+impl http_body::Body for EmptyEndingLate {
+    type Data = Bytes;
+    type Error = Infallible;
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        self.0.as_mut().poll(cx).map(|()| None)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_post_whose_empty_body_ends_late_goes_again() {
+    let (refuser, refused) = refusing_target().await;
+    let (good, _) = h2_target(100).await;
+    let listen = listen_addr();
+    let lb = Edgelb::start(&config(listen, &[refuser, good], "http2", "")).await;
+    wait_healthy(&lb, 2.0).await;
+    let stream = TcpStream::connect(listen).await.unwrap();
+    let (mut sender, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    // Round robin over two targets: one of two meets the refusing one, while
+    // the client's (empty) body is still open; it must go again, not 502.
+    for i in 0..4 {
+        let late = EmptyEndingLate(Box::pin(tokio::time::sleep(Duration::from_millis(150))));
+        let req = Request::post(format!("http://test.local:{}/work/late{i}", listen.port()))
+            .body(late)
+            .unwrap();
+        let resp = sender.send_request(req).await.unwrap();
+        assert_eq!(resp.status(), 200, "POST {i}");
+        let _ = resp.into_body().collect().await;
+    }
+    assert!(
+        refused.load(Ordering::SeqCst) > 0,
+        "no stream met the refusing target"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn https_groups_agree_on_h2_by_alpn_or_fail_the_request() {
     let ca = common::tls::TestCa::new();

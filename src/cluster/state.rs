@@ -8,7 +8,6 @@ use super::etcd::{Event, Kv};
 use super::layout::{Entry, Layout};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::Write;
 use std::path::Path;
 
 /// The shared configuration as pushed.
@@ -217,21 +216,9 @@ impl SharedState {
     /// Writes the state to `path` atomically, readable by the owner only
     /// (it holds the stickiness key).
     pub fn save(&self, path: &Path) -> Result<(), String> {
-        use std::os::unix::fs::OpenOptionsExt;
-        let tmp = path.with_extension("tmp");
         let text = serde_json::to_vec_pretty(self).map_err(|e| e.to_string())?;
-        let write = || -> std::io::Result<()> {
-            let mut f = std::fs::OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .mode(0o600)
-                .open(&tmp)?;
-            f.write_all(&text)?;
-            f.sync_all()?;
-            std::fs::rename(&tmp, path)
-        };
-        write().map_err(|e| format!("cannot write {}: {e}", path.display()))
+        crate::files::write_private(path, &text)
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))
     }
 
     /// The state saved at `path` (`None` when there is no file yet).

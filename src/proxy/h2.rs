@@ -25,6 +25,9 @@ use std::time::{Duration, Instant};
 /// Streams a request may be refused unprocessed (GOAWAY, REFUSED_STREAM) or
 /// meet a closed pooled connection before it is answered with an error.
 const MAX_UNPROCESSED_RETRIES: u32 = 3;
+/// How long a refused stream's body may take to end (telling whether it
+/// was empty, so the request can go again) before the client gets its 502.
+const PUMP_SETTLE: Duration = Duration::from_secs(1);
 
 /// How the load balancer answers: HTTP error pages, or gRPC errors for a
 /// gRPC request.
@@ -199,6 +202,18 @@ pub async fn forward(
         // stopped (the stream is gone).
         let pumped = match pump {
             BodySent::Whole(done) => Some(done),
+            // Refused unprocessed: how the body ends decides whether the
+            // request may go again, and it may still be on its way from the
+            // client (an empty one ends at once, however busy the runtime).
+            BodySent::Pumping(mut p) if refused_unprocessed(&failure) => {
+                match tokio::time::timeout(PUMP_SETTLE, &mut p).await {
+                    Ok(done) => done.ok(),
+                    Err(_) => {
+                        p.abort();
+                        None
+                    }
+                }
+            }
             BodySent::Pumping(p) if p.is_finished() => p.await.ok(),
             BodySent::Pumping(p) => {
                 p.abort();

@@ -6,7 +6,6 @@
 use crate::config::{Config, Origin, TargetSpec, split_host_port};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashSet};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// Why an API change was refused: (HTTP status, message).
@@ -217,17 +216,7 @@ impl Registry {
                 .collect(),
         };
         let bytes = serde_json::to_vec_pretty(&state).map_err(|e| e.to_string())?;
-        let tmp = path.with_extension("tmp");
-        let write = || -> std::io::Result<()> {
-            let mut f = std::fs::File::create(&tmp)?;
-            f.write_all(&bytes)?;
-            f.sync_all()?;
-            std::fs::rename(&tmp, path)?;
-            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                std::fs::File::open(dir)?.sync_all()?;
-            }
-            Ok(())
-        };
-        write().map_err(|e| format!("cannot write the state file {}: {e}", path.display()))
+        crate::files::write_private(path, &bytes)
+            .map_err(|e| format!("cannot write the state file {}: {e}", path.display()))
     }
 }

@@ -233,12 +233,14 @@ impl BodyPump {
             let frame = match Pin::new(&mut self.body).poll_frame(cx) {
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(None) => {
-                    return Poll::Ready(
-                        self.stream
-                            .send_data(Bytes::new(), true)
-                            .map(|()| self.sent)
-                            .map_err(PumpError::Target),
-                    );
+                    // The client's body ended. If the target's stream is gone
+                    // by now but nothing was sent, the body was empty: nothing
+                    // of it is lost, and the request may go again.
+                    return Poll::Ready(match self.stream.send_data(Bytes::new(), true) {
+                        Ok(()) => Ok(self.sent),
+                        Err(_) if !self.sent => Ok(false),
+                        Err(e) => Err(PumpError::Target(e)),
+                    });
                 }
                 Poll::Ready(Some(Err(e))) => {
                     self.stream.send_reset(h2::Reason::CANCEL);
