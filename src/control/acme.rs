@@ -590,12 +590,14 @@ pub(super) async fn run(server: Weak<Server>, manager: Arc<AcmeManager>) {
         }
         match result {
             Ok((cert, chain_pem)) => {
-                s.metrics.acme_order(Some(true));
                 tracing::info!(names = ?names, "ACME certificate issued");
                 manager.issued(&names, cert, chain_pem);
                 if let Err(e) = s.apply_acme().await {
                     tracing::error!("serving the new ACME certificate: {e}");
                 }
+                // Counted once it serves: a count seen means the new
+                // certificate is what new handshakes get.
+                s.metrics.acme_order(Some(true));
             }
             Err(e) => {
                 s.metrics.acme_order(Some(false));
