@@ -640,7 +640,13 @@ fn rules(
                 let names = v.oidc_names.clone();
                 (
                     action(v, a, key(&at, "action"), protocol, groups),
-                    oidc::authenticate(v, a.authenticate.as_ref(), key(&at, "action"), protocol, &names),
+                    oidc::authenticate(
+                        v,
+                        a.authenticate.as_ref(),
+                        key(&at, "action"),
+                        protocol,
+                        &names,
+                    ),
                 )
             }
             None => (None, None),

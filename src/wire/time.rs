@@ -48,3 +48,10 @@ mod tests {
         );
     }
 }
+
+/// The time now as Unix seconds.
+pub fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}

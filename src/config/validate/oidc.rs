@@ -16,11 +16,20 @@ pub(super) fn providers(v: &mut Validator, raw: &[RawOidc]) -> Vec<OidcProvider>
     let mut out: Vec<OidcProvider> = Vec::new();
     for (i, p) in raw.iter().enumerate() {
         let at = idx(&at, i);
-        let name = v.required(&p.name, &at, "name").cloned().unwrap_or_default();
+        let name = v
+            .required(&p.name, &at, "name")
+            .cloned()
+            .unwrap_or_default();
         if out.iter().any(|o| o.name == name) {
-            v.err(key(&at, "name"), format!("a second [[oidc]] named {name:?}"));
+            v.err(
+                key(&at, "name"),
+                format!("a second [[oidc]] named {name:?}"),
+            );
         }
-        let issuer = v.required(&p.issuer, &at, "issuer").cloned().unwrap_or_default();
+        let issuer = v
+            .required(&p.issuer, &at, "issuer")
+            .cloned()
+            .unwrap_or_default();
         if !issuer.is_empty() && !issuer.starts_with("https://") {
             v.err(
                 key(&at, "issuer"),
@@ -117,7 +126,10 @@ pub(super) fn authenticate(
             ),
         );
     }
-    let oidc = v.required(&raw.oidc, &at, "oidc").cloned().unwrap_or_default();
+    let oidc = v
+        .required(&raw.oidc, &at, "oidc")
+        .cloned()
+        .unwrap_or_default();
     if !oidc.is_empty() && !providers.contains(&oidc) {
         v.err(key(&at, "oidc"), format!("no [[oidc]] named {oidc:?}"));
     }
