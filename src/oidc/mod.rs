@@ -6,4 +6,5 @@
 
 pub mod claims;
 pub mod flow;
+pub mod provider;
 pub mod session;

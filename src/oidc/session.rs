@@ -225,7 +225,7 @@ mod tests {
         let set = set_login(&keys, b"l\0p", &login);
         let now = crate::wire::time::unix_now();
         assert_eq!(
-            read_login(&keys, b"l\0p", &cookies(&[set.clone()]), now),
+            read_login(&keys, b"l\0p", &cookies(std::slice::from_ref(&set)), now),
             Some(login)
         );
         assert_eq!(
