@@ -6,5 +6,6 @@
 
 pub mod claims;
 pub mod flow;
+pub mod gate;
 pub mod provider;
 pub mod session;
