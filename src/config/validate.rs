@@ -474,19 +474,7 @@ fn listeners(
         }
         let (default_action, default_authenticate) =
             match v.required(&l.default_action, &at, "default_action") {
-                Some(a) => {
-                    let names = v.oidc_names.clone();
-                    (
-                        action(v, a, key(&at, "default_action"), protocol, groups),
-                        oidc::authenticate(
-                            v,
-                            a.authenticate.as_ref(),
-                            key(&at, "default_action"),
-                            protocol,
-                            &names,
-                        ),
-                    )
-                }
+                Some(a) => action_and_login(v, a, key(&at, "default_action"), protocol, groups),
                 None => (None, None),
             };
         if l4 && !l.rules.is_empty() {
@@ -636,19 +624,7 @@ fn rules(
             None => None,
         };
         let (action, authenticate) = match v.required(&r.action, &at, "action") {
-            Some(a) => {
-                let names = v.oidc_names.clone();
-                (
-                    action(v, a, key(&at, "action"), protocol, groups),
-                    oidc::authenticate(
-                        v,
-                        a.authenticate.as_ref(),
-                        key(&at, "action"),
-                        protocol,
-                        &names,
-                    ),
-                )
-            }
+            Some(a) => action_and_login(v, a, key(&at, "action"), protocol, groups),
             None => (None, None),
         };
         if let (Some(priority), Some(conditions), Some(action)) = (priority, conditions, action) {
@@ -831,6 +807,19 @@ fn action(
     }
     let f = a.fixed_response.as_ref().expect("counted above");
     fixed_response(v, f, key(&at, "fixed_response")).map(Action::FixedResponse)
+}
+
+/// An action and the login (`authenticate`) beside it.
+fn action_and_login(
+    v: &mut Validator,
+    a: &RawAction,
+    at: DocPath,
+    protocol: ListenerProtocol,
+    groups: &HashMap<&str, GroupProtocol>,
+) -> (Option<Action>, Option<crate::config::model::Authenticate>) {
+    let names = v.oidc_names.clone();
+    let login = oidc::authenticate(v, a.authenticate.as_ref(), at.clone(), protocol, &names);
+    (action(v, a, at, protocol, groups), login)
 }
 
 fn check_group(

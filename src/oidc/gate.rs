@@ -279,7 +279,13 @@ impl UsedStates {
     fn first_use(&self, state: &str, now: u64) -> bool {
         let mut used = self.0.lock().unwrap_or_else(|e| e.into_inner());
         used.retain(|_, at| *at + session::LOGIN_SECONDS >= now);
-        used.insert(state.to_owned(), now).is_none()
+        match used.entry(state.to_owned()) {
+            std::collections::hash_map::Entry::Occupied(_) => false,
+            std::collections::hash_map::Entry::Vacant(v) => {
+                v.insert(now);
+                true
+            }
+        }
     }
 }
 

@@ -21,6 +21,9 @@ use tokio::net::TcpStream;
 
 /// How long one call to the provider may take.
 const CALL_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a discovery document is trusted before a login asks again: a
+/// provider that went away is noticed (503) within this, not never.
+const METADATA_TTL: Duration = Duration::from_secs(60);
 
 /// What discovery says (the parts edgelb uses).
 #[derive(Debug, Clone, Deserialize)]
@@ -44,7 +47,7 @@ pub struct Tokens {
 pub struct Provider {
     pub config: OidcProvider,
     tls: Arc<rustls::ClientConfig>,
-    metadata: Mutex<Option<Metadata>>,
+    metadata: Mutex<Option<(Metadata, std::time::Instant)>>,
     jwks: Mutex<JwkSet>,
 }
 
@@ -58,13 +61,14 @@ impl Provider {
         })
     }
 
-    /// The discovery document, fetched once and kept.
+    /// The discovery document, fetched again once it is [`METADATA_TTL`] old.
     pub async fn metadata(&self) -> Result<Metadata, String> {
-        if let Some(m) = self
+        if let Some((m, at)) = self
             .metadata
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
+            && at.elapsed() < METADATA_TTL
         {
             return Ok(m);
         }
@@ -80,7 +84,8 @@ impl Provider {
                 m.issuer, self.config.issuer
             ));
         }
-        *self.metadata.lock().unwrap_or_else(|e| e.into_inner()) = Some(m.clone());
+        *self.metadata.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some((m.clone(), std::time::Instant::now()));
         Ok(m)
     }
 
