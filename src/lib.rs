@@ -13,6 +13,7 @@ pub mod files;
 pub mod fuzzing;
 pub mod health;
 pub mod listener;
+pub mod oidc;
 pub mod proxy;
 pub mod route;
 pub mod runtime;

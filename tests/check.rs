@@ -501,3 +501,42 @@ fn acme_sections_and_entries() {
         "{stderr}"
     );
 }
+
+#[test]
+fn oidc_providers_and_authenticate() {
+    let listener = |protocol: &str, extra: &str| {
+        format!(
+            "[[listeners]]\nname = \"l\"\nprotocol = \"{protocol}\"\nbind = \"127.0.0.1:8443\"\n{extra}default_action = {{ authenticate = {{ oidc = \"corp\" }}, fixed_response = {{ status = 200 }} }}\n"
+        )
+    };
+    let provider = "[[oidc]]\nname = \"corp\"\nissuer = \"https://idp.example.com/\"\nclient_id = \"edgelb\"\nclient_secret_file = \"secret\"\n\n";
+    // On an http listener: a check error; an unknown provider, a scope
+    // without openid, a missing secret file and an unknown mode too.
+    let (code, _, stderr) = check_in(&format!("{provider}{}", listener("http", "")), &["secret"]);
+    assert_eq!(code, 1);
+    assert_eq!(
+        stderr.trim_end(),
+        "DIR/edgelb.toml:11:20: authenticate needs an https listener (the session cookie and the login are never sent in clear), not http"
+    );
+    let bad = "[[oidc]]\nname = \"corp\"\nissuer = \"http://idp.example.com\"\nclient_id = \"edgelb\"\nclient_secret_file = \"missing\"\nscope = \"email\"\n\n";
+    let (code, _, stderr) = check_in(
+        &format!(
+            "{bad}{}",
+            listener("http", "").replace(
+                "oidc = \"corp\"",
+                "oidc = \"other\", on_unauthenticated = \"maybe\""
+            )
+        ),
+        &[],
+    );
+    assert_eq!(code, 1);
+    for expected in [
+        "DIR/edgelb.toml:3:10: issuer \"http://idp.example.com\" must be an https:// URL",
+        "cannot read DIR/missing",
+        "DIR/edgelb.toml:6:9: scope \"email\" must contain openid",
+        "no [[oidc]] named \"other\"",
+        "unknown on_unauthenticated \"maybe\"",
+    ] {
+        assert!(stderr.contains(expected), "{expected}\n{stderr}");
+    }
+}

@@ -135,6 +135,9 @@ impl AdminApi {
                 }
                 json_response(StatusCode::OK, &doc)
             }
+            (Method::GET, ["oidc", "jwks"]) => {
+                json_response(StatusCode::OK, &self.server.oidc_jwks())
+            }
             (Method::POST, ["acme", "renew"]) => {
                 let n = self.server.renew_acme();
                 json_response(StatusCode::ACCEPTED, &json!({ "renewing": n }))

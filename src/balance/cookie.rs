@@ -116,7 +116,20 @@ impl CookieKeys {
     /// tampered with, sealed for something else, by an unknown key, or expired
     /// at `now` (Unix seconds).
     pub fn open(&self, name: &str, scope: &[u8], value: &[u8], now: u64) -> Option<Vec<u8>> {
-        if value.len() > MAX_VALUE_LEN {
+        self.open_at_most(name, scope, value, now, MAX_VALUE_LEN)
+    }
+
+    /// [`CookieKeys::open`] for values up to `max_len` bytes (a login
+    /// session's cookie is larger than a stickiness cookie).
+    pub fn open_at_most(
+        &self,
+        name: &str,
+        scope: &[u8],
+        value: &[u8],
+        now: u64,
+        max_len: usize,
+    ) -> Option<Vec<u8>> {
+        if value.len() > max_len {
             return None;
         }
         let raw = URL_SAFE_NO_PAD.decode(value).ok()?;

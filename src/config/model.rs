@@ -18,8 +18,47 @@ pub struct Config {
     pub cluster: Option<Cluster>,
     /// `[acme]`: how certificates are ordered (SPEC §10).
     pub acme: Option<Acme>,
+    /// `[[oidc]]`: the OpenID Providers users log in with (SPEC §9).
+    pub oidc: Vec<OidcProvider>,
     pub listeners: Vec<Listener>,
     pub target_groups: Vec<TargetGroup>,
+}
+
+/// One `[[oidc]]` (SPEC §9): an OpenID Provider and edgelb's client there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OidcProvider {
+    pub name: String,
+    /// Discovery at `{issuer}/.well-known/openid-configuration`; the ID
+    /// token's `iss` must equal it.
+    pub issuer: String,
+    pub client_id: String,
+    /// Read from `client_secret_file` when the configuration is loaded.
+    pub client_secret: String,
+    /// Space-separated, with `openid`.
+    pub scope: String,
+    pub session_cookie: String,
+    pub session_timeout: Duration,
+    /// Trust roots for the provider; `None` = the system's.
+    pub ca_file: Option<PathBuf>,
+}
+
+/// `authenticate = { oidc, on_unauthenticated }` of a rule or a default action.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Authenticate {
+    /// The `[[oidc]]` provider's name.
+    pub oidc: String,
+    pub on_unauthenticated: OnUnauthenticated,
+}
+
+/// What a request without a valid session gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnUnauthenticated {
+    /// Redirected to the provider to log in.
+    Authenticate,
+    /// 401.
+    Deny,
+    /// Forwarded without identity headers.
+    Allow,
 }
 
 /// `[acme]` (SPEC §10): the ACME server, the account and where its results are kept.
@@ -173,6 +212,8 @@ pub struct Listener {
     /// Request bodies longer than this get 413; 0 = no limit.
     pub max_body_bytes: u64,
     pub default_action: Action,
+    /// A login before the default action (SPEC §9).
+    pub default_authenticate: Option<Authenticate>,
     /// Sorted by ascending priority.
     pub rules: Vec<Rule>,
     /// Client certificates (https and tls listeners; SPEC §8).
@@ -209,6 +250,8 @@ pub struct Rule {
     pub priority: u32,
     pub conditions: Conditions,
     pub action: Action,
+    /// A login before the action (SPEC §9).
+    pub authenticate: Option<Authenticate>,
 }
 
 /// A rule's conditions; `None` = that condition is not used.

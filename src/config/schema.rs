@@ -17,6 +17,8 @@ pub struct RawConfig {
     pub cluster: Option<RawCluster>,
     pub acme: Option<RawAcme>,
     #[serde(default)]
+    pub oidc: Vec<RawOidc>,
+    #[serde(default)]
     pub listeners: Vec<RawListener>,
     #[serde(default)]
     pub target_groups: Vec<RawGroup>,
@@ -49,6 +51,26 @@ pub enum OneOrMany {
 pub struct RawAdmin {
     pub bind: Option<String>,
     pub token_file: Option<String>,
+}
+
+/// One `[[oidc]]` provider (SPEC §9).
+#[derive(Debug, Default, Deserialize)]
+pub struct RawOidc {
+    pub name: Option<String>,
+    pub issuer: Option<String>,
+    pub client_id: Option<String>,
+    pub client_secret_file: Option<String>,
+    pub scope: Option<String>,
+    pub session_cookie: Option<String>,
+    pub session_timeout: Option<String>,
+    pub ca_file: Option<String>,
+}
+
+/// `authenticate = { oidc, on_unauthenticated }` beside an action.
+#[derive(Debug, Default, Deserialize)]
+pub struct RawAuthenticate {
+    pub oidc: Option<String>,
+    pub on_unauthenticated: Option<String>,
 }
 
 /// `[acme]` (SPEC §10).
@@ -138,6 +160,7 @@ pub struct RawConditions {
 /// An action: exactly one of the three keys must be present.
 #[derive(Debug, Default, Deserialize)]
 pub struct RawAction {
+    pub authenticate: Option<RawAuthenticate>,
     pub forward: Option<RawForward>,
     pub redirect: Option<RawRedirect>,
     pub fixed_response: Option<RawFixedResponse>,

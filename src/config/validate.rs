@@ -13,6 +13,7 @@ use std::time::Duration;
 mod acme;
 mod cluster;
 mod mtls;
+mod oidc;
 
 pub use cluster::DEFAULT_PREFIX;
 
@@ -37,6 +38,8 @@ struct Validator<'a> {
     warnings: Vec<Diagnostic>,
     /// Whether `[acme]` is there for `{ acme = [...] }` entries.
     acme_configured: bool,
+    /// The `[[oidc]]` names an `authenticate` may use.
+    oidc_names: Vec<String>,
 }
 
 /// Builds a path from segments: `p(&["listeners"], 2, "name")`-style helpers.
@@ -197,12 +200,15 @@ pub fn validate(
         errors: Vec::new(),
         warnings: Vec::new(),
         acme_configured: false,
+        oidc_names: Vec::new(),
     };
     let global = global(&mut v, raw.global.as_ref());
     let admin = admin(&mut v, raw.admin.as_ref());
     let clustered = raw.cluster.is_some() || matches!(document, Document::Shared { .. });
     let acme = acme::acme(&mut v, raw.acme.as_ref(), clustered);
     v.acme_configured = acme.is_some() || matches!(document, Document::Shared { local_acme: true });
+    let oidc = oidc::providers(&mut v, &raw.oidc);
+    v.oidc_names = oidc.iter().map(|p| p.name.clone()).collect();
     let cluster = match document {
         Document::Whole => cluster::cluster(&mut v, raw),
         Document::Shared { .. } => {
@@ -234,6 +240,7 @@ pub fn validate(
             admin,
             cluster,
             acme,
+            oidc,
             listeners,
             target_groups: groups,
         };
@@ -465,10 +472,11 @@ fn listeners(
                 ),
             );
         }
-        let default_action = match v.required(&l.default_action, &at, "default_action") {
-            Some(a) => action(v, a, key(&at, "default_action"), protocol, groups),
-            None => None,
-        };
+        let (default_action, default_authenticate) =
+            match v.required(&l.default_action, &at, "default_action") {
+                Some(a) => action_and_login(v, a, key(&at, "default_action"), protocol, groups),
+                None => (None, None),
+            };
         if l4 && !l.rules.is_empty() {
             v.err(
                 key(&at, "rules"),
@@ -498,6 +506,7 @@ fn listeners(
                 groups: Vec::new(),
                 stickiness: None,
             })),
+            default_authenticate,
             rules,
         });
     }
@@ -614,15 +623,16 @@ fn rules(
             Some(c) => conditions(v, c, key(&at, "conditions")),
             None => None,
         };
-        let action = match v.required(&r.action, &at, "action") {
-            Some(a) => action(v, a, key(&at, "action"), protocol, groups),
-            None => None,
+        let (action, authenticate) = match v.required(&r.action, &at, "action") {
+            Some(a) => action_and_login(v, a, key(&at, "action"), protocol, groups),
+            None => (None, None),
         };
         if let (Some(priority), Some(conditions), Some(action)) = (priority, conditions, action) {
             out.push(Rule {
                 priority,
                 conditions,
                 action,
+                authenticate,
             });
         }
     }
@@ -797,6 +807,19 @@ fn action(
     }
     let f = a.fixed_response.as_ref().expect("counted above");
     fixed_response(v, f, key(&at, "fixed_response")).map(Action::FixedResponse)
+}
+
+/// An action and the login (`authenticate`) beside it.
+fn action_and_login(
+    v: &mut Validator,
+    a: &RawAction,
+    at: DocPath,
+    protocol: ListenerProtocol,
+    groups: &HashMap<&str, GroupProtocol>,
+) -> (Option<Action>, Option<crate::config::model::Authenticate>) {
+    let names = v.oidc_names.clone();
+    let login = oidc::authenticate(v, a.authenticate.as_ref(), at.clone(), protocol, &names);
+    (action(v, a, at, protocol, groups), login)
 }
 
 fn check_group(
@@ -1515,6 +1538,7 @@ mod tests {
             errors: Vec::new(),
             warnings: Vec::new(),
             acme_configured: false,
+            oidc_names: Vec::new(),
         };
         let admin = admin(&mut v, None);
         assert!(v.errors.is_empty());

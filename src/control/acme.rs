@@ -320,6 +320,7 @@ impl AcmeManager {
                     content_type: "application/octet-stream".to_owned(),
                     body: key_authorization.clone(),
                 }),
+                authenticate: None,
             });
             let mut with = rules.collect::<Vec<_>>();
             with.append(&mut l.rules);

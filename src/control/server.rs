@@ -8,6 +8,8 @@ use crate::balance::cookie::CookieKeys;
 use crate::config::{self, Config, ConfigError, Loaded};
 use crate::health::HealthState;
 use crate::listener::{self, ListenerSet};
+use crate::oidc::claims::DataSigner;
+use crate::oidc::gate::{Logins, UsedStates};
 use crate::runtime::Live;
 use crate::runtime::checker::Checkers;
 use crate::runtime::dns::DnsAnswers;
@@ -78,6 +80,10 @@ pub struct Server {
     cluster: Option<Arc<ClusterLink>>,
     /// ACME certificates and their challenges (SPEC §10).
     pub(super) acme: Arc<AcmeManager>,
+    /// The key that signs `x-amzn-oidc-data` (SPEC §9), for the process.
+    signer: Arc<DataSigner>,
+    /// Logins that ended here (a replayed callback gets 401).
+    used_logins: Arc<UsedStates>,
     /// The answers of the DNS sources (targets laid over the rest).
     dns: Mutex<DnsAnswers>,
     /// Wakes the DNS watch when a reload may have changed the sources.
@@ -223,6 +229,9 @@ impl Server {
             metrics.acme_order(None);
         }
         let acme_certs = acme.certs(&config);
+        let signer = Arc::new(DataSigner::generate());
+        let used_logins = Arc::new(UsedStates::default());
+        let logins = Logins::new(&config, signer.clone(), used_logins.clone());
         let ctx = BuildContext {
             access_log: &access_log,
             draining: &[],
@@ -231,6 +240,7 @@ impl Server {
             cookie_keys: &cookie_keys,
             sessions: &sessions,
             acme: &acme_certs,
+            logins: &logins,
         };
         let snapshot = build(config.clone(), 1, None, std::iter::empty(), &ctx)
             .map_err(StartError::Runtime)?;
@@ -262,6 +272,8 @@ impl Server {
             local_config: Mutex::new(local),
             cluster: joined.as_ref().map(|j| j.link.clone()),
             acme,
+            signer,
+            used_logins,
             dns: Mutex::new(DnsAnswers::default()),
             dns_sources: Arc::new(Notify::new()),
         });
@@ -354,7 +366,8 @@ impl Server {
         let prepared = set.prepare(&config).map_err(|e| e.to_string())?;
         let previous = self.live.load_full();
         let draining = self.drain_removed(&previous, &config);
-        let ctx = self.build_context(&draining, &resolved, &cookie_keys, &acme_certs);
+        let logins = Logins::new(&config, self.signer.clone(), self.used_logins.clone());
+        let ctx = self.build_context(&draining, &resolved, &cookie_keys, &acme_certs, &logins);
         let snapshot = build(
             config.clone(),
             generation,
@@ -385,6 +398,7 @@ impl Server {
         resolved: &'a Resolved,
         cookie_keys: &'a Arc<CookieKeys>,
         acme: &'a crate::tls::acme::AcmeCerts,
+        logins: &'a Logins,
     ) -> BuildContext<'a> {
         BuildContext {
             access_log: &self.access_log,
@@ -394,7 +408,13 @@ impl Server {
             cookie_keys,
             sessions: &self.sessions,
             acme,
+            logins,
         }
+    }
+
+    /// `GET /oidc/jwks`: the public key of `x-amzn-oidc-data` (SPEC §9).
+    pub fn oidc_jwks(&self) -> serde_json::Value {
+        self.signer.jwks()
     }
 
     /// Installs what ACME changed (a certificate, a challenge token): the
@@ -675,7 +695,12 @@ impl Server {
             .unwrap_or_else(|e| e.into_inner())
             .clone();
         let acme_certs = self.acme.certs(&previous.config);
-        let ctx = self.build_context(&draining, &resolved, &cookie_keys, &acme_certs);
+        let logins = Logins::new(
+            &previous.config,
+            self.signer.clone(),
+            self.used_logins.clone(),
+        );
+        let ctx = self.build_context(&draining, &resolved, &cookie_keys, &acme_certs, &logins);
         let snapshot = build(
             previous.config.clone(),
             previous.generation,

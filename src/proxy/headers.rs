@@ -119,6 +119,10 @@ pub fn prepare_request<B>(
     upgrade: bool,
     identity: Option<&ClientIdentity>,
 ) {
+    let login = req
+        .extensions()
+        .get::<crate::oidc::gate::Identity>()
+        .map(|i| i.0.clone());
     let version = req.version();
     *req.version_mut() = Version::HTTP_11;
     let authority = req.uri().authority().cloned();
@@ -155,6 +159,10 @@ pub fn prepare_request<B>(
     }
     for (name, value) in identity.iter().flat_map(|i| &i.headers) {
         headers.append(name.clone(), value.clone());
+    }
+    // A login's identity (SPEC §9), after the client's copies were dropped.
+    for (name, value) in login.into_iter().flatten() {
+        headers.insert(name, value);
     }
 }
 

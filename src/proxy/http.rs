@@ -2,6 +2,7 @@
 
 use crate::balance::sticky::Bound;
 use crate::config::{GroupProtocol, ProtocolVersion};
+use crate::oidc::gate::{CALLBACK_PATH, Counted, Identity, Outcome};
 use crate::proxy::attempt::{self, ClientFailure, Failure, Next, Tried, Verdict, idempotent};
 use crate::proxy::body::{BodyFraming, ClientBodyError, InFlight, ProxyBody, Release, RequestBody};
 use crate::proxy::client::ClientConn;
@@ -117,6 +118,73 @@ fn refuse(
     resp
 }
 
+/// Counts a login's outcome on `listener`.
+fn count_login(listener: &ListenerRuntime, counted: Counted) {
+    let index = match counted {
+        Counted::Success => 0,
+        Counted::Failure => 1,
+        Counted::Denied => 2,
+    };
+    if let Some(c) = &listener.metrics.oidc {
+        c[index].inc();
+    }
+}
+
+/// The Host a request came to (its authority for HTTP/2).
+fn request_host(parts: &http::request::Parts) -> String {
+    parts
+        .headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(str::to_owned)
+        .or_else(|| parts.uri.authority().map(|a| a.to_string()))
+        .unwrap_or_default()
+}
+
+/// An answer of the load balancer's own with `headers` (a login's redirect,
+/// its 401 or 503), counted as the load balancer's.
+fn lb_answer(
+    listener: &ListenerRuntime,
+    status: StatusCode,
+    headers: Vec<(http::HeaderName, http::HeaderValue)>,
+    in_flight: InFlight,
+) -> Response<ProxyBody> {
+    listener.unrouted.requests.inc();
+    listener.unrouted.from_lb.count(status.as_u16());
+    let mut resp = Response::new(ProxyBody::full(Bytes::new(), Some(in_flight)));
+    *resp.status_mut() = status;
+    for (name, value) in headers {
+        resp.headers_mut().append(name, value);
+    }
+    resp.headers_mut().insert(
+        header::CACHE_CONTROL,
+        http::HeaderValue::from_static("no-store"),
+    );
+    resp
+}
+
+/// `/oauth2/idpresponse`: the listener's gates in turn, the first whose
+/// login the request carries ends it; none → 401.
+async fn login_callback(
+    listener: &ListenerRuntime,
+    parts: &http::request::Parts,
+    in_flight: InFlight,
+) -> Response<ProxyBody> {
+    let host = request_host(parts);
+    let query = parts.uri.query().unwrap_or("");
+    for gate in &listener.gates {
+        if let Some((Outcome::Answer(status, headers), counted)) = gate
+            .callback(&listener.cookie_keys, &parts.headers, &host, query)
+            .await
+        {
+            count_login(listener, counted);
+            return lb_answer(listener, status, headers, in_flight);
+        }
+    }
+    count_login(listener, Counted::Failure);
+    lb_answer(listener, StatusCode::UNAUTHORIZED, Vec::new(), in_flight)
+}
+
 /// Routes a request and answers it: forwarded, redirected or fixed.
 async fn answer(
     (conn, index): (&Arc<ClientConn>, u64),
@@ -126,18 +194,48 @@ async fn answer(
     in_flight: InFlight,
     mut record: Option<&mut RequestRecord>,
 ) -> Response<ProxyBody> {
+    // The end of a login (SPEC §9), ahead of the rules.
+    if !listener.gates.is_empty() && parts.uri.path() == CALLBACK_PATH {
+        return login_callback(listener, &parts, in_flight).await;
+    }
     let selected = listener
         .routes
         .select(&RequestView::new(&parts, conn.peer.ip()));
+    let mut action = selected.action;
+    let mut parts = parts;
+    if let RouteAction::Authenticated(a) = action {
+        let host = request_host(&parts);
+        let target = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+        let (outcome, counted) = a
+            .gate
+            .check(&listener.cookie_keys, &parts.headers, &host, target)
+            .await;
+        if let Some(c) = counted {
+            count_login(listener, c);
+        }
+        match outcome {
+            Outcome::Pass(identity) => {
+                parts.extensions.insert(Identity(identity));
+                action = &a.action;
+            }
+            Outcome::Answer(status, headers) => {
+                if let Some(r) = record.as_mut() {
+                    r.routed(selected.priority, "authenticate");
+                }
+                return lb_answer(listener, status, headers, in_flight);
+            }
+        }
+    }
     if let Some(r) = record.as_mut() {
-        let kind = match selected.action {
+        let kind = match action {
             RouteAction::Forward(_) => "forward",
             RouteAction::Redirect(_) => "redirect",
             RouteAction::Fixed(_) => "fixed_response",
+            RouteAction::Authenticated(_) => "authenticate",
         };
         r.routed(selected.priority, kind);
     }
-    match selected.action {
+    match action {
         RouteAction::Forward(f) => {
             let pick = f.pick(&parts.headers, &listener.cookie_keys);
             let mut resp = forward(
@@ -189,6 +287,13 @@ async fn answer(
                 }
             }
         }
+        // Never nested: a rule has one `authenticate`.
+        RouteAction::Authenticated(_) => lb_answer(
+            listener,
+            StatusCode::INTERNAL_SERVER_ERROR,
+            Vec::new(),
+            in_flight,
+        ),
         RouteAction::Fixed(f) => {
             listener.unrouted.requests.inc();
             listener.unrouted.from_lb.count(f.status.as_u16());
@@ -321,7 +426,8 @@ async fn forward(
     let raw_head = (conn.fast_path
         && group.protocol == GroupProtocol::Http
         && !group.protocol_version.is_h2()
-        && raw::eligible(req.method(), req.body().is_end_stream(), upgrade))
+        && raw::eligible(req.method(), req.body().is_end_stream(), upgrade)
+        && req.extensions().get::<Identity>().is_none())
     .then(|| raw::target_head(&req, &conn.forwarded, identity_lines(conn)))
     .flatten();
     match &raw_head {

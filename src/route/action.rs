@@ -29,6 +29,14 @@ pub enum RouteAction<G> {
     Forward(ForwardAction<G>),
     Redirect(RedirectAction),
     Fixed(FixedAction),
+    /// A login (SPEC §9) before the action.
+    Authenticated(Box<Authenticated<G>>),
+}
+
+/// `authenticate` beside an action.
+pub struct Authenticated<G> {
+    pub gate: Arc<crate::oidc::gate::Gate>,
+    pub action: RouteAction<G>,
 }
 
 /// One group a forward may send to.

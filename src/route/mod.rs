@@ -10,6 +10,6 @@ pub mod redirect;
 pub mod request;
 pub mod table;
 
-pub use action::{FixedAction, ForwardAction, GroupChoice, NamedGroup, RouteAction};
+pub use action::{Authenticated, FixedAction, ForwardAction, GroupChoice, NamedGroup, RouteAction};
 pub use request::RequestView;
 pub use table::{CompiledRule, RuleTable, Selected};

@@ -52,6 +52,9 @@ pub struct ListenerRuntime {
     /// (first DNS name, notAfter) of each certificate served, for the
     /// expiry gauge.
     pub certificates: Vec<(String, i64)>,
+    /// The logins of this listener's rules, one per provider: the callback
+    /// at `/oauth2/idpresponse` ends theirs (SPEC §9).
+    pub gates: Vec<Arc<crate::oidc::gate::Gate>>,
     /// hyper's server settings for this listener.
     pub http: auto::Builder<TokioExecutor>,
     /// The same settings, HTTP/1 only: for a connection that already carried

@@ -85,6 +85,8 @@ pub struct BuildContext<'a> {
     pub sessions: &'a SessionState,
     /// ACME certificates issued so far, and the tls-alpn-01 challenges.
     pub acme: &'a AcmeCerts,
+    /// OpenID Providers and what logins share (SPEC §9).
+    pub logins: &'a crate::oidc::gate::Logins,
 }
 
 /// Builds the snapshot of `config`. Targets that `previous` has too (same group,
@@ -105,6 +107,7 @@ pub fn build<'a>(
         cookie_keys,
         sessions,
         acme,
+        logins,
     } = *ctx;
     let carried = previous.map(|p| p.shared_states()).unwrap_or_default();
     let used = used_groups(&config);
@@ -226,19 +229,42 @@ pub fn build<'a>(
                 Action::Redirect(r) => RouteAction::Redirect(RedirectAction::compile(r)),
                 Action::FixedResponse(f) => RouteAction::Fixed(FixedAction::compile(f)),
             };
+            // A login before the action, where the rule asks for one.
+            let mut gates: Vec<Arc<crate::oidc::gate::Gate>> = Vec::new();
+            let mut guarded = |action: RouteAction, authenticate: &Option<config::Authenticate>| {
+                match authenticate.as_ref().and_then(|a| logins.gate(a, &name)) {
+                    None => action,
+                    Some(gate) => {
+                        if !gates
+                            .iter()
+                            .any(|g| Arc::ptr_eq(&g.provider, &gate.provider))
+                        {
+                            gates.push(gate.clone());
+                        }
+                        RouteAction::Authenticated(Box::new(crate::route::Authenticated {
+                            gate,
+                            action,
+                        }))
+                    }
+                }
+            };
             let rules = l
                 .rules
                 .iter()
                 .map(|r| CompiledRule {
                     priority: r.priority,
                     conditions: Conditions::compile(&r.conditions),
-                    action: compile(&r.action, format!("{}/{}", l.name, r.priority)),
+                    action: guarded(
+                        compile(&r.action, format!("{}/{}", l.name, r.priority)),
+                        &r.authenticate,
+                    ),
                 })
                 .collect();
-            let routes = RuleTable::new(
-                rules,
+            let default = guarded(
                 compile(&l.default_action, format!("{}/default", l.name)),
+                &l.default_authenticate,
             );
+            let routes = RuleTable::new(rules, default);
             let proto = if https { "https" } else { "http" };
             let ListenerTls {
                 config: tls,
@@ -267,13 +293,14 @@ pub fn build<'a>(
                 routes,
                 cookie_keys: cookie_keys.clone(),
                 forwarded_proto: HeaderValue::from_static(proto),
-                metrics: metrics.listener(&l.name, client_certs == Mode::Verify),
+                metrics: metrics.listener(&l.name, client_certs == Mode::Verify, !gates.is_empty()),
                 http: super::listener::http_builder(l),
                 http1: super::listener::http1_builder(l),
                 unrouted: metrics.unrouted(&l.name),
                 tls,
                 acme_challenge,
                 certificates,
+                gates,
                 client_certs,
                 proxy_protocol: l.proxy_protocol,
                 access_log: access_log.clone(),

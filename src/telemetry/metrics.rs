@@ -32,6 +32,7 @@ pub struct Metrics {
     target_response_errors: IntCounterVec,
     tls_handshake_errors: IntCounterVec,
     client_cert_errors: IntCounterVec,
+    oidc_authentications: IntCounterVec,
     certificate_expiry: IntGaugeVec,
     /// `edgelb_acme_orders_total`, registered when ACME is configured.
     acme_orders: std::sync::OnceLock<IntCounterVec>,
@@ -172,6 +173,12 @@ impl Metrics {
             "Client TLS handshakes that failed.",
             &["listener"],
         );
+        let oidc_authentications = counter(
+            &r,
+            "edgelb_oidc_authentications_total",
+            "Logins through an OpenID Provider (SPEC §9), by result.",
+            &["listener", "result"],
+        );
         let certificate_expiry = gauge(
             &r,
             "edgelb_certificate_expiry_timestamp_seconds",
@@ -277,6 +284,7 @@ impl Metrics {
             target_response_errors,
             tls_handshake_errors,
             client_cert_errors,
+            oidc_authentications,
             certificate_expiry,
             acme_orders: std::sync::OnceLock::new(),
             dns_resolutions,
@@ -359,6 +367,7 @@ impl Metrics {
         prune(&self.processed_bytes, listener);
         prune(&self.tls_handshake_errors, listener);
         prune(&self.client_floods, listener);
+        prune(&self.oidc_authentications, listener);
         prune(&self.certificate_expiry, |l| {
             match (l.get("listener"), l.get("certificate")) {
                 (Some(n), Some(c)) => keep.certificates.contains(&(n.to_string(), c.to_string())),
@@ -425,7 +434,7 @@ impl Metrics {
         }
     }
 
-    pub fn listener(&self, listener: &str, verifies: bool) -> ListenerMetrics {
+    pub fn listener(&self, listener: &str, verifies: bool, logins: bool) -> ListenerMetrics {
         ListenerMetrics {
             active_connections: self.active_connections.with_label_values(&[listener]),
             connections: self.connections.with_label_values(&[listener]),
@@ -438,6 +447,12 @@ impl Metrics {
                 crate::tls::client_auth::REASONS.map(|reason| {
                     self.client_cert_errors
                         .with_label_values(&[listener, reason])
+                })
+            }),
+            oidc: logins.then(|| {
+                OIDC_RESULTS.map(|result| {
+                    self.oidc_authentications
+                        .with_label_values(&[listener, result])
                 })
             }),
         }
@@ -522,7 +537,12 @@ pub struct ListenerMetrics {
     /// Client certificates refused, by `tls::client_auth::REASONS` (listeners
     /// that verify them).
     pub client_cert_errors: Option<[IntCounter; 4]>,
+    /// Logins, by [`OIDC_RESULTS`] (listeners with an `authenticate`).
+    pub oidc: Option<[IntCounter; 3]>,
 }
+
+/// The `result` label of `edgelb_oidc_authentications_total`, in index order.
+pub const OIDC_RESULTS: [&str; 3] = ["success", "failure", "denied"];
 
 /// Adds bytes counted locally (per request, not per read) to a listener's
 /// processed-bytes counters, and zeroes the local counts.

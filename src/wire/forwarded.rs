@@ -78,6 +78,19 @@ pub fn names_client_cert(name: &str) -> bool {
             .all(|(&p, n)| p == n.to_ascii_lowercase() || (p == b'-' && n == b'_'))
 }
 
+/// The prefix of the identity headers a login gives targets (SPEC §9).
+pub const OIDC_PREFIX: &str = "x-amzn-oidc-";
+
+/// Whether `name` is one of the login's identity headers (or spells one with
+/// underscores): a client's copy never reaches a target.
+pub fn names_oidc(name: &str) -> bool {
+    name.len() > OIDC_PREFIX.len()
+        && OIDC_PREFIX
+            .bytes()
+            .zip(name.bytes())
+            .all(|(p, n)| p == n.to_ascii_lowercase() || (p == b'-' && n == b'_'))
+}
+
 /// A new request id: 32 hex digits that nobody can guess from earlier ones
 /// (a client must not predict the id of another client's request).
 pub fn new_request_id() -> HeaderValue {

@@ -6,7 +6,9 @@
 //! HAProxy keep them). hyper's client path applies the same [`fate`] to a
 //! header map (`proxy::headers::prepare_request`).
 
-use super::forwarded::{ForwardedFor, aliases_own_header, names_client_cert, new_request_id_bytes};
+use super::forwarded::{
+    ForwardedFor, aliases_own_header, names_client_cert, names_oidc, new_request_id_bytes,
+};
 use super::response::is_hop_by_hop;
 
 /// What a client header becomes in the request a target gets.
@@ -40,6 +42,7 @@ pub fn fate(name: &str) -> Fate {
         17 if is("x-forwarded-proto") => Fate::Drop,
         12 | 15..=17 if aliases_own_header(name) => Fate::Drop,
         22.. if names_client_cert(name) => Fate::Drop,
+        13.. if names_oidc(name) => Fate::Drop,
         _ if is_hop_by_hop(name) => Fate::Drop,
         _ => Fate::Keep,
     }
@@ -222,6 +225,9 @@ mod tests {
             ("X_Forwarded_For", Fate::Drop),
             ("X-Amzn-Mtls-Clientcert-Subject", Fate::Drop),
             ("x_amzn_mtls_clientcert", Fate::Drop),
+            ("x-amzn-oidc-identity", Fate::Drop),
+            ("X_Amzn_Oidc_Data", Fate::Drop),
+            ("x-amzn-oidc", Fate::Keep),
             ("X-Amzn-Mtls-Clientcertificate", Fate::Drop),
             ("x-amzn-mtls-client", Fate::Keep),
             ("x-request_id", Fate::Drop),

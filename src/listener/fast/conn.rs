@@ -375,6 +375,10 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Session<'a, S> {
         let Ok(method) = Method::from_bytes(head.method.as_bytes()) else {
             return Next::Hyper;
         };
+        // The end of a login (SPEC §9) is answered on hyper's path.
+        if !listener.gates.is_empty() && is_login_callback(head.target) {
+            return Next::Hyper;
+        }
         let view = RequestView::raw(
             &method,
             head.target,
@@ -868,6 +872,12 @@ impl std::fmt::Display for HeadError {
     }
 }
 
+/// Whether a request-target is the callback of a login (SPEC §9).
+fn is_login_callback(target: &[u8]) -> bool {
+    let path = crate::oidc::gate::CALLBACK_PATH.as_bytes();
+    target.starts_with(path) && matches!(target.get(path.len()), None | Some(b'?'))
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -876,5 +886,15 @@ mod tests {
         assert_eq!(super::chunk_size_line(&mut b, 0), b"0\r\n");
         assert_eq!(super::chunk_size_line(&mut b, 255), b"ff\r\n");
         assert_eq!(super::chunk_size_line(&mut b, 4096), b"1000\r\n");
+    }
+
+    #[test]
+    fn the_login_callback_is_its_path_alone() {
+        assert!(super::is_login_callback(
+            b"/oauth2/idpresponse?code=a&state=b"
+        ));
+        assert!(super::is_login_callback(b"/oauth2/idpresponse"));
+        assert!(!super::is_login_callback(b"/oauth2/idpresponsex"));
+        assert!(!super::is_login_callback(b"/oauth2/idp"));
     }
 }
