@@ -499,6 +499,24 @@ async fn three_nodes_serve_one_pushed_configuration_and_share_registrations_and_
         .map(|m| m["name"].as_str().unwrap().to_owned())
         .collect();
     assert_eq!(names, ["n0", "n1", "n2"]);
+    // One key signs x-amzn-oidc-data on every node (made once in etcd):
+    // any node's /oidc/jwks verifies any node's logins.
+    let admins: Vec<SocketAddr> = c.nodes.iter().map(|n| n.admin).collect();
+    wait_for(
+        Duration::from_secs(5),
+        "the shared OIDC key on every node",
+        || {
+            let admins = admins.clone();
+            async move {
+                let mut seen = Vec::new();
+                for a in admins {
+                    seen.push(get(a, "/oidc/jwks").await.text());
+                }
+                seen[0].contains("\"kty\":\"EC\"") && seen.iter().all(|j| *j == seen[0])
+            }
+        },
+    )
+    .await;
     for n in &c.nodes {
         assert_eq!(n.metric("edgelb_cluster_connected").await, 1.0);
         assert_eq!(

@@ -6,6 +6,7 @@
 //! | `{prefix}/targets/{group}/{address}` | a registration: `{"weight": N}` |
 //! | `{prefix}/deregistered/{group}/{address}` | a config target taken out through the API, until the next push |
 //! | `{prefix}/keys/stickiness` | the shared stickiness key (base64), created once |
+//! | `{prefix}/keys/oidc` | the shared key signing `x-amzn-oidc-data` (PKCS#8, base64), created once |
 //! | `{prefix}/nodes/{node}` | a node's record, bound to its 10 s lease |
 //! | `{prefix}/acme/account` | the ACME account's credentials (SPEC §10) |
 //! | `{prefix}/acme/certs/{id}` | an ACME certificate: `{"chain_pem", "key_pem"}` |
@@ -27,6 +28,7 @@ pub enum Entry {
     Target { group: String, address: String },
     Deregistered { group: String, address: String },
     StickinessKey,
+    OidcKey,
     Node(String),
     AcmeAccount,
     AcmeCert(String),
@@ -69,6 +71,10 @@ impl Layout {
         format!("{}keys/stickiness", self.root)
     }
 
+    pub fn oidc_key(&self) -> String {
+        format!("{}keys/oidc", self.root)
+    }
+
     pub fn node(&self, name: &str) -> String {
         format!("{}nodes/{name}", self.root)
     }
@@ -101,6 +107,9 @@ impl Layout {
         }
         if rest == "keys/stickiness" {
             return Some(Entry::StickinessKey);
+        }
+        if rest == "keys/oidc" {
+            return Some(Entry::OidcKey);
         }
         if let Some(acme) = rest.strip_prefix("acme/") {
             let named = |p: &str| {

@@ -44,6 +44,9 @@ pub struct SharedState {
     pub deregistered: BTreeSet<(String, String)>,
     /// The shared stickiness key (base64 of its secret).
     pub stickiness_key: Option<String>,
+    /// The shared key signing `x-amzn-oidc-data` (base64 of its PKCS#8).
+    #[serde(default)]
+    pub oidc_key: Option<String>,
     /// ACME (SPEC §10): the account's credentials (JSON).
     #[serde(default)]
     pub acme_account: Option<String>,
@@ -128,7 +131,7 @@ impl SharedState {
             // A push of the same text is a reload too (as SIGHUP is).
             config: self.config != newer.config,
             targets: self.registered != newer.registered || self.deregistered != newer.deregistered,
-            keys: self.stickiness_key != newer.stickiness_key,
+            keys: self.stickiness_key != newer.stickiness_key || self.oidc_key != newer.oidc_key,
             members: self.members != newer.members,
             acme: self.acme_certs != newer.acme_certs
                 || self.acme_http != newer.acme_http
@@ -176,6 +179,10 @@ impl SharedState {
                     self.deregistered.remove(&(group, address));
                 }
                 changes.targets = true;
+            }
+            Some(Entry::OidcKey) => {
+                self.oidc_key = value.and_then(|(v, _)| String::from_utf8(v.to_vec()).ok());
+                changes.keys = true;
             }
             Some(Entry::StickinessKey) => {
                 self.stickiness_key = value.and_then(|(v, _)| String::from_utf8(v.to_vec()).ok());

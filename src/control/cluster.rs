@@ -134,6 +134,22 @@ impl ClusterLink {
         Some(Arc::new(CookieKeys::from_secrets(&[secret])))
     }
 
+    /// The cluster's shared key for `x-amzn-oidc-data`, if made yet: every
+    /// node signs with it, so any node's `/oidc/jwks` verifies any node's.
+    pub fn shared_signer(
+        &self,
+        state: &SharedState,
+    ) -> Option<Arc<crate::oidc::claims::DataSigner>> {
+        let pkcs8 = B64.decode(state.oidc_key.as_deref()?).ok()?;
+        match crate::oidc::claims::DataSigner::from_pkcs8(&pkcs8) {
+            Ok(s) => Some(Arc::new(s)),
+            Err(e) => {
+                tracing::warn!("the cluster's OIDC key: {e}");
+                None
+            }
+        }
+    }
+
     /// Records `state` as applied, with the configuration revision served;
     /// when what the node serves `changed`, the cache file and the node's
     /// record follow (a change of members alone touches neither: the
@@ -362,6 +378,22 @@ async fn session(
                 &[Op::Put {
                     key: &key,
                     value: B64.encode(secret).as_bytes(),
+                    lease: 0,
+                }],
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    if link.state().oidc_key.is_none() {
+        // Made once for every node, as the stickiness key is.
+        let key = link.layout.oidc_key();
+        let pkcs8 = crate::oidc::claims::DataSigner::new_pkcs8();
+        link.etcd
+            .txn(
+                &[Compare::Absent(&key)],
+                &[Op::Put {
+                    key: &key,
+                    value: B64.encode(pkcs8).as_bytes(),
                     lease: 0,
                 }],
             )

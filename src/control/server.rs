@@ -80,8 +80,9 @@ pub struct Server {
     cluster: Option<Arc<ClusterLink>>,
     /// ACME certificates and their challenges (SPEC §10).
     pub(super) acme: Arc<AcmeManager>,
-    /// The key that signs `x-amzn-oidc-data` (SPEC §9), for the process.
-    signer: Arc<DataSigner>,
+    /// The key that signs `x-amzn-oidc-data` (SPEC §9): the process's, or
+    /// a cluster's shared one.
+    signer: Mutex<Arc<DataSigner>>,
     /// Logins that ended here (a replayed callback gets 401).
     used_logins: Arc<UsedStates>,
     /// The answers of the DNS sources (targets laid over the rest).
@@ -229,7 +230,10 @@ impl Server {
             metrics.acme_order(None);
         }
         let acme_certs = acme.certs(&config);
-        let signer = Arc::new(DataSigner::generate());
+        let signer = joined
+            .as_ref()
+            .and_then(|j| j.link.shared_signer(&j.state))
+            .unwrap_or_else(|| Arc::new(DataSigner::generate()));
         let used_logins = Arc::new(UsedStates::default());
         let logins = Logins::new(&config, signer.clone(), used_logins.clone());
         let ctx = BuildContext {
@@ -272,7 +276,7 @@ impl Server {
             local_config: Mutex::new(local),
             cluster: joined.as_ref().map(|j| j.link.clone()),
             acme,
-            signer,
+            signer: Mutex::new(signer),
             used_logins,
             dns: Mutex::new(DnsAnswers::default()),
             dns_sources: Arc::new(Notify::new()),
@@ -366,7 +370,7 @@ impl Server {
         let prepared = set.prepare(&config).map_err(|e| e.to_string())?;
         let previous = self.live.load_full();
         let draining = self.drain_removed(&previous, &config);
-        let logins = Logins::new(&config, self.signer.clone(), self.used_logins.clone());
+        let logins = Logins::new(&config, self.signer(), self.used_logins.clone());
         let ctx = self.build_context(&draining, &resolved, &cookie_keys, &acme_certs, &logins);
         let snapshot = build(
             config.clone(),
@@ -414,7 +418,14 @@ impl Server {
 
     /// `GET /oidc/jwks`: the public key of `x-amzn-oidc-data` (SPEC §9).
     pub fn oidc_jwks(&self) -> serde_json::Value {
-        self.signer.jwks()
+        self.signer().jwks()
+    }
+
+    fn signer(&self) -> Arc<DataSigner> {
+        self.signer
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Installs what ACME changed (a certificate, a challenge token): the
@@ -592,6 +603,9 @@ impl Server {
         self.registry()
             .replace(&state.registered, &state.deregistered);
         self.acme.adopt(state);
+        if let Some(signer) = link.shared_signer(state) {
+            *self.signer.lock().unwrap_or_else(|e| e.into_inner()) = signer;
+        }
         if let Some(keys) = link.shared_keys(state) {
             *self.fallback_keys.lock().unwrap_or_else(|e| e.into_inner()) = keys;
         }
@@ -695,11 +709,7 @@ impl Server {
             .unwrap_or_else(|e| e.into_inner())
             .clone();
         let acme_certs = self.acme.certs(&previous.config);
-        let logins = Logins::new(
-            &previous.config,
-            self.signer.clone(),
-            self.used_logins.clone(),
-        );
+        let logins = Logins::new(&previous.config, self.signer(), self.used_logins.clone());
         let ctx = self.build_context(&draining, &resolved, &cookie_keys, &acme_certs, &logins);
         let snapshot = build(
             previous.config.clone(),

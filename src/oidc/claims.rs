@@ -85,22 +85,33 @@ pub struct DataSigner {
 impl DataSigner {
     /// A new P-256 key.
     pub fn generate() -> DataSigner {
+        Self::from_pkcs8(&Self::new_pkcs8()).expect("a key just made")
+    }
+
+    /// A new P-256 key as PKCS#8 (a cluster shares one through etcd).
+    pub fn new_pkcs8() -> Vec<u8> {
+        EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &SystemRandom::new())
+            .expect("the OS random generator works")
+            .as_ref()
+            .to_vec()
+    }
+
+    /// The signer of a P-256 key given as PKCS#8.
+    pub fn from_pkcs8(pkcs8: &[u8]) -> Result<DataSigner, String> {
         let rng = SystemRandom::new();
-        let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
-            .expect("the OS random generator works");
-        let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref(), &rng)
-            .expect("a key just made");
+        let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8, &rng)
+            .map_err(|e| format!("not a P-256 PKCS#8 key: {e}"))?;
         // Uncompressed point: 0x04 || X (32) || Y (32).
         let point = pair.public_key().as_ref();
         let x = B64URL.encode(&point[1..33]);
         let y = B64URL.encode(&point[33..65]);
         let digest = ring::digest::digest(&ring::digest::SHA256, point);
-        DataSigner {
-            key: EncodingKey::from_ec_der(pkcs8.as_ref()),
+        Ok(DataSigner {
+            key: EncodingKey::from_ec_der(pkcs8),
             kid: B64URL.encode(&digest.as_ref()[..12]),
             x,
             y,
-        }
+        })
     }
 
     /// `claims` (with `iss` and `exp` set) as an ES256 JWT.
