@@ -69,6 +69,16 @@ fn cpu_seconds(pid: i32) -> f64 {
     ticks / 100.0
 }
 
+/// Each node's CPU seconds since `before`, as "1.23 s, …".
+fn cpu_since(nodes: &[Edgelb], before: &[f64]) -> String {
+    nodes
+        .iter()
+        .zip(before)
+        .map(|(n, before)| format!("{:.2} s", cpu_seconds(n.pid()) - before))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// Waits until every node holds `count` targets in `spare`, asking each
 /// every `every` (a bulk phase asks rarely: each answer lists every target).
 async fn wait_all(nodes: &[Edgelb], count: usize, limit: Duration, every: Duration) -> Duration {
@@ -159,15 +169,11 @@ async fn main() {
     }
     wait_all(&nodes, 1201, Duration::from_secs(120), RARELY).await;
     let took = started.elapsed();
-    let cpu: Vec<String> = nodes
-        .iter()
-        .zip(&cpu_before)
-        .map(|(n, before)| format!("{:.2} s", cpu_seconds(n.pid()) - before))
-        .collect();
+    let cpu = cpu_since(&nodes, &cpu_before);
     println!(
         "1,000 registrations through one node: applied by all 3 in {:.2} s; CPU per node {}",
         took.as_secs_f64(),
-        cpu.join(", ")
+        cpu
     );
 
     // 10,000 registered targets, written to etcd in transactions of 100.
@@ -195,15 +201,11 @@ async fn main() {
     wait_all(&nodes, 11_201, Duration::from_secs(300), RARELY).await;
     let took = started.elapsed();
     let rss_after = proc_status_kib(nodes[1].pid(), "VmRSS");
-    let cpu: Vec<String> = nodes
-        .iter()
-        .zip(&cpu_before)
-        .map(|(n, before)| format!("{:.2} s", cpu_seconds(n.pid()) - before))
-        .collect();
+    let cpu = cpu_since(&nodes, &cpu_before);
     println!(
         "10,000 more targets written to etcd (100 txns of 100): held by all 3 nodes in {:.2} s; CPU per node {}; a node's RSS {} MiB -> {} MiB (11,201 registered targets)",
         took.as_secs_f64(),
-        cpu.join(", "),
+        cpu,
         rss_before / 1024,
         rss_after / 1024,
     );

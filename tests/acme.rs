@@ -32,6 +32,34 @@ fn pebble_available() -> bool {
     have
 }
 
+/// An http listener `web` on `http` (http-01 is answered there), an https
+/// listener `secure` on `https` whose certificate is `{ acme = NAMES }`,
+/// both forwarding to group `app` of `target`.
+fn listeners(http: &str, https: &str, target: SocketAddr) -> String {
+    format!(
+        r#"[[listeners]]
+name = "web"
+protocol = "http"
+bind = "{http}"
+default_action = {{ forward = "app" }}
+
+[[listeners]]
+name = "secure"
+protocol = "https"
+bind = "{https}"
+certificates = [ {{ acme = ["{n0}", "{n1}"] }} ]
+default_action = {{ forward = "app" }}
+
+[[target_groups]]
+name = "app"
+protocol = "http"
+targets = [ {{ address = "{target}", weight = 1 }} ]
+"#,
+        n0 = NAMES[0],
+        n1 = NAMES[1],
+    )
+}
+
 /// pebble, its DNS, a target and edgelb with an http and an https listener
 /// whose certificate is `{ acme = NAMES }`.
 struct Setup {
@@ -68,30 +96,11 @@ storage = "acme"
 challenge = "{challenge}"
 ca_file = "{ca}"
 
-[[listeners]]
-name = "web"
-protocol = "http"
-bind = "{http}"
-default_action = {{ forward = "app" }}
-
-[[listeners]]
-name = "secure"
-protocol = "https"
-bind = "{https}"
-certificates = [ {{ acme = ["{n0}", "{n1}"] }} ]
-default_action = {{ forward = "app" }}
-
-[[target_groups]]
-name = "app"
-protocol = "http"
-targets = [ {{ address = "{target}", weight = 1 }} ]
-"#,
+{listeners}"#,
+            listeners = listeners(&http.to_string(), &https.to_string(), target.addr),
             token = token.display(),
             directory = pebble.directory,
             ca = pebble.ca_file.display(),
-            n0 = NAMES[0],
-            n1 = NAMES[1],
-            target = target.addr,
         );
         let lb = Edgelb::start(&config).await;
         Setup {
@@ -377,29 +386,14 @@ directory = "{directory}"
 terms_of_service_agreed = true
 ca_file = "{ca}"
 
-[[listeners]]
-name = "web"
-protocol = "http"
-bind = "127.0.0.1:{http_port}"
-default_action = {{ forward = "app" }}
-
-[[listeners]]
-name = "secure"
-protocol = "https"
-bind = "127.0.0.1:{https_port}"
-certificates = [ {{ acme = ["{n0}", "{n1}"] }} ]
-default_action = {{ forward = "app" }}
-
-[[target_groups]]
-name = "app"
-protocol = "http"
-targets = [ {{ address = "{target}", weight = 1 }} ]
-"#,
+{listeners}"#,
+        listeners = listeners(
+            &format!("127.0.0.1:{http_port}"),
+            &format!("127.0.0.1:{https_port}"),
+            target.addr
+        ),
         directory = pebble.directory,
         ca = pebble.ca_file.display(),
-        n0 = NAMES[0],
-        n1 = NAMES[1],
-        target = target.addr,
     );
     let (status, answer) =
         common::admin_call(nodes[0].admin, TOKEN, "PUT", "/cluster/config", &shared).await;
