@@ -8,6 +8,7 @@
 
 mod common;
 
+use common::dns_server::DnsServer;
 use common::etcd::{EtcdCluster, have_etcd};
 use common::*;
 use serde_json::Value;
@@ -110,6 +111,16 @@ impl Cluster {
 
     /// One node per entry of `endpoints` (its `[cluster] etcd` value).
     async fn start_on(etcd: EtcdCluster, endpoints: &[String]) -> Cluster {
+        Self::start_with(etcd, endpoints, |_| String::new()).await
+    }
+
+    /// As [`Cluster::start_on`], with `global(i)` added to node `i`'s
+    /// `[global]` table (what each node keeps for itself, such as resolvers).
+    async fn start_with(
+        etcd: EtcdCluster,
+        endpoints: &[String],
+        global: impl Fn(usize) -> String,
+    ) -> Cluster {
         let dir = tempfile::tempdir().unwrap();
         let token = dir.path().join("admin.token");
         std::fs::write(&token, format!("{TOKEN}\n")).unwrap();
@@ -118,7 +129,11 @@ impl Cluster {
         let mut front = Vec::new();
         for (i, which) in endpoints.iter().enumerate() {
             let ip = format!("127.0.0.{}", i + 2);
-            let config = node_config(&format!("n{i}"), which, &ip, &token);
+            let config = node_config(&format!("n{i}"), which, &ip, &token).replacen(
+                "[global]\n",
+                &format!("[global]\n{}\n", global(i)),
+                1,
+            );
             nodes.push(Edgelb::start(&config).await);
             front.push(format!("{ip}:{port}").parse().unwrap());
         }
@@ -865,4 +880,88 @@ async fn a_node_reaches_etcd_over_tls_with_its_client_certificate() {
         refused.status_json().await["listeners"],
         serde_json::json!([])
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_node_resolves_the_dns_targets_of_the_pushed_configuration_itself() {
+    if !etcd_available() {
+        return;
+    }
+    // Two DNS servers that disagree: node n0 asks the first, n1 the second.
+    let dns = [DnsServer::start(1).await, DnsServer::start(1).await];
+    let port = free_port();
+    let x: SocketAddr = format!("127.0.0.5:{port}").parse().unwrap();
+    let y: SocketAddr = format!("127.0.0.6:{port}").parse().unwrap();
+    let _tx = TestTarget::start_on(x, "x").await;
+    let _ty = TestTarget::start_on(y, "y").await;
+    dns[0].set_hosts("app.test", &["127.0.0.5"]);
+    dns[1].set_hosts("app.test", &["127.0.0.6"]);
+    let etcd = EtcdCluster::start(1).await;
+    let endpoints = vec![etcd.endpoints_toml(&[0]); 2];
+    let c = Cluster::start_with(etcd, &endpoints, |i| {
+        format!("resolvers = [\"{}\"]", dns[i].addr)
+    })
+    .await;
+
+    let shared = shared_config(c.port, &[], "").replacen(
+        "targets = [  ]",
+        &format!("targets = [ {{ dns = \"app.test\", port = {port} }} ]"),
+        1,
+    );
+    let revision = c.push(0, &shared).await;
+    for i in 0..2 {
+        c.wait_revision(i, revision).await;
+    }
+    let serves = |i: usize, name: &'static str| {
+        let addr = c.front[i];
+        async move {
+            wait_for(
+                Duration::from_secs(15),
+                "a node serving the target its DNS server names",
+                || async move {
+                    try_get(addr, None)
+                        .await
+                        .is_some_and(|(s, body, _)| s == 200 && body == name)
+                },
+            )
+            .await
+        }
+    };
+    serves(0, "x").await;
+    serves(1, "y").await;
+    // What a node resolved stays its own: nothing of it went to etcd.
+    let origin = |status: &Value| status["target_groups"][0]["targets"].clone();
+    let n0 = origin(&c.nodes[0].status_json().await);
+    assert_eq!(n0.as_array().map(Vec::len), Some(1), "{n0}");
+    assert_eq!(n0[0]["address"], x.to_string(), "{n0}");
+    assert_eq!(n0[0]["origin"], "dns:app.test", "{n0}");
+    let n1 = origin(&c.nodes[1].status_json().await);
+    assert_eq!(n1.as_array().map(Vec::len), Some(1), "{n1}");
+    assert_eq!(n1[0]["address"], y.to_string(), "{n1}");
+    assert!(dns[0].queries("app.test") > 0 && dns[1].queries("app.test") > 0);
+
+    // n0's records change: n0 follows by itself, n1 keeps its own answer.
+    dns[0].set_hosts("app.test", &["127.0.0.6"]);
+    serves(0, "y").await;
+    let addr = c.front[0];
+    wait_for(
+        Duration::from_secs(15),
+        "x drained from n0",
+        || async move {
+            let mut seen = std::collections::HashSet::new();
+            for _ in 0..4 {
+                if let Some((200, body, _)) = try_get(addr, None).await {
+                    seen.insert(body);
+                }
+            }
+            seen.len() == 1 && seen.contains("y")
+        },
+    )
+    .await;
+    for _ in 0..4 {
+        assert_eq!(
+            try_get(c.front[1], None).await.map(|r| r.1),
+            Some("y".to_owned())
+        );
+    }
 }
