@@ -46,6 +46,25 @@ impl Balancer {
     }
 }
 
+impl Balancer {
+    /// A pick under weights that stay `weights()` while `key` does (see
+    /// [`SmoothWeightedRoundRobin::pick_cached`]); `None` when the algorithm
+    /// keeps no such state (least outstanding requests reads live counts) or
+    /// `weights()` is `None`: the caller then picks with [`Pick::pick`].
+    pub fn pick_cached(
+        &self,
+        key: u64,
+        n: usize,
+        exclude: Option<usize>,
+        weights: impl FnOnce() -> Option<Vec<u32>>,
+    ) -> Option<Option<usize>> {
+        match self {
+            Balancer::WeightedRoundRobin(b) => b.pick_cached(key, n, exclude, weights),
+            Balancer::LeastOutstanding(_) => None,
+        }
+    }
+}
+
 impl Pick for Balancer {
     fn pick(
         &self,

@@ -7,4 +7,4 @@ pub mod probe;
 mod state;
 
 pub use machine::{Outcome, Reason, Thresholds};
-pub use state::{Change, HealthState, LastCheck, TargetHealth};
+pub use state::{Change, HealthState, LastCheck, TargetHealth, changes};

@@ -61,6 +61,18 @@ pub struct Change {
     pub reason: Reason,
 }
 
+/// Changes of any target's state so far: what cached balancing state is
+/// keyed on ([`changes`]).
+static CHANGES: AtomicU64 = AtomicU64::new(0);
+
+/// A count that grows whenever any target's state changes: a balancer that
+/// caches what it derived from the states (its weights) asks again when it has
+/// moved. Read before the states it derives from.
+#[inline]
+pub fn changes() -> u64 {
+    CHANGES.load(Ordering::Acquire)
+}
+
 /// A target's health: written rarely (a check, a passive failure, a reload),
 /// read on every pick.
 #[derive(Debug)]
@@ -159,7 +171,10 @@ impl TargetHealth {
         self.successes.store(r.successes, Ordering::Relaxed);
         self.failures.store(r.failures, Ordering::Relaxed);
         self.reason.store(r.reason as u8, Ordering::Relaxed);
-        self.state.store(r.state as u8, Ordering::Release);
+        let before = self.state.swap(r.state as u8, Ordering::AcqRel);
+        if before != r.state as u8 {
+            CHANGES.fetch_add(1, Ordering::Release);
+        }
     }
 
     /// Applies a check's outcome; `ramp_from_ms` starts a slow-start ramp if the

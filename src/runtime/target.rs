@@ -172,6 +172,18 @@ impl GroupRuntime {
     /// is healthy and the group fails open, every target that is not draining.
     pub fn pick(&self, exclude: Option<usize>) -> Option<usize> {
         let n = self.targets.len();
+        // Weights that only a change of state can change: kept by the balancer
+        // until one happens (a failover from a tiered group's target may move
+        // the active tier: that pick is made the long way).
+        if !(self.tiered && exclude.is_some()) {
+            let key = crate::health::changes();
+            if let Some(picked) = self
+                .balancer
+                .pick_cached(key, n, exclude, || self.settled_weights())
+            {
+                return picked;
+            }
+        }
         // Only groups with several tiers pay for finding the active one.
         let tier = if self.tiered {
             self.active_tier(exclude)
@@ -218,6 +230,61 @@ impl GroupRuntime {
         self.balancer.pick(n, open, outstanding)
     }
 
+    /// Every target's weight for [`Self::pick`] as long as no state changes:
+    /// the healthy targets' of the active tier or, when nothing is healthy and
+    /// the group fails open, every target's that is not draining. `None` while
+    /// a slow-start ramp runs (the weights change by themselves then).
+    fn settled_weights(&self) -> Option<Vec<u32>> {
+        let now_ms = if self.slow_start.is_zero() {
+            0
+        } else {
+            let now_ms = process_ms();
+            let ramp = self.slow_start.as_millis() as u64;
+            let ramping = |t: &Target| {
+                let start = t.shared.health.ramp_start_ms();
+                start != 0 && now_ms.saturating_sub(start) < ramp
+            };
+            if self.targets.iter().any(ramping) {
+                return None;
+            }
+            now_ms
+        };
+        let tier = if self.tiered {
+            self.active_tier(None)
+        } else {
+            None
+        };
+        let healthy: Vec<u32> = self
+            .targets
+            .iter()
+            .map(|t| {
+                if t.shared.health.state() == HealthState::Healthy
+                    && tier.is_none_or(|tier| t.tier == tier)
+                {
+                    self.effective_weight(t, now_ms)
+                } else {
+                    0
+                }
+            })
+            .collect();
+        let any_healthy = self
+            .targets
+            .iter()
+            .any(|t| t.shared.health.state() == HealthState::Healthy && t.weight > 0);
+        if any_healthy || !self.fail_open {
+            return Some(healthy);
+        }
+        Some(
+            self.targets
+                .iter()
+                .map(|t| match t.shared.health.state() {
+                    HealthState::Draining | HealthState::Unused => 0,
+                    _ => self.effective_weight(t, now_ms),
+                })
+                .collect(),
+        )
+    }
+
     /// Whether target `index` may take a new request now: healthy with a
     /// weight, or — when the group fails open with nothing healthy — not draining.
     pub fn can_take(&self, index: usize) -> bool {
@@ -260,21 +327,23 @@ impl GroupRuntime {
     pub fn record(&self, index: usize, outcome: Outcome) {
         let t = &self.targets[index];
         let before = t.shared.health.state();
-        let others_healthy = self
-            .targets
-            .iter()
-            .enumerate()
-            .any(|(i, o)| i != index && o.shared.health.state() == HealthState::Healthy);
+        // Only a group with slow start looks at the other targets (a pass over
+        // all of them, on every check of a large group otherwise).
         let ramps = !self.slow_start.is_zero()
-            && others_healthy
-            && (before == HealthState::Unhealthy || t.shared.late);
+            && (before == HealthState::Unhealthy || t.shared.late)
+            && self
+                .targets
+                .iter()
+                .enumerate()
+                .any(|(i, o)| i != index && o.shared.health.state() == HealthState::Healthy);
         if let Some(change) =
             t.shared
                 .health
                 .apply(outcome, self.thresholds, ramps.then(process_ms))
         {
             self.log_change(t, change);
-            self.publish_health();
+            self.publish_counts();
+            t.up.set((change.to == HealthState::Healthy) as i64);
         }
     }
 
@@ -290,12 +359,17 @@ impl GroupRuntime {
 
     /// Sets the group's health gauges and every target's `edgelb_target_up`.
     pub fn publish_health(&self) {
-        let (healthy, unhealthy) = self.health_counts();
-        self.metrics.healthy_targets.set(healthy as i64);
-        self.metrics.unhealthy_targets.set(unhealthy as i64);
+        self.publish_counts();
         for t in &self.targets {
             t.up.set((t.shared.health.state() == HealthState::Healthy) as i64);
         }
+    }
+
+    /// Sets the group's healthy and unhealthy gauges.
+    fn publish_counts(&self) {
+        let (healthy, unhealthy) = self.health_counts();
+        self.metrics.healthy_targets.set(healthy as i64);
+        self.metrics.unhealthy_targets.set(unhealthy as i64);
     }
 
     /// Counts of (healthy, unhealthy) targets.
