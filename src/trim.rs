@@ -31,7 +31,9 @@ pub fn freed(kib: u64) {
 /// Starts the trimmer on the current runtime.
 pub fn spawn() {
     tokio::spawn(async {
-        let mut last = FREED_KIB.load(Ordering::Relaxed);
+        // What was freed before the trimmer started (the start's own
+        // configuration parse, say) counts too.
+        let mut last = 0;
         let mut seen = last;
         loop {
             tokio::time::sleep(EVERY).await;

@@ -97,6 +97,15 @@ pub fn parse_shared(text: &str, shown: &Path, local: &Config) -> Result<Loaded, 
     })
 }
 
+/// Tells the trimmer, when a parse ends, what its documents held.
+struct ParseMemory(usize);
+
+impl Drop for ParseMemory {
+    fn drop(&mut self) {
+        crate::trim::freed(self.0 as u64 * 40 / 1024);
+    }
+}
+
 fn parse_in(
     text: &str,
     path: &Path,
@@ -104,13 +113,20 @@ fn parse_in(
     document: validate::Document,
 ) -> Result<Loaded, ConfigError> {
     let shown = path.display().to_string();
+    // The parsed documents (a spanned table and a deserializer's) take some
+    // 40 times the text while they live: given back to the system once the
+    // load settles, so a large configuration's peak does not stay resident.
+    let _trim = ParseMemory(text.len());
     let syntax_error = |e: toml::de::Error| {
         let (line, col) = e.span().map_or((1, 1), |s| span::line_col(text, s.start));
         ConfigError {
             lines: vec![format!("{shown}:{line}:{col}: {}", first_line(e.message()))],
         }
     };
-    let index = SpanIndex::parse(text).map_err(syntax_error)?;
+    // Positions are needed only for a message: the spanned document is parsed
+    // then (a second tree as large as the deserializer's, not held otherwise).
+    let index = std::cell::OnceCell::new();
+    let index = || index.get_or_init(|| SpanIndex::parse(text).expect("parsed once already"));
     let mut unknown: Vec<DocPath> = Vec::new();
     let deserializer = toml::Deserializer::parse(text).map_err(syntax_error)?;
     let raw: RawConfig = serde_ignored::deserialize(deserializer, |p| unknown.push(doc_path(&p)))
@@ -130,7 +146,7 @@ fn parse_in(
         })
         .collect();
     let render = |d: &validate::Diagnostic| {
-        let (line, col) = index.position(&d.path, d.anchor);
+        let (line, col) = index().position(&d.path, d.anchor);
         format!("{shown}:{line}:{col}: {}", d.message)
     };
     match validate::validate(&raw, path, base_dir, document) {
@@ -145,7 +161,7 @@ fn parse_in(
             diagnostics.append(&mut errors);
             let mut placed: Vec<((usize, usize), String)> = diagnostics
                 .iter()
-                .map(|d| (index.position(&d.path, d.anchor), render(d)))
+                .map(|d| (index().position(&d.path, d.anchor), render(d)))
                 .collect();
             placed.sort_by_key(|(pos, _)| *pos);
             Err(ConfigError {

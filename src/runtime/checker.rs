@@ -12,6 +12,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::task::AbortHandle;
 
+/// Time between the first checks of two targets (10,000 a second): a group of
+/// a hundred targets is checked within 10 ms of a start, 10,000 within a second.
+pub const FIRST_CHECK_SPACING: Duration = Duration::from_micros(100);
+
+/// What one probe's connection holds while it runs (hyper's buffers), roughly.
+const PROBE_KIB: u64 = 20;
+
 /// The running checkers of one snapshot; dropping this stops them.
 #[derive(Default)]
 pub struct Checkers {
@@ -27,12 +34,18 @@ impl Drop for Checkers {
 }
 
 impl Checkers {
-    /// Starts a checker for every target of every group in `groups`.
+    /// Starts a checker for every target of every group in `groups`. The
+    /// first checks are spread [`FIRST_CHECK_SPACING`] apart (within each
+    /// group's interval) rather than all sent at once: 10,000 targets would
+    /// otherwise hold 10,000 probe connections and their buffers at the same
+    /// moment, at every start and reload.
     pub fn start<'a>(groups: impl IntoIterator<Item = &'a Arc<GroupRuntime>>) -> Self {
         let mut tasks = Vec::new();
         for group in groups {
+            let interval = group.health_check.interval;
             for index in 0..group.targets.len() {
-                tasks.push(tokio::spawn(check_loop(group.clone(), index)).abort_handle());
+                let first = first_check_delay(tasks.len(), interval);
+                tasks.push(tokio::spawn(check_loop(group.clone(), index, first)).abort_handle());
             }
         }
         Checkers { tasks }
@@ -47,6 +60,13 @@ impl Checkers {
     pub fn is_empty(&self) -> bool {
         self.tasks.is_empty()
     }
+}
+
+/// When the `k`-th checker of a start sends its first check: `k` spacings
+/// later, wrapped within the group's `interval`.
+fn first_check_delay(k: usize, interval: Duration) -> Duration {
+    let interval = interval.as_nanos().max(1);
+    Duration::from_nanos((FIRST_CHECK_SPACING.as_nanos() * k as u128 % interval) as u64)
 }
 
 fn spec(group: &GroupRuntime, index: usize) -> ProbeSpec {
@@ -91,13 +111,25 @@ fn next_random(state: &mut u64) -> u64 {
     *state
 }
 
-async fn check_loop(group: Arc<GroupRuntime>, index: usize) {
+async fn check_loop(group: Arc<GroupRuntime>, index: usize, first: Duration) {
     let spec = spec(&group, index);
     let interval = group.health_check.interval;
     let mut random = seed();
+    if !first.is_zero() {
+        tokio::time::sleep(first).await;
+    }
+    let mut first_round = true;
     loop {
         let started = Instant::now();
-        let outcome = probe(&spec).await;
+        // Boxed: a probe's state (connection, client, TLS) is held only while
+        // it runs, not by every sleeping checker.
+        let outcome = Box::pin(probe(&spec)).await;
+        if first_round {
+            // The first checks of a start or reload come as a burst: what
+            // their connections held goes back to the system once it settles.
+            crate::trim::freed(PROBE_KIB);
+            first_round = false;
+        }
         let latency_us = started.elapsed().as_micros().min(u32::MAX as u128) as u32;
         let now_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -122,5 +154,30 @@ async fn check_loop(group: Arc<GroupRuntime>, index: usize) {
                 .max(Duration::from_millis(10)),
         )
         .await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn first_checks_are_spread_within_the_interval() {
+        let second = Duration::from_secs(1);
+        assert_eq!(first_check_delay(0, second), Duration::ZERO);
+        assert_eq!(first_check_delay(100, second), Duration::from_millis(10));
+        assert_eq!(
+            first_check_delay(9_999, second),
+            Duration::from_micros(999_900)
+        );
+        // Past the interval the delays wrap: no check waits longer than one.
+        assert_eq!(
+            first_check_delay(10_001, second),
+            Duration::from_micros(100)
+        );
+        assert_eq!(
+            first_check_delay(30, Duration::from_millis(1)),
+            Duration::ZERO
+        );
     }
 }
