@@ -37,7 +37,8 @@ http { access_log off; keepalive_requests 1000000; keepalive_timeout 300s;
   server { listen 19001 reuseport; root $W; location / { try_files /body.txt =404; } } }
 C
 nginx -c "$W/targets.conf"
-echo "curve,x,balancer,metric,value" > "$OUT"
+# APPEND=1 adds to $OUT (another curve's run) instead of starting it anew.
+[ -n "${APPEND:-}" ] || echo "curve,x,balancer,metric,value" > "$OUT"
 put() { echo "$1,$2,$3,$4,$5" >> "$OUT"; echo "  $1 x=$2 $3 $4=$5" >&2; }
 
 LB_PID=""
@@ -234,8 +235,8 @@ if [[ " $CURVES " == *" health "* ]]; then
 fi
 
 # 5. Resident memory while N keep-alive connections are held idle after one request each
-#    (plain, and 10,000 over TLS 1.3). HAProxy's frontend is capped by its maxconn (9,900
-#    under this host's open-file limit), so its curve stops there.
+#    (plain, and 10,000 over TLS 1.3). HAProxy's frontend is capped by its maxconn (9,499
+#    under this host's open-file limit), so its curve stops at 9,400.
 hold() { # port n tls → prints "idle" once every connection has had its answer, holds them 15 s
   python3 - "$@" <<'P'
 import socket, ssl, sys, time
@@ -244,7 +245,7 @@ ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode 
 ctx.minimum_version = ssl.TLSVersion.TLSv1_3
 conns = []
 for i in range(n):
-    s = socket.socket(); s.bind((f"127.2.{i // 250}.{i % 250 + 1}", 0)); s.connect(("127.0.0.1", port))
+    s = socket.socket(); s.settimeout(30); s.bind((f"127.2.{i // 250}.{i % 250 + 1}", 0)); s.connect(("127.0.0.1", port))
     if tls: s = ctx.wrap_socket(s)
     s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
     got = b""
@@ -269,10 +270,10 @@ if [[ " $CURVES " == *" idle "* ]]; then
   cap=$(( $(ulimit -Hn) - 1500 ))
   for n in 100 10000 "$cap"; do
     start_edgelb 1 0 30s; idle_point edgelb 18501 "$n" plain; stop_lb
-    # HAProxy's point: as many as its maxconn lets it hold (10,000 → 9,800).
-    if [ "$n" -le 10000 ]; then start_haproxy 1 0 30s; idle_point haproxy 18501 "$(( n < 9800 ? n : 9800 ))" plain; stop_lb; fi
+    # HAProxy's point: as many as its maxconn lets it hold (10,000 → 9,400).
+    if [ "$n" -le 10000 ]; then start_haproxy 1 0 30s; idle_point haproxy 18501 "$(( n < 9400 ? n : 9400 ))" plain; stop_lb; fi
   done
   start_edgelb 1 0 30s; idle_point edgelb 18502 10000 tls; stop_lb
-  start_haproxy 1 0 30s; idle_point haproxy 18502 9800 tls; stop_lb
+  start_haproxy 1 0 30s; idle_point haproxy 18502 9400 tls; stop_lb
 fi
 echo "wrote $OUT" >&2

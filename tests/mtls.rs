@@ -768,3 +768,60 @@ fn check_names_the_trust_store_and_crl_problems() {
     assert_eq!(code, 1);
     assert!(err.contains("unknown mode \"strict\""), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_parked_while_idle_keeps_its_client_s_identity() {
+    let pki = Pki::new();
+    for fast_path in [true, false] {
+        let target = TestTarget::start("t").await;
+        let listen = listen_addr();
+        let config = pki.config("https", listen, target.addr, &pki.verify(""));
+        let lb = Edgelb::start_dispatch(&config, fast_path).await;
+        let stream = tls_connect(
+            pki.client_config(Some(&pki.good), &[b"http/1.1"]),
+            listen,
+            "api.example.com",
+        )
+        .await
+        .unwrap();
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        for round in 0..2 {
+            if round == 1 {
+                // Idle past the 1 s after which a connection parks.
+                tokio::time::sleep(Duration::from_millis(1500)).await;
+            }
+            sender.ready().await.unwrap();
+            let resp = sender
+                .send_request(
+                    Request::get("/who")
+                        .header("host", "api.example.com")
+                        .header("x-amzn-mtls-clientcert-subject", "CN=admin")
+                        .body(Full::new(Bytes::new()))
+                        .unwrap(),
+                )
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), StatusCode::OK, "round {round}");
+            resp.into_body().collect().await.unwrap();
+            let h = target.last().headers;
+            let subjects: Vec<_> = h.get_all("x-amzn-mtls-clientcert-subject").iter().collect();
+            assert_eq!(
+                subjects,
+                ["CN=good-client,O=edgelb tests"],
+                "round {round}, fast path {fast_path}"
+            );
+            assert_eq!(h["x-forwarded-proto"], "https");
+        }
+        // The access log names the client for the request after the pause too.
+        let log_path = pki.path("access.log");
+        wait_for(Duration::from_secs(5), "two access-log lines", || async {
+            std::fs::read_to_string(&log_path).is_ok_and(|l| l.matches("good-client").count() >= 2)
+        })
+        .await;
+        std::fs::remove_file(&log_path).unwrap();
+        drop(lb);
+    }
+}

@@ -373,7 +373,7 @@ pub(super) async fn accept_loop(
         };
         match accepted.runtime.tls.clone() {
             None => tokio::spawn(serve_plain(accepted, lot.clone())),
-            Some(tls) => tokio::spawn(serve_tls(accepted, tls)),
+            Some(tls) => tokio::spawn(serve_tls(accepted, tls, lot.clone())),
         };
     }
     Draining {
@@ -458,7 +458,7 @@ async fn handshake(
 }
 
 /// Serves a connection of an https or tls listener: the handshake, then the stream.
-async fn serve_tls(a: Accepted, tls: Arc<rustls::ServerConfig>) {
+async fn serve_tls(a: Accepted, tls: Arc<rustls::ServerConfig>, lot: Option<Arc<ParkingLot>>) {
     let handshake = Box::pin(handshake(a.stream, tls, a.runtime.acme_challenge.clone()));
     match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, handshake).await {
         Ok(Ok(stream)) => {
@@ -487,7 +487,7 @@ async fn serve_tls(a: Accepted, tls: Arc<rustls::ServerConfig>) {
                     _ => Arrival::Accepted,
                 };
                 Box::pin(serve_http(
-                    stream, a.conn, a.runtime, a.finish, None, a.held, arrival,
+                    stream, a.conn, a.runtime, a.finish, lot, a.held, arrival,
                 ))
                 .await;
                 return;

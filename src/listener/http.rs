@@ -3,7 +3,7 @@
 
 use crate::listener::accept::Held;
 use crate::listener::io::{ClientIo, ParkSlot};
-use crate::listener::park::ParkingLot;
+use crate::listener::park::{Parkable, ParkingLot};
 use crate::proxy::body::InFlight;
 use crate::proxy::client::ClientConn;
 use crate::runtime::listener::ListenerRuntime;
@@ -70,21 +70,22 @@ where
 /// are freed and the socket waits for its next request like a new one.
 pub const PARK_AFTER: Duration = Duration::from_secs(1);
 
-/// A client stream, and whether it can be parked (plain TCP can; a TLS
-/// stream keeps its session state and is not parked).
+/// A client stream, and whether it can be parked: a plain socket can; a TLS
+/// stream can with its session, unless it carries HTTP/2 (never parked) or
+/// has TLS records of its own still to send.
 pub trait ClientStream: AsyncRead + AsyncWrite + Unpin + Send + 'static {
-    /// The plain socket, for the parking lot; `Err(self)` when it cannot park.
-    fn into_parkable(self) -> Result<TcpStream, Self>
+    /// The stream for the parking lot; `Err(self)` when it cannot park.
+    fn into_parkable(self) -> Result<Parkable, Self>
     where
         Self: Sized;
 
-    /// Whether [`ClientStream::into_parkable`] would give the socket.
+    /// Whether the connection may park when idle.
     fn is_parkable(&self) -> bool;
 }
 
 impl ClientStream for TcpStream {
-    fn into_parkable(self) -> Result<TcpStream, Self> {
-        Ok(self)
+    fn into_parkable(self) -> Result<Parkable, Self> {
+        Ok(Parkable::Plain(self))
     }
 
     fn is_parkable(&self) -> bool {
@@ -93,12 +94,15 @@ impl ClientStream for TcpStream {
 }
 
 impl ClientStream for tokio_rustls::server::TlsStream<TcpStream> {
-    fn into_parkable(self) -> Result<TcpStream, Self> {
-        Err(self)
+    fn into_parkable(self) -> Result<Parkable, Self> {
+        if !self.is_parkable() || self.get_ref().1.wants_write() {
+            return Err(self);
+        }
+        Ok(Parkable::Tls(Box::new(self)))
     }
 
     fn is_parkable(&self) -> bool {
-        false
+        self.get_ref().1.alpn_protocol() != Some(b"h2")
     }
 }
 
@@ -128,7 +132,7 @@ pub async fn serve<S: ClientStream>(
         return;
     };
     if let (Some(lot), Ok(socket)) = (lot, stream.into_parkable()) {
-        lot.park(socket, conn.peer, idle_left, held);
+        lot.park(socket, &conn, idle_left, held);
     }
 }
 

@@ -1,5 +1,6 @@
 //! The parking lot of a listener: idle HTTP/1 client connections wait here for
-//! their next request at the cost of under a hundred bytes each.
+//! their next request at the cost of under a hundred bytes each (a TLS one
+//! keeps its session too: a few KiB).
 //!
 //! A connection idle for [`super::http::PARK_AFTER`] leaves hyper (which frees
 //! its buffers) and its task (which ends). What is left — the socket, the
@@ -14,8 +15,11 @@
 use super::ClientConn;
 use super::accept::Held;
 use crate::listener::dispatch::{Arrival, serve_http};
+use crate::proxy::record::TlsInfo;
 use crate::runtime::Live;
+use crate::tls::identity::ClientIdentity;
 use http::HeaderValue;
+use socket2::SockRef;
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::{Arc, Mutex};
@@ -23,6 +27,7 @@ use std::time::Duration;
 use tokio::io::unix::AsyncFd;
 use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
+use tokio_rustls::server::TlsStream;
 
 /// Idle deadlines are checked at most this often (an idle timeout may run
 /// this much longer): one pass over the table serves every deadline due.
@@ -34,9 +39,41 @@ const EVENTS_PER_CALL: usize = 64;
 /// Calls per wake-up before the lot's task yields to other tasks.
 const CALLS_PER_WAKE: usize = 16;
 
+/// A connection that can wait in the lot, as its HTTP/1 server lets go of it.
+pub enum Parkable {
+    /// A plain socket.
+    Plain(tokio::net::TcpStream),
+    /// A TLS stream: its session (keys, sequence numbers, rustls' 4 KiB read
+    /// buffer) waits with it; hyper's buffers and the task go, as for a plain one.
+    Tls(Box<TlsStream<tokio::net::TcpStream>>),
+}
+
+/// A parked connection's stream.
+enum ParkedStream {
+    /// Out of the runtime's epoll set.
+    Plain(std::net::TcpStream),
+    /// Still registered with the runtime (a TLS stream cannot be taken apart
+    /// and put together again), its socket in the lot's set as well; with
+    /// what the handshake told about the client, for the requests after.
+    Tls {
+        stream: Box<TlsStream<tokio::net::TcpStream>>,
+        info: Option<TlsInfo>,
+        identity: Option<ClientIdentity>,
+    },
+}
+
+impl ParkedStream {
+    fn socket(&self) -> SockRef<'_> {
+        match self {
+            ParkedStream::Plain(s) => SockRef::from(s),
+            ParkedStream::Tls { stream, .. } => SockRef::from(stream.get_ref().0),
+        }
+    }
+}
+
 /// One parked connection.
 struct Parked {
-    stream: std::net::TcpStream,
+    stream: ParkedStream,
     peer: SocketAddr,
     /// Milliseconds since the lot's epoch when its idle timeout ends.
     deadline: u64,
@@ -135,18 +172,21 @@ impl ParkingLot {
         self.epoch.elapsed().as_millis() as u64
     }
 
-    /// Parks an idle connection until its next request or for `idle_left`;
-    /// closes it at once when the listener is finishing.
-    pub fn park(
-        &self,
-        stream: tokio::net::TcpStream,
-        peer: SocketAddr,
-        idle_left: Duration,
-        held: Held,
-    ) {
-        // Out of the runtime's epoll set (the socket stays non-blocking).
-        let Ok(stream) = stream.into_std() else {
-            return;
+    /// Parks an idle connection of `conn` until its next request or for
+    /// `idle_left`; closes it at once when the listener is finishing.
+    pub fn park(&self, stream: Parkable, conn: &ClientConn, idle_left: Duration, held: Held) {
+        let peer = conn.peer;
+        let stream = match stream {
+            // Out of the runtime's epoll set (the socket stays non-blocking).
+            Parkable::Plain(stream) => match stream.into_std() {
+                Ok(stream) => ParkedStream::Plain(stream),
+                Err(_) => return,
+            },
+            Parkable::Tls(stream) => ParkedStream::Tls {
+                stream,
+                info: conn.tls.get().cloned(),
+                identity: conn.identity.get().cloned(),
+            },
         };
         let deadline = self.now_ms() + idle_left.as_millis() as u64;
         let Ok(mut slots) = self.slots.lock() else {
@@ -155,7 +195,7 @@ impl ParkingLot {
         if slots.closed || *self.context.finish.borrow() {
             return;
         }
-        let fd = stream.as_raw_fd();
+        let fd = stream.socket().as_raw_fd();
         let index = slots.insert(Parked {
             stream,
             peer,
@@ -254,13 +294,13 @@ impl ParkingLot {
     }
 
     /// Takes a socket out of the lot's epoll set.
-    fn forget(&self, stream: &std::net::TcpStream) {
+    fn forget(&self, stream: &ParkedStream) {
         // SAFETY: both descriptors are open; DEL ignores the event argument.
         unsafe {
             libc::epoll_ctl(
                 self.epoll.get_ref().as_raw_fd(),
                 libc::EPOLL_CTL_DEL,
-                stream.as_raw_fd(),
+                stream.socket().as_raw_fd(),
                 std::ptr::null_mut(),
             );
         }
@@ -298,21 +338,19 @@ impl ParkingLot {
 
 /// Whether a parked socket woke up only because the client closed it (no
 /// request waiting): then it is closed without serving.
-fn closed_by_peer(events: u32, stream: &std::net::TcpStream) -> bool {
+/// (A TLS client's close_notify is bytes to read: served, and read as the end.)
+fn closed_by_peer(events: u32, stream: &ParkedStream) -> bool {
     let hangup = (libc::EPOLLRDHUP | libc::EPOLLHUP | libc::EPOLLERR) as u32;
     if events & hangup == 0 {
         return false;
     }
     let mut byte = [std::mem::MaybeUninit::<u8>::uninit()];
-    !matches!(socket2::SockRef::from(stream).peek(&mut byte), Ok(n) if n > 0)
+    !matches!(stream.socket().peek(&mut byte), Ok(n) if n > 0)
 }
 
 /// Serves a connection that left the lot with a request (or its close) to read.
 async fn resume(lot: Arc<ParkingLot>, parked: Parked) {
     let context = &lot.context;
-    let Ok(stream) = tokio::net::TcpStream::from_std(parked.stream) else {
-        return;
-    };
     // The next request is served with the listener's current settings.
     let Some(runtime) = context.live.load().listener(&context.name).cloned() else {
         return;
@@ -327,5 +365,25 @@ async fn resume(lot: Arc<ParkingLot>, parked: Parked) {
     let finish = context.finish.clone();
     let lot = Some(lot.clone());
     let arrival = Arrival::Unparked;
-    serve_http(stream, conn, runtime, finish, lot, parked.held, arrival).await;
+    match parked.stream {
+        ParkedStream::Plain(stream) => {
+            let Ok(stream) = tokio::net::TcpStream::from_std(stream) else {
+                return;
+            };
+            serve_http(stream, conn, runtime, finish, lot, parked.held, arrival).await;
+        }
+        ParkedStream::Tls {
+            stream,
+            info,
+            identity,
+        } => {
+            if let Some(info) = info {
+                let _ = conn.tls.set(info);
+            }
+            if let Some(identity) = identity {
+                let _ = conn.identity.set(identity);
+            }
+            serve_http(*stream, conn, runtime, finish, lot, parked.held, arrival).await;
+        }
+    }
 }

@@ -54,7 +54,7 @@ pub async fn serve<S: ClientStream>(
             if let (Some(lot), Ok(socket)) = (lot, stream.into_parkable()) {
                 drop(buf);
                 crate::trim::freed(20);
-                lot.park(socket, conn.peer, idle_left, held);
+                lot.park(socket, &conn, idle_left, held);
             }
         }
         conn::End::Hyper => {

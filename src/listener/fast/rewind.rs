@@ -2,11 +2,11 @@
 //! path hands a connection to hyper when a request is not its kind.
 
 use crate::listener::http::ClientStream;
+use crate::listener::park::Parkable;
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpStream;
 
 /// `prefix[at..]` is read first, then the stream.
 pub struct Rewind<S> {
@@ -78,7 +78,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Rewind<S> {
 }
 
 impl<S: ClientStream> ClientStream for Rewind<S> {
-    fn into_parkable(self) -> Result<TcpStream, Self> {
+    fn into_parkable(self) -> Result<Parkable, Self> {
         if self.at < self.prefix.len() || !self.inner.is_parkable() {
             return Err(self);
         }
@@ -97,6 +97,7 @@ impl<S: ClientStream> ClientStream for Rewind<S> {
 mod tests {
     use super::*;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
 
     #[tokio::test]
     async fn the_prefix_comes_first() {
