@@ -10,8 +10,8 @@
 #
 # The targets are one nginx listening on port 19001 of every address: target i of a
 # group is 127.1.X.Y:19001, so 10,000 targets need no 10,000 servers. The open-file
-# limit of this host (ulimit -Hn) bounds the idle-connection curve: its last point is
-# as many connections as one process may hold here.
+# limit of this host (ulimit -Hn: 20,000 here, not raisable) bounds the idle-connection
+# curve: its last point is as many client connections as each balancer takes under it.
 set -euo pipefail
 DUR=${1:-5}
 EDGELB=${EDGELB:-target/release/edgelb}
@@ -267,7 +267,9 @@ idle_point() { # lb port n tls
   wait $py || true
 }
 if [[ " $CURVES " == *" idle "* ]]; then
-  cap=$(( $(ulimit -Hn) - 1500 ))
+  # edgelb keeps a quarter of its descriptors for target connections (as HAProxy's
+  # maxconn, from ulimit -n): its largest point is 3/4 of this host's limit.
+  cap=$(( $(ulimit -Hn) * 3 / 4 - 100 ))
   for n in 100 10000 "$cap"; do
     start_edgelb 1 0 30s; idle_point edgelb 18501 "$n" plain; stop_lb
     # HAProxy's point: as many as its maxconn lets it hold (10,000 → 9,400).

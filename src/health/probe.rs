@@ -7,8 +7,6 @@ use super::machine::{Outcome, Reason};
 use crate::tls::TargetTls;
 use bytes::Bytes;
 use http::{HeaderValue, Request, header};
-use http_body_util::Empty;
-use hyper_util::rt::TokioIo;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -63,29 +61,72 @@ async fn attempt(spec: &ProbeSpec) -> Outcome {
     let Some(http) = &spec.http else {
         return Outcome::Success;
     };
-    let Ok((mut sender, conn)) =
-        hyper::client::conn::http1::handshake::<_, Empty<Bytes>>(TokioIo::new(stream)).await
-    else {
-        return Outcome::Failure(Reason::FailedHealthChecks);
-    };
-    let driver = tokio::spawn(conn);
-    let request = Request::get(http.path.as_str())
-        .header(header::HOST, http.host.clone())
-        .header(
-            header::USER_AGENT,
-            concat!("edgelb-health-check/", env!("CARGO_PKG_VERSION")),
+    match http1_status(stream, http).await {
+        Some(status) => matched(http, status),
+        None => Outcome::Failure(Reason::FailedHealthChecks),
+    }
+}
+
+/// The largest response head a check reads (hyper's client allows as much).
+const MAX_CHECK_HEAD: usize = 16 * 1024;
+
+/// An HTTP/1.1 GET of the check's path written as bytes and the status of the
+/// final response head read back (1xx skipped); `None` when the exchange
+/// fails or the answer is no HTTP/1 response. As HAProxy's checks do: no
+/// client stack, no task, one small buffer (a check of 10,000 targets every
+/// few seconds is the checker's whole work).
+async fn http1_status<S>(mut stream: S, http: &HttpProbe) -> Option<u16>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let path = http.path.as_bytes();
+    if !path.starts_with(b"/") || path.iter().any(|&b| b <= b' ' || b == 0x7f) {
+        return None;
+    }
+    let mut request = Vec::with_capacity(128 + path.len() + http.host.len());
+    request.extend_from_slice(b"GET ");
+    request.extend_from_slice(path);
+    request.extend_from_slice(b" HTTP/1.1\r\nHost: ");
+    request.extend_from_slice(http.host.as_bytes());
+    request.extend_from_slice(
+        concat!(
+            "\r\nUser-Agent: edgelb-health-check/",
+            env!("CARGO_PKG_VERSION"),
+            "\r\nConnection: close\r\n\r\n"
         )
-        .header(header::CONNECTION, "close")
-        .body(Empty::new());
-    let outcome = match request {
-        Err(_) => Outcome::Failure(Reason::FailedHealthChecks),
-        Ok(request) => match sender.send_request(request).await {
-            Err(_) => Outcome::Failure(Reason::FailedHealthChecks),
-            Ok(resp) => matched(http, resp.status().as_u16()),
-        },
-    };
-    driver.abort();
-    outcome
+        .as_bytes(),
+    );
+    stream.write_all(&request).await.ok()?;
+    stream.flush().await.ok()?;
+    let mut buf = Vec::with_capacity(1024);
+    loop {
+        if buf.len() >= MAX_CHECK_HEAD {
+            return None;
+        }
+        if buf.len() == buf.capacity() {
+            buf.reserve(buf.len());
+        }
+        if stream.read_buf(&mut buf).await.ok()? == 0 {
+            return None;
+        }
+        // Heads already read, 1xx ones skipped.
+        loop {
+            let mut headers = [httparse::EMPTY_HEADER; 100];
+            let mut response = httparse::Response::new(&mut headers);
+            match response.parse(&buf).ok()? {
+                httparse::Status::Partial => break,
+                httparse::Status::Complete(n) => {
+                    let code = response.code?;
+                    if (100..200).contains(&code) && code != 101 {
+                        buf.drain(..n);
+                        continue;
+                    }
+                    return Some(code);
+                }
+            }
+        }
+    }
 }
 
 /// A check over HTTP/2 (h2c, or TLS with ALPN h2): a GET of `http.path`, or
@@ -279,5 +320,65 @@ mod tests {
         // An empty message is UNKNOWN (0), a truncated one nothing.
         assert_eq!(serving_status(&[0, 0, 0, 0, 0]), Some(0));
         assert_eq!(serving_status(&[0, 0, 0, 0, 3, 0x08]), None);
+    }
+
+    fn probe_spec() -> HttpProbe {
+        HttpProbe {
+            path: "/health?deep=1".into(),
+            host: HeaderValue::from_static("10.0.0.5:8080"),
+            matcher: vec![(200, 299)],
+            grpc_service: None,
+            h2: false,
+        }
+    }
+
+    /// What a check makes of a target answering `pieces`: the status read,
+    /// and the request the target received.
+    async fn exchange(pieces: &[&[u8]]) -> (Option<u16>, String) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let (near, mut far) = tokio::io::duplex(64 * 1024);
+        let pieces: Vec<Vec<u8>> = pieces.iter().map(|p| p.to_vec()).collect();
+        let target = tokio::spawn(async move {
+            let mut request = vec![0u8; 4096];
+            let n = far.read(&mut request).await.unwrap();
+            for piece in pieces {
+                far.write_all(&piece).await.unwrap();
+                tokio::task::yield_now().await;
+            }
+            drop(far);
+            String::from_utf8_lossy(&request[..n]).into_owned()
+        });
+        let status = http1_status(near, &probe_spec()).await;
+        (status, target.await.unwrap())
+    }
+
+    #[tokio::test]
+    async fn a_check_is_one_get_and_reads_the_final_status() {
+        let (status, request) = exchange(&[b"HTTP/1.1 204 No Content\r\n\r\n"]).await;
+        assert_eq!(status, Some(204));
+        assert!(
+            request.starts_with("GET /health?deep=1 HTTP/1.1\r\nHost: 10.0.0.5:8080\r\n"),
+            "{request}"
+        );
+        assert!(
+            request.ends_with("\r\nConnection: close\r\n\r\n"),
+            "{request}"
+        );
+        // Interim answers are skipped, a head in pieces is read whole.
+        let (status, _) = exchange(&[
+            b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 5",
+            b"03 Busy\r\nContent-Length: 0\r\n\r\n",
+        ])
+        .await;
+        assert_eq!(status, Some(503));
+    }
+
+    #[tokio::test]
+    async fn no_http_answer_is_a_failed_check() {
+        assert_eq!(exchange(&[b"SSH-2.0-OpenSSH\r\n"]).await.0, None);
+        assert_eq!(exchange(&[b"HTTP/1.1 200 OK\r\nX: y"]).await.0, None);
+        assert_eq!(exchange(&[]).await.0, None);
+        let endless = [b"HTTP/1.1 200 OK\r\n".as_slice(), &[b'X'; 20_000]];
+        assert_eq!(exchange(&endless).await.0, None);
     }
 }
