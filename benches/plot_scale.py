@@ -25,13 +25,13 @@ PANELS = [
     ("targets", "rps", "requests/s by targets in the group", "targets", "req/s", True),
     ("targets", "p99_ms", "p99 by targets in the group", "targets", "ms (lower is better)", True),
     ("rules", "rps", "requests/s by rules (none matching)", "rules", "req/s", True),
-    ("rules", "p99_ms", "p99 by rules (none matching)", "rules", "ms (lower is better)", True),
+    ("rules", "p99_ms", "p99 by rules (none matching; log scale)", "rules", "ms (lower is better)", True),
     ("reload", "seconds", "reload time", "configuration", "s (lower is better)", False),
     ("reload", "peak_mib", "peak memory", "configuration", "MiB (lower is better)", False),
     ("health", "cpu_percent", "health checks every 5 s: CPU", "targets", "% of a core", True),
     ("health", "rss_mib", "health checks every 5 s: memory", "targets", "MiB RSS", True),
     ("idle_plain", "rss_mib", "idle keep-alive connections", "connections", "MiB RSS", True),
-    ("idle_tls", "rss_mib", "idle TLS 1.3 connections", "connections", "MiB RSS", True),
+    ("idle_tls", "rss_mib", "idle TLS 1.3 connections (HAProxy: its maxconn)", "connections", "MiB RSS", False),
 ]
 panels = [p for p in PANELS if (p[0], p[1]) in points]
 cols = 2
@@ -50,16 +50,22 @@ for ax, (curve, metric, title, xlabel, ylabel, numeric) in zip(axes.flat, panels
         else:
             offset = -0.2 if lb == "edgelb" else 0.2
             ax.bar([xs.index(x) + offset for x, _ in mine], [v for _, v in mine], 0.4, label=lb, color=colors[lb])
+            for x, v in mine:
+                ax.annotate(f"{v:g}", (xs.index(x) + offset, v), ha="center", va="bottom", fontsize=7)
     if numeric:
         ax.set_xscale("log")
+        if "log scale" in title:
+            ax.set_yscale("log")
     else:
         ax.set_xticks(range(len(xs)))
         ax.set_xticklabels(xs, fontsize=8)
-        ax.set_yscale("log")
+        if curve != "idle_tls":
+            ax.set_yscale("log")
     ax.set_title(title, fontsize=10)
     ax.set_xlabel(xlabel, fontsize=8)
     ax.set_ylabel(ylabel, fontsize=8)
-    ax.set_ylim(bottom=0 if numeric else None)
+    if numeric and "log scale" not in title:
+        ax.set_ylim(bottom=0)
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8)
 for ax in list(axes.flat)[len(panels):]:
