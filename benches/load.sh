@@ -123,15 +123,7 @@ backend web
   mode tcp
   server s 127.0.0.1:19001
 C
-rules() { # n → TOML of n rules that never match (the default action serves)
-  python3 - "$1" <<'P'
-import sys
-for i in range(int(sys.argv[1])):
-    kind = i % 3
-    cond = [f'host = ["svc{i}.example.com"]', f'path = ["/api/v{i}/*"]', f'path = ["/static{i}/*"], headers = {{ "x-tenant" = ["t{i}-*"] }}'][kind]
-    print(f'[[listeners.rules]]\npriority = {i+1}\nconditions = {{ {cond} }}\naction = {{ forward = "tg" }}\n')
-P
-}
+rules() { python3 "$(dirname "$0")/rules.py" edgelb "$1"; } # n → TOML of n rules that never match
 edgelb_config() { # port-suffix rules-count
   cat <<C
 [global]

@@ -46,24 +46,8 @@ stop_lb() { [ -n "$LB_PID" ] && { kill "$LB_PID" 2>/dev/null || true; for _ in $
 targets_list() { # n → "127.1.X.Y:19001" lines
   python3 -c 'import sys
 for i in range(int(sys.argv[1])): print(f"127.1.{i // 250}.{i % 250 + 1}:19001")' "$1"; }
-edgelb_rules() { # n → TOML of n rules that never match (host, path and path+header mixes)
-  python3 - "$1" <<'P'
-import sys
-for i in range(int(sys.argv[1])):
-    cond = [f'host = ["svc{i}.example.com"]', f'path = ["/api/v{i}/*"]',
-            f'path = ["/static{i}/*"], headers = {{ "x-tenant" = ["t{i}-*"] }}'][i % 3]
-    print(f'[[listeners.rules]]\npriority = {i+1}\nconditions = {{ {cond} }}\naction = {{ forward = "tg" }}\n')
-P
-}
-haproxy_rules() { # n → the same rules as HAProxy use_backend lines
-  python3 - "$1" <<'P'
-import sys
-for i in range(int(sys.argv[1])):
-    print(["  use_backend tg if { hdr(host) -i svc%d.example.com }" % i,
-           "  use_backend tg if { path_beg /api/v%d/ }" % i,
-           "  use_backend tg if { path_beg /static%d/ } { req.hdr(x-tenant) -m beg t%d- }" % (i, i)][i % 3])
-P
-}
+edgelb_rules() { python3 "$(dirname "$0")/rules.py" edgelb "$1"; } # n → TOML of n rules that never match
+haproxy_rules() { python3 "$(dirname "$0")/rules.py" haproxy "$1"; } # the same rules as use_backend lines
 edgelb_conf() { # targets rules interval → edgelb.toml (http on :18501, https on :18502, admin :19501)
   cat <<C
 [global]

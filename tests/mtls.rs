@@ -216,6 +216,26 @@ targets = [ {{ address = "{target}" }} ]
     }
 }
 
+/// An HTTP/1.1 connection over TLS presenting `client` (ALPN http/1.1).
+async fn h1_connection(
+    pki: &Pki,
+    listen: SocketAddr,
+    client: &Client,
+) -> hyper::client::conn::http1::SendRequest<Full<Bytes>> {
+    let stream = tls_connect(
+        pki.client_config(Some(client), &[b"http/1.1"]),
+        listen,
+        "api.example.com",
+    )
+    .await
+    .unwrap();
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    sender
+}
+
 /// One HTTP/1.1 request over a new TLS connection presenting `client`, with
 /// `spoof` headers of the client's own; `Err` when the connection fails.
 async fn h1_get(
@@ -569,17 +589,7 @@ async fn a_reload_rereads_the_crl_and_an_unreadable_trust_store_changes_nothing(
         Ok(StatusCode::OK)
     );
     // A connection opened before the reload goes on after it.
-    let stream = tls_connect(
-        pki.client_config(Some(&pki.second), &[b"http/1.1"]),
-        listen,
-        "api.example.com",
-    )
-    .await
-    .unwrap();
-    let (mut open, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .unwrap();
-    tokio::spawn(conn);
+    let mut open = h1_connection(&pki, listen, &pki.second).await;
     let ask = || {
         Request::get("/kept")
             .header("host", "api.example.com")
@@ -777,17 +787,7 @@ async fn a_connection_parked_while_idle_keeps_its_client_s_identity() {
         let listen = listen_addr();
         let config = pki.config("https", listen, target.addr, &pki.verify(""));
         let lb = Edgelb::start_dispatch(&config, fast_path).await;
-        let stream = tls_connect(
-            pki.client_config(Some(&pki.good), &[b"http/1.1"]),
-            listen,
-            "api.example.com",
-        )
-        .await
-        .unwrap();
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .unwrap();
-        tokio::spawn(conn);
+        let mut sender = h1_connection(&pki, listen, &pki.good).await;
         for round in 0..2 {
             if round == 1 {
                 // Idle past the 1 s after which a connection parks.
