@@ -44,9 +44,9 @@ impl RawTarget {
 
     /// A target answering with `reply`.
     pub async fn start_with(reply: Reply) -> Self {
-        let socket = TcpListener::bind(("127.0.0.1", super::free_port()))
-            .await
-            .unwrap();
+        // Port 0: the kernel's choice, held from the start (a port picked first
+        // and bound after could be taken in between: CI met that once).
+        let socket = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = socket.local_addr().unwrap();
         let requests = Arc::new(Mutex::new(Vec::new()));
         let connections = Arc::new(AtomicUsize::new(0));
