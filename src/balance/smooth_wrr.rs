@@ -52,16 +52,25 @@ struct Lazy {
     total: i64,
     picks: i64,
     base: Vec<i64>,
-    /// Targets with a weight, grouped by it, each group in pick order.
+    /// Targets with a weight, grouped by it, each group in pick order (not
+    /// kept for a small group, which is walked: `base` is then the current
+    /// weights themselves and `picks` stays 0).
     classes: BTreeMap<i64, BTreeSet<(Reverse<i64>, usize)>>,
+    walked: bool,
 }
+
+/// Up to this many targets a pick walks the cached weights (nginx's form):
+/// cheaper than keeping the classes in order (measured: +1,600 instructions
+/// per request with one target).
+const WALK_UP_TO: usize = 32;
 
 impl Lazy {
     fn new(key: u64, current: &[i64], weights: Vec<u32>) -> Self {
         let weights: Vec<i64> = weights.into_iter().map(i64::from).collect();
+        let walked = weights.len() <= WALK_UP_TO;
         let mut classes: BTreeMap<i64, BTreeSet<(Reverse<i64>, usize)>> = BTreeMap::new();
         for (i, &w) in weights.iter().enumerate() {
-            if w > 0 {
+            if w > 0 && !walked {
                 classes
                     .entry(w)
                     .or_default()
@@ -75,6 +84,7 @@ impl Lazy {
             picks: 0,
             base: current.to_vec(),
             classes,
+            walked,
         }
     }
 
@@ -91,6 +101,15 @@ impl Lazy {
 
     /// nginx's pick, with `exclude` (if it has a weight) sitting this one out.
     fn pick(&mut self, exclude: Option<usize>) -> Option<usize> {
+        if self.walked {
+            return walk(&mut self.base, |i| {
+                if Some(i) == exclude {
+                    0
+                } else {
+                    self.weights[i]
+                }
+            });
+        }
         let exclude = exclude.filter(|&e| self.weights.get(e).is_some_and(|&w| w > 0));
         self.picks += 1;
         let mut best: Option<(i64, usize)> = None;
@@ -168,23 +187,30 @@ impl Pick for SmoothWeightedRoundRobin {
         if current.len() < n {
             current.resize(n, 0);
         }
-        let mut total: i64 = 0;
-        let mut best: Option<usize> = None;
-        for i in 0..n {
-            let w = weight(i) as i64;
-            if w == 0 {
-                continue;
-            }
-            current[i] += w;
-            total += w;
-            if best.is_none_or(|b| current[i] > current[b]) {
-                best = Some(i);
-            }
-        }
-        let b = best?;
-        current[b] -= total;
-        Some(b)
+        walk(&mut current[..n], |i| i64::from(weight(i)))
     }
+}
+
+/// nginx's step over every target's `current` weight: each eligible one
+/// (weight > 0) gains its weight, the highest (lowest index on a tie) is
+/// picked and loses the total.
+fn walk(current: &mut [i64], weight: impl Fn(usize) -> i64) -> Option<usize> {
+    let mut total: i64 = 0;
+    let mut best: Option<usize> = None;
+    for i in 0..current.len() {
+        let w = weight(i);
+        if w == 0 {
+            continue;
+        }
+        current[i] += w;
+        total += w;
+        if best.is_none_or(|b| current[i] > current[b]) {
+            best = Some(i);
+        }
+    }
+    let b = best?;
+    current[b] -= total;
+    Some(b)
 }
 
 #[cfg(test)]
@@ -260,7 +286,8 @@ mod tests {
     fn cached_picks_are_nginx_s_picks_through_exclusions_and_weight_changes() {
         let mut rng = Lcg(7);
         for round in 0..200 {
-            let n = 1 + rng.below(40) as usize;
+            // Small groups are walked, larger ones kept in classes: both sizes.
+            let n = 1 + rng.below(80) as usize;
             let naive = SmoothWeightedRoundRobin::new(n);
             let cached = SmoothWeightedRoundRobin::new(n);
             let mut weights: Vec<u32> = (0..n).map(|_| rng.below(4) as u32).collect();
