@@ -4,7 +4,7 @@
 //! its header map); and a target's response head made into the client's.
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use edgelb::proxy::headers::{ForwardedFor, prepare_request};
+use edgelb::proxy::headers::{ForwardedFor, TargetHead, prepare_request};
 use edgelb::wire::request::{MAX_HEADERS, Parsed, parse};
 use edgelb::wire::{response, rewrite};
 use http::HeaderValue;
@@ -57,7 +57,12 @@ fn bench_headers(c: &mut Criterion) {
     c.bench_function("rewrite_request_head/header_map", |b| {
         b.iter(|| {
             let mut req = template.clone();
-            prepare_request(black_box(&mut req), &fwd, false, None);
+            prepare_request(
+                black_box(&mut req),
+                &fwd,
+                TargetHead::Http1 { upgrade: false },
+                None,
+            );
             black_box(req.headers().len())
         })
     });

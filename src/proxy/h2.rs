@@ -18,7 +18,7 @@ use crate::runtime::listener::GroupChoice;
 use crate::runtime::target::GroupRuntime;
 use crate::upstream::h2::{self as pool, BodySent, H2Body, H2Stream, PumpError};
 use crate::upstream::sent::{TargetTimeout, within_request_timeout};
-use http::{HeaderMap, Request, Response, StatusCode, Uri, header};
+use http::{HeaderMap, Request, Response, StatusCode, Uri};
 use http_body::Body;
 use std::time::{Duration, Instant};
 
@@ -83,7 +83,7 @@ pub async fn forward(
         return answer.error(503, "no healthy target", action, record, in_flight);
     };
     let (parts, body) = req.into_parts();
-    let head = match target_head(parts, group) {
+    let head = match target_head(parts) {
         Ok(head) => head,
         Err(why) => {
             return answer.error(400, why, action, record, in_flight);
@@ -255,52 +255,22 @@ struct Head {
     headers: HeaderMap,
 }
 
-/// Rewrites a prepared head for HTTP/2: absolute URI from the Host (or the
-/// request's authority), connection-specific fields removed (RFC 9113
-/// §8.2.2), `TE` kept only as `trailers`.
-fn target_head(parts: http::request::Parts, group: &GroupRuntime) -> Result<Head, &'static str> {
-    let mut headers = parts.headers;
-    let authority = headers
-        .remove(header::HOST)
-        .and_then(|h| h.to_str().ok().map(str::to_owned))
-        .or_else(|| parts.uri.authority().map(|a| a.to_string()))
-        .ok_or("no Host")?;
-    for name in [
-        header::CONNECTION,
-        header::TRANSFER_ENCODING,
-        header::UPGRADE,
-        http::HeaderName::from_static("keep-alive"),
-        http::HeaderName::from_static("proxy-connection"),
-    ] {
-        headers.remove(name);
+/// Takes a head prepared for HTTP/2 ([`crate::proxy::headers::TargetHead`]):
+/// an absolute URI, connection-specific fields gone (RFC 9113 §8.2.2),
+/// `TE` only as `trailers`. Refused without a valid authority.
+fn target_head(parts: http::request::Parts) -> Result<Head, &'static str> {
+    if parts.uri.authority().is_none() {
+        return Err("no valid Host");
     }
+    let mut headers = parts.headers;
     // A value new with every request would churn HPACK's dynamic table (and
     // push out the X-Forwarded-* entries that repeat): sent never-indexed.
     if let Some(id) = headers.get_mut(&crate::proxy::headers::X_REQUEST_ID) {
         id.set_sensitive(true);
     }
-    let te_trailers = headers
-        .get_all(header::TE)
-        .iter()
-        .any(|v| v.as_bytes().eq_ignore_ascii_case(b"trailers"));
-    headers.remove(header::TE);
-    if te_trailers {
-        headers.insert(header::TE, http::HeaderValue::from_static("trailers"));
-    }
-    let scheme = match group.protocol {
-        crate::config::GroupProtocol::Https => "https",
-        _ => "http",
-    };
-    let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-    let uri = Uri::builder()
-        .scheme(scheme)
-        .authority(authority)
-        .path_and_query(path)
-        .build()
-        .map_err(|_| "bad Host")?;
     Ok(Head {
         method: parts.method,
-        uri,
+        uri: parts.uri,
         headers,
     })
 }

@@ -111,12 +111,25 @@ fn is_protected(name: &HeaderName) -> bool {
         || name == X_REQUEST_ID
 }
 
-/// Rewrites a client request for a target: HTTP/1.1 in origin form with a
-/// `Host`, no hop-by-hop headers, and the X-Forwarded-* and X-Request-Id set.
+/// What a prepared request head is for.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum TargetHead {
+    /// An HTTP/1.1 target: origin form, the authority as `Host`; `upgrade`
+    /// keeps a protocol switch the client asked for.
+    Http1 { upgrade: bool },
+    /// An HTTP/2 target (SPEC §7): an absolute URI with the group's scheme
+    /// (`https` when `tls`) and the authority, no `Host`, `TE: trailers`
+    /// kept. Without a valid authority the URI has none: the caller refuses
+    /// the request.
+    Http2 { tls: bool },
+}
+
+/// Rewrites a client request for a target (see [`TargetHead`]): no
+/// hop-by-hop headers, and the X-Forwarded-* and X-Request-Id set.
 pub fn prepare_request<B>(
     req: &mut Request<B>,
     fwd: &ForwardedFor,
-    upgrade: bool,
+    head: TargetHead,
     identity: Option<&ClientIdentity>,
 ) {
     let login = req
@@ -125,23 +138,64 @@ pub fn prepare_request<B>(
         .map(|i| i.0.clone());
     let version = req.version();
     *req.version_mut() = Version::HTTP_11;
-    let authority = req.uri().authority().cloned();
-    if req.uri().scheme().is_some() || authority.is_some() {
-        let pq = req
-            .uri()
-            .path_and_query()
-            .cloned()
-            .unwrap_or_else(|| PathAndQuery::from_static("/"));
-        *req.uri_mut() = Uri::from(pq);
+    let upgrade = head == TargetHead::Http1 { upgrade: true };
+    // `TE: trailers` is hop-by-hop yet meant for HTTP/2 targets (gRPC
+    // needs it): kept for them.
+    let te_trailers = matches!(head, TargetHead::Http2 { .. })
+        && req
+            .headers()
+            .get_all(header::TE)
+            .iter()
+            .any(|v| v.as_bytes().eq_ignore_ascii_case(b"trailers"));
+    // The authority the client named: an HTTP/2 request's, or an HTTP/1
+    // request's absolute form when it sent no Host.
+    let authority = req.uri().authority().cloned().filter(|_| {
+        version != Version::HTTP_11 && version != Version::HTTP_10
+            || !req.headers().contains_key(header::HOST)
+    });
+    // Room for what is added below in one growth of the map.
+    req.headers_mut().reserve(6);
+    match head {
+        TargetHead::Http1 { .. } => {
+            if req.uri().scheme().is_some() || req.uri().authority().is_some() {
+                let pq = req
+                    .uri()
+                    .path_and_query()
+                    .cloned()
+                    .unwrap_or_else(|| PathAndQuery::from_static("/"));
+                *req.uri_mut() = Uri::from(pq);
+            }
+            if let Some(a) = authority
+                && let Ok(v) = HeaderValue::from_str(a.as_str())
+            {
+                req.headers_mut().insert(header::HOST, v);
+            }
+        }
+        TargetHead::Http2 { tls } => {
+            let host = req.headers_mut().remove(header::HOST);
+            let authority = authority
+                .or_else(|| http::uri::Authority::try_from(host.as_ref()?.as_bytes()).ok());
+            let mut parts = http::uri::Parts::default();
+            parts.path_and_query = Some(
+                req.uri()
+                    .path_and_query()
+                    .cloned()
+                    .unwrap_or_else(|| PathAndQuery::from_static("/")),
+            );
+            if let Some(a) = authority {
+                parts.scheme = Some(if tls {
+                    http::uri::Scheme::HTTPS
+                } else {
+                    http::uri::Scheme::HTTP
+                });
+                parts.authority = Some(a);
+            }
+            if let Ok(uri) = Uri::from_parts(parts) {
+                *req.uri_mut() = uri;
+            }
+        }
     }
     let headers = req.headers_mut();
-    if (version != Version::HTTP_11 && version != Version::HTTP_10
-        || !headers.contains_key(header::HOST))
-        && let Some(a) = authority
-        && let Ok(v) = HeaderValue::from_str(a.as_str())
-    {
-        headers.insert(header::HOST, v);
-    }
     // As the written paths do (`wire::rewrite::fate`), plus the headers the
     // client's `Connection` names.
     drop_connection_named(headers);
@@ -150,6 +204,9 @@ pub fn prepare_request<B>(
     });
     if upgrade {
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    }
+    if te_trailers {
+        headers.insert(header::TE, HeaderValue::from_static("trailers"));
     }
     append_forwarded_for(headers, &fwd.client_ip);
     headers.insert(X_FORWARDED_PROTO.clone(), fwd.proto.clone());
@@ -210,7 +267,7 @@ mod tests {
             .header("x-kept", "yes")
             .body(())
             .unwrap();
-        prepare_request(&mut req, &fwd(), false, None);
+        prepare_request(&mut req, &fwd(), TargetHead::Http1 { upgrade: false }, None);
         let h = req.headers();
         for gone in ["connection", "keep-alive", "x-secret", "te"] {
             assert!(!h.contains_key(gone), "{gone} should be stripped");
@@ -232,7 +289,7 @@ mod tests {
             .header("x-request-id", "abc")
             .body(())
             .unwrap();
-        prepare_request(&mut req, &fwd(), false, None);
+        prepare_request(&mut req, &fwd(), TargetHead::Http1 { upgrade: false }, None);
         assert_eq!(
             req.headers()["x-forwarded-for"],
             "10.0.0.1, 10.0.0.2, 192.0.2.7"
@@ -247,10 +304,60 @@ mod tests {
             .uri("http://example.com:8080/p?q")
             .body(())
             .unwrap();
-        prepare_request(&mut req, &fwd(), false, None);
+        prepare_request(&mut req, &fwd(), TargetHead::Http1 { upgrade: false }, None);
         assert_eq!(req.version(), Version::HTTP_11);
         assert_eq!(req.uri(), "/p?q");
         assert_eq!(req.headers()["host"], "example.com:8080");
+    }
+
+    #[test]
+    fn an_http2_head_keeps_the_authority_in_an_absolute_uri_and_te_trailers() {
+        let h2 = TargetHead::Http2 { tls: false };
+        let mut req = Request::builder()
+            .version(Version::HTTP_2)
+            .method("POST")
+            .uri("http://api.example:8080/pkg.Svc/Call?x")
+            .header("host", "other.example")
+            .header("te", "trailers")
+            .header("connection", "keep-alive")
+            .header("keep-alive", "timeout=5")
+            .header("transfer-encoding", "chunked")
+            .header("content-type", "application/grpc")
+            .body(())
+            .unwrap();
+        prepare_request(&mut req, &fwd(), h2, None);
+        assert_eq!(req.uri(), "http://api.example:8080/pkg.Svc/Call?x");
+        let h = req.headers();
+        for gone in ["host", "connection", "keep-alive", "transfer-encoding"] {
+            assert!(!h.contains_key(gone), "{gone} should be gone");
+        }
+        assert_eq!(h["te"], "trailers");
+        assert_eq!(h["content-type"], "application/grpc");
+        assert_eq!(h["x-forwarded-for"], "192.0.2.7");
+        assert_eq!(h["x-request-id"].len(), 32);
+
+        // An HTTP/1.1 client's Host becomes the authority, with the group's
+        // scheme; a TE other than trailers goes.
+        let mut req = Request::get("/p")
+            .header("host", "site.example")
+            .header("te", "gzip")
+            .body(())
+            .unwrap();
+        prepare_request(&mut req, &fwd(), TargetHead::Http2 { tls: true }, None);
+        assert_eq!(req.uri(), "https://site.example/p");
+        assert!(!req.headers().contains_key("te"));
+
+        // Neither a Host nor an authority (or an invalid Host): no authority.
+        for host in [None, Some("bad host")] {
+            let mut b = Request::get("/p").version(Version::HTTP_10);
+            if let Some(h) = host {
+                b = b.header("host", h);
+            }
+            let mut req = b.body(()).unwrap();
+            prepare_request(&mut req, &fwd(), h2, None);
+            assert!(req.uri().authority().is_none(), "{host:?}");
+            assert_eq!(req.uri(), "/p");
+        }
     }
 
     #[test]
@@ -262,7 +369,7 @@ mod tests {
             .body(())
             .unwrap();
         assert!(wants_upgrade(req.headers(), req.version()));
-        prepare_request(&mut req, &fwd(), true, None);
+        prepare_request(&mut req, &fwd(), TargetHead::Http1 { upgrade: true }, None);
         assert_eq!(req.headers()["upgrade"], "websocket");
         assert_eq!(req.headers()["connection"], "upgrade");
     }
@@ -293,7 +400,7 @@ mod tests {
             .header("x_other", "1")
             .body(())
             .unwrap();
-        prepare_request(&mut req, &fwd(), false, None);
+        prepare_request(&mut req, &fwd(), TargetHead::Http1 { upgrade: false }, None);
         assert!(!req.headers().contains_key("x_forwarded_for"));
         assert_eq!(req.headers()["x_other"], "1");
         assert_eq!(req.headers()["x-forwarded-for"], "192.0.2.7");

@@ -9,7 +9,7 @@ use crate::proxy::client::ClientConn;
 use crate::proxy::desync;
 use crate::proxy::grpc;
 use crate::proxy::headers::{
-    X_REQUEST_ID, header_bytes, prepare_request, strip_hop_by_hop, wants_upgrade,
+    TargetHead, X_REQUEST_ID, header_bytes, prepare_request, strip_hop_by_hop, wants_upgrade,
 };
 use crate::proxy::pool::{self, MAX_STALE_RETRIES, TargetConn};
 use crate::proxy::raw::{self, HeadError, RawBody, RawRelease};
@@ -440,22 +440,18 @@ async fn forward(
             }
         }
         None => {
-            // `TE: trailers` is hop-by-hop yet meant for HTTP/2 targets
-            // (gRPC needs it): kept for them (SPEC §7).
-            let te_trailers = group.protocol_version.is_h2()
-                && req
-                    .headers()
-                    .get_all(header::TE)
-                    .iter()
-                    .any(|v| v.as_bytes().eq_ignore_ascii_case(b"trailers"));
-            prepare_request(&mut req, &conn.forwarded, upgrade, conn.identity.get());
-            if te_trailers {
-                req.headers_mut()
-                    .insert(header::TE, http::HeaderValue::from_static("trailers"));
-            }
+            let head = if group.protocol_version.is_h2() {
+                TargetHead::Http2 {
+                    tls: group.protocol == GroupProtocol::Https,
+                }
+            } else {
+                TargetHead::Http1 { upgrade }
+            };
+            prepare_request(&mut req, &conn.forwarded, head, conn.identity.get());
             // hyper's client sends no body for a GET or HEAD of unknown length
             // unless told to chunk it: the body goes on, never dropped.
-            if matches!(*req.method(), Method::GET | Method::HEAD)
+            if matches!(head, TargetHead::Http1 { .. })
+                && matches!(*req.method(), Method::GET | Method::HEAD)
                 && !req.body().is_end_stream()
                 && req.body().size_hint().exact().is_none()
                 && !req.headers().contains_key(header::CONTENT_LENGTH)

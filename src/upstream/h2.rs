@@ -193,6 +193,11 @@ pub enum BodySent {
     Pumping(tokio::task::JoinHandle<Result<bool, PumpError>>),
 }
 
+/// The largest first DATA frame sent without waiting for the target's
+/// window: one default-size HTTP/2 frame, so at most this much per stream
+/// waits in `h2`'s buffer instead of the client's.
+const UNRESERVED_FIRST_FRAME: usize = 16 * 1024;
+
 /// A request body on its way into a target's stream.
 struct BodyPump {
     body: RequestBody,
@@ -207,6 +212,22 @@ impl BodyPump {
     fn step(&mut self, cx: &mut Context<'_>) -> Poll<Result<bool, PumpError>> {
         loop {
             if let Some((data, last)) = &mut self.held {
+                // The first frame, small as a unary call's message is, goes
+                // into the stream at once: `h2` holds it until the target's
+                // window (65,535 at least, as every peer starts) takes it.
+                // Waiting for capacity instead would wait for the stream to
+                // open on the connection's task, and so for a task of its own.
+                if !self.sent && data.len() <= UNRESERVED_FIRST_FRAME {
+                    let end = *last;
+                    self.sent = true;
+                    let chunk = std::mem::take(data);
+                    if let Err(e) = self.stream.send_data(chunk, end) {
+                        return Poll::Ready(Err(PumpError::Target(e)));
+                    }
+                    if end {
+                        return Poll::Ready(Ok(true));
+                    }
+                }
                 while !data.is_empty() {
                     self.stream.reserve_capacity(data.len());
                     let granted = match self.stream.poll_capacity(cx) {
