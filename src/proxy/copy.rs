@@ -16,12 +16,63 @@
 //! usually closed by then (it had its answer), so the connection ends as two
 //! closes with no `shutdown`, and the client side's TIME_WAIT stays with the
 //! client, as with HAProxy.
+//!
+//! A direction whose reader's end is already known when its last bytes are
+//! read (on loopback a target's answer and its FIN usually arrive in one
+//! event) sends those bytes and its end in one segment where the writer can
+//! ([`EndWithData`]: a plain socket, `MSG_MORE` then `shutdown`), as HAProxy
+//! does when it has seen the end first: one segment less per connection
+//! (TCP segments per proxied short connection 20.1 -> 19.4, HAProxy 19.5).
+//! The price is a `shutdown` call, and that end of the connection, having
+//! ended first, keeps the TIME_WAIT (the kernel's, ~200 bytes, no
+//! descriptor). When the end comes later, the put-off above applies.
 
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+/// Writers that can send their last bytes and their end together.
+pub trait EndWithData {
+    /// Whether [`EndWithData::write_and_end`] can do anything (the copy
+    /// then looks for its reader's end before writing a short read out).
+    fn ends_with_data(&self) -> bool {
+        false
+    }
+    /// Sends `data` followed by the end of the stream in one go, if the
+    /// socket takes it whole at once: how many bytes went, and whether the
+    /// end went after them. `None`: nothing was sent (the socket was not
+    /// writable); anything short of all of `data` is pushed out without the
+    /// end.
+    fn write_and_end(&mut self, _data: &[u8]) -> Option<(usize, bool)> {
+        None
+    }
+}
+
+impl EndWithData for tokio::net::TcpStream {
+    fn ends_with_data(&self) -> bool {
+        true
+    }
+    fn write_and_end(&mut self, data: &[u8]) -> Option<(usize, bool)> {
+        let socket = socket2::SockRef::from(&*self);
+        // MSG_MORE holds the bytes back so the FIN of the shutdown rides on
+        // their segment.
+        let sent = self
+            .try_io(tokio::io::Interest::WRITABLE, || {
+                socket.send_with_flags(data, libc::MSG_MORE | libc::MSG_NOSIGNAL)
+            })
+            .ok()?;
+        if sent == data.len() && socket.shutdown(std::net::Shutdown::Write).is_ok() {
+            return Some((sent, true));
+        }
+        // Taken in part (or no end): what is held back goes out now.
+        let _ = socket.set_tcp_nodelay(true);
+        Some((sent, false))
+    }
+}
+
+impl<S> EndWithData for tokio_rustls::server::TlsStream<S> {}
 
 /// First buffer of each direction.
 const START: usize = 16 * 1024;
@@ -46,6 +97,8 @@ struct Half {
     put_off: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
     /// The put-off half-close has waited.
     waited: bool,
+    /// Sending the last bytes with the end was tried.
+    ended: bool,
     done: bool,
     amount: u64,
 }
@@ -69,6 +122,7 @@ impl Half {
             need_flush: written > 0,
             put_off: None,
             waited: false,
+            ended: false,
             done: false,
             amount: written as u64,
         }
@@ -87,13 +141,30 @@ impl Half {
     ) -> Poll<io::Result<()>>
     where
         R: AsyncRead + ?Sized,
-        W: AsyncWrite + ?Sized,
+        W: AsyncWrite + EndWithData + Unpin + ?Sized,
     {
         if self.done {
             return Poll::Ready(Ok(()));
         }
         let mut reads = 0;
         loop {
+            if self.read_done && self.pos < self.buf.len() && !self.ended && writer.ends_with_data()
+            {
+                if let Some((n, ended)) = writer
+                    .as_mut()
+                    .get_mut()
+                    .write_and_end(&self.buf[self.pos..])
+                {
+                    self.pos += n;
+                    self.amount += n as u64;
+                    if ended {
+                        self.done = true;
+                        return Poll::Ready(Ok(()));
+                    }
+                }
+                // Tried once: the rest goes the usual way.
+                self.ended = true;
+            }
             while self.pos < self.buf.len() {
                 match writer.as_mut().poll_write(cx, &self.buf[self.pos..]) {
                     Poll::Ready(Ok(0)) => {
@@ -153,8 +224,11 @@ impl Half {
                     reads += 1;
                     if n == 0 {
                         self.read_done = true;
-                    } else if n == self.buf.capacity() && n < MAX {
-                        self.grow = true;
+                    } else if n == self.buf.capacity() {
+                        // A full read: more is likely waiting.
+                        self.grow = n < MAX;
+                    } else if writer.ends_with_data() {
+                        self.look_for_end(cx, reader.as_mut())?;
                     }
                 }
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
@@ -170,14 +244,46 @@ impl Half {
     }
 }
 
+impl Half {
+    /// After a short read: whether the reader's end came with those bytes.
+    /// Costs nothing when it did not (tokio cleared the readiness on the
+    /// short read); when the FIN is there, the read that finds it is the one
+    /// the next turn would have made.
+    fn look_for_end<R: AsyncRead + ?Sized>(
+        &mut self,
+        cx: &mut Context<'_>,
+        reader: Pin<&mut R>,
+    ) -> io::Result<()> {
+        // No room would read as an end.
+        debug_assert!(self.buf.len() < self.buf.capacity());
+        let mut more = ReadBuf::uninit(self.buf.spare_capacity_mut());
+        match reader.poll_read(cx, &mut more) {
+            Poll::Ready(Ok(())) => {
+                let m = more.filled().len();
+                if m == 0 {
+                    self.read_done = true;
+                } else {
+                    let len = self.buf.len() + m;
+                    // SAFETY: the reader initialised the next `m` bytes of the
+                    // spare capacity.
+                    unsafe { self.buf.set_len(len) };
+                }
+                Ok(())
+            }
+            Poll::Ready(Err(e)) => Err(e),
+            Poll::Pending => Ok(()),
+        }
+    }
+}
+
 /// Copies `a` → `b` and `b` → `a` until both directions reached end of stream
 /// (each shutting its writer down when its reader ends; with `plain`, the
 /// last one leaves that to the caller's close); the bytes copied each way, or
 /// the first error.
 pub async fn bidirectional<A, B>(a: &mut A, b: &mut B, plain: bool) -> io::Result<(u64, u64)>
 where
-    A: AsyncRead + AsyncWrite + Unpin + ?Sized,
-    B: AsyncRead + AsyncWrite + Unpin + ?Sized,
+    A: AsyncRead + AsyncWrite + EndWithData + Unpin + ?Sized,
+    B: AsyncRead + AsyncWrite + EndWithData + Unpin + ?Sized,
 {
     bidirectional_seeded(a, b, plain, Vec::new(), 0).await
 }
@@ -192,8 +298,8 @@ pub async fn bidirectional_seeded<A, B>(
     written: usize,
 ) -> io::Result<(u64, u64)>
 where
-    A: AsyncRead + AsyncWrite + Unpin + ?Sized,
-    B: AsyncRead + AsyncWrite + Unpin + ?Sized,
+    A: AsyncRead + AsyncWrite + EndWithData + Unpin + ?Sized,
+    B: AsyncRead + AsyncWrite + EndWithData + Unpin + ?Sized,
 {
     Bidirectional {
         a,
@@ -216,8 +322,8 @@ struct Bidirectional<'a, A: ?Sized, B: ?Sized> {
 
 impl<A, B> Future for Bidirectional<'_, A, B>
 where
-    A: AsyncRead + AsyncWrite + Unpin + ?Sized,
-    B: AsyncRead + AsyncWrite + Unpin + ?Sized,
+    A: AsyncRead + AsyncWrite + EndWithData + Unpin + ?Sized,
+    B: AsyncRead + AsyncWrite + EndWithData + Unpin + ?Sized,
 {
     type Output = io::Result<(u64, u64)>;
 
@@ -278,6 +384,85 @@ mod tests {
         server.shutdown().await.unwrap();
         assert_eq!(writer.await.unwrap(), b"reply");
         assert_eq!(copy.await.unwrap().unwrap(), (300_000, 5));
+    }
+
+    impl EndWithData for tokio::io::DuplexStream {}
+    impl<S> EndWithData for Shutdowns<S> {}
+
+    /// Segments the socket has sent (`TCP_INFO`).
+    fn segments_out(socket: &tokio::net::TcpStream) -> u32 {
+        let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
+        let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
+        use std::os::fd::AsRawFd;
+        // SAFETY: a tcp_info-sized buffer and its length for TCP_INFO.
+        let rc = unsafe {
+            libc::getsockopt(
+                socket.as_raw_fd(),
+                libc::IPPROTO_TCP,
+                libc::TCP_INFO,
+                (&mut info as *mut libc::tcp_info).cast(),
+                &mut len,
+            )
+        };
+        assert_eq!(rc, 0, "TCP_INFO");
+        info.tcpi_segs_out
+    }
+
+    /// A connected pair of loopback sockets (the accepted one second).
+    async fn socket_pair() -> (tokio::net::TcpStream, tokio::net::TcpStream) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let connect = tokio::net::TcpStream::connect(listener.local_addr().unwrap());
+        let (connected, accepted) = tokio::join!(connect, listener.accept());
+        let accepted = accepted.unwrap().0;
+        accepted.set_nodelay(true).unwrap();
+        (connected.unwrap(), accepted)
+    }
+
+    #[tokio::test]
+    async fn a_socket_sends_its_last_bytes_and_its_end_in_one_segment() {
+        let (mut peer, mut socket) = socket_pair().await;
+        socket.writable().await.unwrap();
+        assert!(socket.ends_with_data());
+        let before = segments_out(&socket);
+        assert_eq!(socket.write_and_end(b"answer"), Some((6, true)));
+        assert_eq!(segments_out(&socket) - before, 1, "data and FIN apart");
+        let mut got = Vec::new();
+        peer.read_to_end(&mut got).await.unwrap();
+        assert_eq!(got, b"answer");
+        // Written the usual way, the same bytes and end take two segments.
+        let (mut peer, mut socket) = socket_pair().await;
+        let before = segments_out(&socket);
+        socket.write_all(b"answer").await.unwrap();
+        socket.shutdown().await.unwrap();
+        let mut got = Vec::new();
+        peer.read_to_end(&mut got).await.unwrap();
+        assert_eq!(got, b"answer");
+        assert_eq!(segments_out(&socket) - before, 2);
+    }
+
+    #[tokio::test]
+    async fn an_answer_that_ends_with_its_target_reaches_the_client_whole_over_sockets() {
+        for size in [6usize, 20_000, 200_000] {
+            let (mut client, mut near) = socket_pair().await;
+            let (mut far, mut server) = socket_pair().await;
+            let copy = tokio::spawn(async move {
+                let moved = bidirectional(&mut near, &mut far, true).await;
+                (moved, near, far)
+            });
+            let answer: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
+            client.write_all(b"ask").await.unwrap();
+            let mut asked = [0u8; 3];
+            server.read_exact(&mut asked).await.unwrap();
+            server.write_all(&answer).await.unwrap();
+            server.shutdown().await.unwrap();
+            let mut got = Vec::new();
+            client.read_to_end(&mut got).await.unwrap();
+            assert_eq!(got.len(), size);
+            assert!(got == answer, "answer of {size} bytes changed");
+            client.shutdown().await.unwrap();
+            let (moved, _near, _far) = copy.await.unwrap();
+            assert_eq!(moved.unwrap(), (3, size as u64));
+        }
     }
 
     /// Counts the shutdowns of the stream it wraps.

@@ -3,6 +3,7 @@
 
 use crate::proxy::attempt::Next;
 use crate::proxy::client::ClientConn;
+use crate::proxy::copy::EndWithData;
 use crate::proxy::pool::ConnectError;
 use crate::proxy::proxy_protocol::{SslTlv, encode_v2};
 use crate::proxy::record::StreamRecord;
@@ -31,7 +32,7 @@ pub async fn serve<S>(
     local: SocketAddr,
     listener: Arc<ListenerRuntime>,
 ) where
-    S: AsyncRead + AsyncWrite + Unpin + Prefetch,
+    S: AsyncRead + AsyncWrite + Unpin + Prefetch + EndWithData,
 {
     let peer = conn.peer;
     let mut record = listener.access_log.as_ref().map(|log| {
@@ -53,7 +54,7 @@ async fn forward_stream<S>(
     mut record: Option<&mut StreamRecord>,
 ) -> (u64, u64)
 where
-    S: AsyncRead + AsyncWrite + Unpin + Prefetch,
+    S: AsyncRead + AsyncWrite + Unpin + Prefetch + EndWithData,
 {
     let peer = conn.peer;
     let mut client = client;
@@ -297,6 +298,15 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Counted<S> {
     }
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+impl<S: EndWithData> EndWithData for Counted<S> {
+    fn ends_with_data(&self) -> bool {
+        self.inner.ends_with_data()
+    }
+    fn write_and_end(&mut self, data: &[u8]) -> Option<(usize, bool)> {
+        self.inner.write_and_end(data)
     }
 }
 
