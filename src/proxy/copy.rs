@@ -98,7 +98,7 @@ struct Half {
     /// The put-off half-close has waited.
     waited: bool,
     /// Sending the last bytes with the end was tried.
-    ended: bool,
+    end_tried: bool,
     done: bool,
     amount: u64,
 }
@@ -122,9 +122,39 @@ impl Half {
             need_flush: written > 0,
             put_off: None,
             waited: false,
-            ended: false,
+            end_tried: false,
             done: false,
             amount: written as u64,
+        }
+    }
+
+    /// After a short read: whether the reader's end came with those bytes.
+    /// Costs nothing when it did not (tokio cleared the readiness on the
+    /// short read); when the FIN is there, the read that finds it is the one
+    /// the next turn would have made.
+    fn look_for_end<R: AsyncRead + ?Sized>(
+        &mut self,
+        cx: &mut Context<'_>,
+        reader: Pin<&mut R>,
+    ) -> io::Result<()> {
+        // No room would read as an end.
+        debug_assert!(self.buf.len() < self.buf.capacity());
+        let mut more = ReadBuf::uninit(self.buf.spare_capacity_mut());
+        match reader.poll_read(cx, &mut more) {
+            Poll::Ready(Ok(())) => {
+                let m = more.filled().len();
+                if m == 0 {
+                    self.read_done = true;
+                } else {
+                    let len = self.buf.len() + m;
+                    // SAFETY: the reader initialised the next `m` bytes of the
+                    // spare capacity.
+                    unsafe { self.buf.set_len(len) };
+                }
+                Ok(())
+            }
+            Poll::Ready(Err(e)) => Err(e),
+            Poll::Pending => Ok(()),
         }
     }
 
@@ -148,7 +178,10 @@ impl Half {
         }
         let mut reads = 0;
         loop {
-            if self.read_done && self.pos < self.buf.len() && !self.ended && writer.ends_with_data()
+            if self.read_done
+                && self.pos < self.buf.len()
+                && !self.end_tried
+                && writer.ends_with_data()
             {
                 if let Some((n, ended)) = writer
                     .as_mut()
@@ -163,7 +196,7 @@ impl Half {
                     }
                 }
                 // Tried once: the rest goes the usual way.
-                self.ended = true;
+                self.end_tried = true;
             }
             while self.pos < self.buf.len() {
                 match writer.as_mut().poll_write(cx, &self.buf[self.pos..]) {
@@ -240,38 +273,6 @@ impl Half {
                     return Poll::Pending;
                 }
             }
-        }
-    }
-}
-
-impl Half {
-    /// After a short read: whether the reader's end came with those bytes.
-    /// Costs nothing when it did not (tokio cleared the readiness on the
-    /// short read); when the FIN is there, the read that finds it is the one
-    /// the next turn would have made.
-    fn look_for_end<R: AsyncRead + ?Sized>(
-        &mut self,
-        cx: &mut Context<'_>,
-        reader: Pin<&mut R>,
-    ) -> io::Result<()> {
-        // No room would read as an end.
-        debug_assert!(self.buf.len() < self.buf.capacity());
-        let mut more = ReadBuf::uninit(self.buf.spare_capacity_mut());
-        match reader.poll_read(cx, &mut more) {
-            Poll::Ready(Ok(())) => {
-                let m = more.filled().len();
-                if m == 0 {
-                    self.read_done = true;
-                } else {
-                    let len = self.buf.len() + m;
-                    // SAFETY: the reader initialised the next `m` bytes of the
-                    // spare capacity.
-                    unsafe { self.buf.set_len(len) };
-                }
-                Ok(())
-            }
-            Poll::Ready(Err(e)) => Err(e),
-            Poll::Pending => Ok(()),
         }
     }
 }
