@@ -5,6 +5,8 @@
 #
 #   benches/cpu_per_request.sh [SECONDS=5]     T=threads (default 1); RUNS=1 for 3 rounds (default 2)
 #   PROTO=h2: HTTP/2 over TLS from h2load, 10 connections x 10 streams (the load table's row)
+#   PROTO=l4short: tcp listeners, one new connection per request (wrk -c32, Connection: close;
+#     the load table's L4 short-connections row); nginx only with libnginx-mod-stream
 #   EDGELB=target/release/edgelb (default)
 # Needs: apt-get install -y nginx-light haproxy wrk nghttp2-client openssl python3
 set -euo pipefail
@@ -23,7 +25,9 @@ http { access_log off; keepalive_requests 1000000;
   server { listen 127.0.0.1:19001; root $W; location / { try_files /body.txt =404; } }
   server { listen 127.0.0.1:19002; root $W; location / { try_files /body.txt =404; } } }
 C
+STREAM_MOD=""; [ -f /usr/lib/nginx/modules/ngx_stream_module.so ] && STREAM_MOD="load_module /usr/lib/nginx/modules/ngx_stream_module.so;"
 cat > $W/nginx.conf <<C
+$STREAM_MOD
 worker_processes ${T:-1}; pid $W/nginx.pid; error_log $W/nginx.err; daemon on;
 events { worker_connections 4096; }
 http { access_log off; keepalive_requests 1000000;
@@ -31,6 +35,7 @@ http { access_log off; keepalive_requests 1000000;
   server { listen 127.0.0.1:18081; location / { proxy_pass http://tg; proxy_http_version 1.1; proxy_set_header Connection ""; } }
   server { listen 127.0.0.1:18441 ssl http2; ssl_certificate $W/cert.pem; ssl_certificate_key $W/key.pem;
     location / { proxy_pass http://tg; proxy_http_version 1.1; proxy_set_header Connection ""; } } }
+$( [ -n "$STREAM_MOD" ] && echo "stream { server { listen 127.0.0.1:18291; proxy_pass 127.0.0.1:19001; } }" )
 C
 cat > $W/haproxy.cfg <<C
 global
@@ -52,6 +57,13 @@ backend tg
   balance roundrobin
   server a 127.0.0.1:19001 weight 3
   server b 127.0.0.1:19002 weight 1
+frontend short
+  mode tcp
+  bind 127.0.0.1:18292
+  default_backend web
+backend web
+  mode tcp
+  server s 127.0.0.1:19001
 C
 cat > $W/edgelb.toml <<C
 [global]
@@ -69,10 +81,19 @@ protocol = "https"
 bind = "127.0.0.1:18443"
 certificates = [ { cert = "$W/cert.pem", key = "$W/key.pem" } ]
 default_action = { forward = "tg" }
+[[listeners]]
+name = "short"
+protocol = "tcp"
+bind = "127.0.0.1:18293"
+default_action = { forward = "web" }
 [[target_groups]]
 name = "tg"
 protocol = "http"
 targets = [ { address = "127.0.0.1:19001", weight = 3 }, { address = "127.0.0.1:19002", weight = 1 } ]
+[[target_groups]]
+name = "web"
+protocol = "tcp"
+targets = [ { address = "127.0.0.1:19001" } ]
 C
 nginx -c $W/targets.conf; nginx -c $W/nginx.conf; haproxy -f $W/haproxy.cfg
 $EDGELB run --config $W/edgelb.toml > $W/edgelb.log 2>&1 & echo $! > $W/edgelb.pid
@@ -88,6 +109,8 @@ for r in 1 2 ${RUNS:+3}; do
 for b in edgelb:18083:18443 haproxy:18082:18442 nginx:18081:18441; do
   IFS=: read -r n port tls_port <<< "$b"; pids=$(pids_of $n | tr '\n' ' ')
   [ "${PROTO:-}" = h2 ] && port=$tls_port
+  [ "${PROTO:-}" = l4short ] && port=1829${port: -1}
+  [ "${PROTO:-}" = l4short ] && [ $n = nginx ] && [ -z "$STREAM_MOD" ] && continue
   read u0 s0 < <(cpu $pids)
   tp=$(pgrep -f "nginx: worker" | while read p; do grep -q targets.conf /proc/$(awk '{print $4}' /proc/$p/stat)/cmdline && echo $p || true; done | tr '\n' ' ')
   read tu0 ts0 < <(cpu $tp)
@@ -95,6 +118,8 @@ for b in edgelb:18083:18443 haproxy:18082:18442 nginx:18081:18441; do
     # h2load's summary in wrk's words: requests done and req/s; no percentiles.
     out=$( { /usr/bin/time -f "WRKCPU %U %S" h2load -c10 -m10 -D $DUR https://127.0.0.1:$port/; } 2>&1 \
       | awk '/^finished in/{gsub(",","",$4); print "Requests/sec:", $4} /^requests:/{print $8, "requests in"} /WRKCPU/{print} END{print "99% n/a"}')
+  elif [ "${PROTO:-}" = l4short ]; then
+    out=$( { /usr/bin/time -f "WRKCPU %U %S" wrk -t1 -c32 -d${DUR}s --latency -H "Connection: close" http://127.0.0.1:$port/; } 2>&1)
   else
     out=$( { /usr/bin/time -f "WRKCPU %U %S" wrk -t1 -c64 -d${DUR}s --latency http://127.0.0.1:$port/; } 2>&1)
   fi
