@@ -196,7 +196,10 @@ async fn answer(
 ) -> Response<ProxyBody> {
     // The end of a login (SPEC §9), ahead of the rules.
     if !listener.gates.is_empty() && parts.uri.path() == CALLBACK_PATH {
-        return login_callback(listener, &parts, in_flight).await;
+        // Boxed, as every rare path below: the request's future is moved
+        // whole at each await up the chain and into hyper's task, so a large
+        // state of one path costs every request a copy.
+        return Box::pin(login_callback(listener, &parts, in_flight)).await;
     }
     let selected = listener
         .routes
@@ -206,9 +209,11 @@ async fn answer(
     if let RouteAction::Authenticated(a) = action {
         let host = request_host(&parts);
         let target = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-        let (outcome, counted) = a
-            .gate
-            .check(&listener.cookie_keys, &parts.headers, &host, target)
+        let (outcome, counted) =
+            Box::pin(
+                a.gate
+                    .check(&listener.cookie_keys, &parts.headers, &host, target),
+            )
             .await;
         if let Some(c) = counted {
             count_login(listener, c);
@@ -497,7 +502,9 @@ async fn forward(
         let stick_to = |choice, headers: &mut http::HeaderMap| {
             stick(conn, group, choice, bound, rebound, headers);
         };
-        return crate::proxy::h2::forward(
+        // Boxed: HTTP/2 targets' exchange (3 KB of state) would otherwise
+        // size the future of every request, whatever its group.
+        return Box::pin(crate::proxy::h2::forward(
             action,
             req,
             first,
@@ -505,7 +512,7 @@ async fn forward(
             stall_timeout,
             in_flight,
             record,
-        )
+        ))
         .await;
     }
     let Some(mut choice) = first else {
@@ -609,7 +616,13 @@ async fn forward(
                 send: s.try_send_request(req),
             },
         };
-        let waited = within_request_timeout(exchange, group.request_timeout, progress.as_deref());
+        // Boxed: hyper's client exchange (1.7 KB of state) is the path of
+        // upgrades and of requests the raw exchange does not take.
+        let waited = Box::pin(within_request_timeout(
+            exchange,
+            group.request_timeout,
+            progress.as_deref(),
+        ));
         let attempt = attempt::Request {
             replayable: replay.is_some(),
             reused,
